@@ -1,0 +1,40 @@
+# Quick start: `make demo` and `make test` on a fresh clone; each sets up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q --disable-pip-version-check
+# A local wheel folder (CI machines keep the CPU torch wheel there) is used when present.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP := $(VENV)/.dev-installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test setup setup-dev clean models
+
+demo: $(RUNTIME_STAMP)
+	$(VENV)/bin/stylize-rt demo --output-dir out/demo
+
+test: $(DEV_STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+setup: $(RUNTIME_STAMP)
+setup-dev: $(DEV_STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME_STAMP): pyproject.toml requirements/runtime.txt | $(PY)
+	$(PIP) -r requirements/runtime.txt
+	$(PIP) --no-deps -e .
+	touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements/dev.txt
+	$(PIP) $(FIND_LINKS) -r requirements/dev.txt
+	touch $@
+
+# Retrain and re-export the embedded default models (see docs/MODELS.md for wall times).
+models: $(DEV_STAMP)
+	$(PY) -m stylize_rt.training.embedded
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

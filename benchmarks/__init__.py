@@ -1,0 +1,1 @@
+"""Benchmarks: latency/throughput harness and quality measurements, as runnable modules."""

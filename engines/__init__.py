@@ -1,0 +1,1 @@
+"""Engine stage: ONNX graphs to TensorRT engines, with a sidecar describing each build."""

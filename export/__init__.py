@@ -1,0 +1,1 @@
+"""Export stage (needs torch and onnx): checkpoints to verified ONNX graphs."""

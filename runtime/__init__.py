@@ -1,0 +1,1 @@
+"""Runtime stage: backends, frame sources/sinks and the stylizing pipeline. Never imports torch."""

@@ -1,0 +1,64 @@
+"""``stylize-rt``: one command, one subcommand per job; ``run`` is the default.
+
+Each stage folder contributes its subcommands through ``<stage>.cli.register``; handlers
+import heavy libraries (torch, tensorrt) only when they run, so ``--help`` and the runtime
+commands work in an install without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from stylize_rt import __version__
+from stylize_rt.errors import StylizeError
+
+STAGES = ("runtime", "training", "export", "engines", "benchmarks")
+DEFAULT_COMMAND = "run"
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stylize-rt",
+        description="Real-time neural style transfer: train, export, build engines, run, benchmark.",
+        epilog="Without a subcommand, 'run' is assumed: stylize-rt --engine gen.plan --camera 0. "
+        "Exit codes: 0 ok, 1 error, 2 bad input or missing dependency, 3 output not writable, "
+        "130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"stylize-rt {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for stage in STAGES:
+        importlib.import_module(f"stylize_rt.{stage}.cli").register(subparsers)
+    return parser
+
+
+def _with_default_command(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    commands = set()
+    for action in parser._subparsers._group_actions:  # noqa: SLF001 - argparse has no public API for this
+        commands.update(action.choices)
+    if not argv or argv[0] in commands or argv[0] in ("-h", "--help", "--version"):
+        return argv
+    return [DEFAULT_COMMAND, *argv]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        parser.print_help()
+        return 0
+    args = parser.parse_args(_with_default_command(argv, parser))
+    try:
+        return int(args.handler(args) or 0)
+    except StylizeError as exc:
+        print(f"stylize-rt: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("stylize-rt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
