@@ -1,6 +1,6 @@
 """``stylize-rt``: one command, one subcommand per job; ``run`` is the default.
 
-Each stage folder contributes its subcommands through ``<stage>.cli.register``; handlers
+Each stage folder contributes its subcommands through a ``register`` function; handlers
 import heavy libraries (torch, tensorrt) only when they run, so ``--help`` and the runtime
 commands work in an install without torch.
 """
@@ -14,7 +14,15 @@ import sys
 from stylize_rt import __version__
 from stylize_rt.errors import StylizeError
 
-STAGES = ("runtime", "training", "export", "engines", "benchmarks")
+# Modules that add subcommands (each has ``register(subparsers)``), in help order.
+COMMAND_MODULES = (
+    "runtime.cli",
+    "runtime.caption_cli",
+    "training.cli",
+    "export.cli",
+    "engines.cli",
+    "benchmarks.cli",
+)
 DEFAULT_COMMAND = "run"
 EXIT_INTERRUPTED = 130
 
@@ -29,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stylize-rt {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for stage in STAGES:
-        importlib.import_module(f"stylize_rt.{stage}.cli").register(subparsers)
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"stylize_rt.{module}").register(subparsers)
     return parser
 
 

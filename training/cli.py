@@ -1,4 +1,4 @@
-"""Subcommands of the training stage."""
+"""``stylize-rt train generator|captioner``: one parser group, one module per model kind."""
 
 from __future__ import annotations
 
@@ -6,4 +6,9 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this stage's subcommands to ``stylize-rt``."""
+    from stylize_rt.training import captioner_cli, generator_cli
+
+    train = subparsers.add_parser("train", help="train a style generator or a captioner (needs torch)")
+    kinds = train.add_subparsers(dest="kind", metavar="MODEL", required=True)
+    generator_cli.register(kinds)
+    captioner_cli.register(kinds)
