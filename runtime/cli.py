@@ -1,9 +1,301 @@
-"""Subcommands of the runtime stage."""
+"""Subcommands of the runtime stage: ``run`` (the default), ``demo`` and ``models``.
+
+Handlers import OpenCV, ONNX Runtime and the pipeline only when they run, so building the
+parser (``stylize-rt --help``) stays fast and never imports torch.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+EXIT_CODES = "exit codes: 0 ok, 1 error, 2 bad input or missing dependency, 3 output error, 130 interrupted"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands to ``stylize-rt``."""
+    _register_run(subparsers)
+    _register_demo(subparsers)
+    _register_models(subparsers)
+
+
+# -- run --------------------------------------------------------------------------------
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model")
+    model.add_argument("--engine", metavar="MODEL",
+                       help="model file: .onnx (and .plan / checkpoints where those backends are installed); "
+                       "default: the embedded default style")
+    model.add_argument("--backend", default="auto", help="backend that runs the model (default: by file type)")
+    model.add_argument("--threads", type=int, default=0, help="CPU threads for the model (0: the backend's default)")
+    precision = model.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
+                           help="half precision, where the backend has the choice")
+    precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
+                           help="full precision, where the backend has the choice")
+    model.add_argument("--layout", choices=("nhwc", "nchw"),
+                       help="the model's tensor layout (default: from its metadata, else from its graph)")
+    model.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"),
+                       help="the model's pixel value range (default: from its metadata, else probed); "
+                       "write --input-range=-1-1 for -1..1")
+
+
+def _register_run(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="stylize a camera, video, image, folder, stream or raw pipe (the default command)",
+        description="Stylize frames from a camera, a file, a folder, a network stream or raw frames on stdin. "
+        "Examples: stylize-rt --camera 0; stylize-rt --input in.mp4 --output out.mp4; "
+        "ffmpeg -i in.mp4 -f rawvideo -pix_fmt rgb24 - | stylize-rt --input - --raw-size 1280x720 --output - | "
+        "ffplay -f rawvideo -pixel_format rgb24 -video_size 1280x720 -",
+        epilog=EXIT_CODES,
+    )
+    _add_model_options(parser)
+    src = parser.add_argument_group("source (one of)")
+    src.add_argument("--camera", type=int, metavar="N", help="camera device index (/dev/videoN on Linux)")
+    src.add_argument("--input", metavar="PATH|URL|-",
+                     help="video file, image, image folder, rtsp/http URL, or - for raw frames on stdin")
+    src.add_argument("--camera-size", metavar="WxH", help="ask the camera for this capture size")
+    src.add_argument("--camera-fps", type=float, metavar="FPS", help="ask the camera for this frame rate")
+    src.add_argument("--raw-size", metavar="WxH", help="frame size of raw frames on stdin (--input -)")
+    src.add_argument("--pix-fmt", choices=("rgb24", "bgr24"), default="rgb24",
+                     help="byte order of raw frames on stdin and stdout (default rgb24)")
+    src.add_argument("--fps", type=float, help="frame rate written to video outputs (default: the source's; 30 for raw)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--output", metavar="PATH|-",
+                     help="video file (.mp4 .avi .mkv .mov), image, folder, or - for raw frames on stdout")
+    out.add_argument("--codec", metavar="FOURCC",
+                     help="video codec of --output (default: mp4v for .mp4/.mov/.mkv, MJPG for .avi, VP80 for .webm)")
+    out.add_argument("--no-display", action="store_true", help="never open a window")
+    out.add_argument("--screenshot-dir", default=".", help="where the window's s key saves PNGs")
+    proc = parser.add_argument_group("processing")
+    size = proc.add_mutually_exclusive_group()
+    size.add_argument("--size", metavar="WxH", help="processing (and output) size")
+    size.add_argument("--scale", type=float, help="processing size as a factor of the source size")
+    proc.add_argument("--batch", type=int, default=1, help="frames per model call for files (live sources: 1)")
+    proc.add_argument("--max-frames", type=int, help="stop after this many frames")
+    proc.add_argument("--stats", action="store_true", help="print per-stage latency and dropped frames at exit")
+    proc.add_argument("--no-progress", action="store_true", help="no progress bar for file runs")
+    cap = parser.add_argument_group("captions")
+    cap.add_argument("--caption-engine", metavar="DIR", help="exported captioner folder: newest caption overlaid")
+    cap.add_argument("--caption-interval", type=float, default=1.0, help="seconds between captions (default 1)")
+    cap.add_argument("--caption-log", metavar="PATH|-", help="also write captions as JSON lines here (- for stdout)")
+    parser.set_defaults(handler=run_command)
+
+
+def _install_sigterm() -> None:
+    """SIGTERM ends a run like Ctrl-C: stop, finalize the output, exit 130."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
+def _open_captions(args):
+    from stylize_rt.errors import MissingDependencyError
+    from stylize_rt.runtime.caption_worker import CaptionWorker
+
+    try:
+        from stylize_rt.runtime.captioner import Captioner
+    except ImportError as exc:
+        raise MissingDependencyError(f"captions are not available in this install ({exc})") from None
+    captioner = Captioner(args.caption_engine)
+    caption_fn = getattr(captioner, "caption", None) or captioner
+    return CaptionWorker(caption_fn, interval_s=max(0.0, args.caption_interval))
+
+
+def _build_sinks(args, source, view):
+    from stylize_rt.errors import BadInputError
+    from stylize_rt.runtime.sinks import NullSink, TeeSink, open_sink
+
+    sinks = []
+    want_window = not args.no_display and (args.output is None or source.live)
+    if want_window:
+        from stylize_rt.runtime.window import WindowSink
+
+        try:
+            sinks.append(WindowSink(f"stylize-rt: {source.name}", view, args.screenshot_dir))
+            view.hud = True  # the readout is drawn in the window only, never into files
+        except Exception:
+            if args.output is None:
+                raise
+            print("stylize-rt: no window (headless OpenCV or no display); writing the output only", file=sys.stderr)
+    if args.output is not None:
+        sinks.append(open_sink(args.output, fps=args.fps or source.fps, pix_fmt=args.pix_fmt,
+                               single_image=source.frame_count == 1 and not source.live, codec=args.codec))
+    if not sinks:
+        if not args.no_display:
+            raise BadInputError("nothing to write to: give --output PATH (or - for stdout), or --no-display")
+        sinks.append(NullSink())
+    return sinks[0] if len(sinks) == 1 else TeeSink(*sinks)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from stylize_rt.errors import BadInputError
+    from stylize_rt.runtime.frames import parse_size
+    from stylize_rt.runtime.overlay import ViewState
+    from stylize_rt.runtime.pipeline import PipelineConfig, StreamRunner
+    from stylize_rt.runtime.session import open_stylizer
+    from stylize_rt.runtime.sources import open_source
+
+    if args.camera is not None and args.input is not None:
+        raise BadInputError("give one source: --camera N or --input PATH|URL|-, not both")
+    if args.batch < 1:
+        raise BadInputError(f"--batch must be >= 1 (got {args.batch})")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise BadInputError(f"--max-frames must be >= 1 (got {args.max_frames})")
+    if args.output == "-" and args.caption_log == "-":
+        raise BadInputError("stdout carries the raw frames; write --caption-log to a file")
+    size = parse_size(args.size) if args.size else None
+    camera_size = parse_size(args.camera_size, "--camera-size") if args.camera_size else None
+    raw_size = parse_size(args.raw_size, "--raw-size") if args.raw_size else None
+    if args.input == "-" and raw_size is None:
+        raise BadInputError("--input - (raw frames on stdin) needs --raw-size WxH")
+    _install_sigterm()
+
+    source = open_source(args.input, camera=args.camera, camera_size=camera_size, camera_fps=args.camera_fps,
+                         raw_size=raw_size, pix_fmt=args.pix_fmt, fps=args.fps)
+    stylizer = captions = caption_log = None
+    sink = None
+    started = False
+    try:
+        stylizer = open_stylizer(args.engine, args.backend, args.threads, args.layout, args.input_range, args.precision)
+        view = ViewState()
+        sink = _build_sinks(args, source, view)
+        has_window = view.hud
+        if args.caption_engine:
+            captions = _open_captions(args)
+            if args.caption_log == "-":
+                caption_log = sys.stdout
+            elif args.caption_log:
+                try:
+                    caption_log = open(args.caption_log, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+                except OSError as exc:
+                    from stylize_rt.errors import OutputError
+
+                    raise OutputError(f"cannot write {args.caption_log}: {exc.strerror or exc}") from None
+        config = PipelineConfig(size=size, scale=args.scale, batch=args.batch, max_frames=args.max_frames,
+                                progress=not args.no_progress, keep_original=has_window,
+                                # a file previewed in a window plays at its own rate, like a player
+                                pace_fps=(args.fps or source.fps or 30.0) if has_window and not source.live
+                                and args.output is None else None)
+        runner = StreamRunner(stylizer, source, sink, config, captions=captions, view=view, caption_log=caption_log)
+        sink = None  # the runner owns and closes it (and the source) now
+        started = True
+        try:
+            stats = runner.run()
+        except BaseException:
+            if args.stats:  # Ctrl-C is how camera runs usually end: the report is wanted then too
+                print(runner.stats.report(), file=sys.stderr)
+            raise
+    finally:
+        if sink is not None:
+            sink.close()
+        if not started:
+            source.close()
+        if caption_log is not None and caption_log is not sys.stdout:
+            caption_log.close()
+        if stylizer is not None:
+            stylizer.close()
+    if args.stats:
+        print(stats.report(), file=sys.stderr)
+    else:
+        print(f"stylize-rt: {stats.frames_out} frames, {stats.fps:.1f} frames/s"
+              + (f", {stats.dropped_capture} stale frames dropped" if source.live else ""), file=sys.stderr)
+    return 0
+
+
+# -- demo -------------------------------------------------------------------------------
+def _register_demo(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="stylize a built-in sample clip with the embedded default (what `make demo` runs)",
+        description="Builds a short clip from scikit-image's sample photos (input.mp4), stylizes it through the "
+        "same file-to-file pipeline as `stylize-rt run` (stylized.mp4), writes side_by_side.png and prints frames/s.",
+        epilog=EXIT_CODES,
+    )
+    _add_model_options(parser)
+    parser.add_argument("--output-dir", default="out/demo", help="where the clip, result and PNG go (default out/demo)")
+    parser.add_argument("--frames", type=int, default=96, help="clip length in frames (default 96)")
+    parser.add_argument("--size", default="640x360", metavar="WxH", help="clip size (default 640x360)")
+    parser.add_argument("--fps", type=float, default=24.0, help="clip frame rate (default 24)")
+    parser.add_argument("--batch", type=int, default=1, help="frames per model call")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=demo_command)
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from stylize_rt.errors import BadInputError
+    from stylize_rt.runtime.demo import print_result, run_demo
+    from stylize_rt.runtime.frames import parse_size
+    from stylize_rt.runtime.session import open_stylizer
+
+    if args.frames < 1:
+        raise BadInputError(f"--frames must be >= 1 (got {args.frames})")
+    if not 1 <= args.batch <= 64:
+        raise BadInputError(f"--batch must be in 1..64 (got {args.batch})")
+    size = parse_size(args.size)
+    _install_sigterm()
+    stylizer = open_stylizer(args.engine, args.backend, args.threads, args.layout, args.input_range, args.precision)
+    try:
+        result = run_demo(Path(args.output_dir), args.frames, size, args.fps, stylizer, args.batch,
+                          progress=not args.no_progress)
+        print_result(result, f"{args.engine or 'embedded default'} via {stylizer.backend.name}: {stylizer.describe()}")
+    finally:
+        stylizer.close()
+    return 0
+
+
+# -- models -----------------------------------------------------------------------------
+def _register_models(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("models", help="list the embedded models and where they came from",
+                                   description="List the models shipped inside the package.")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.set_defaults(handler=models_command)
+
+
+def _human_bytes(n: int | None) -> str:
+    if n is None:
+        return "missing"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def models_command(args: argparse.Namespace) -> int:
+    import json
+
+    from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, list_models
+
+    try:
+        models = [m.to_dict() for m in list_models()]
+    except (ValueError, TypeError, KeyError) as exc:  # a hand-edited or half-written model.json
+        from stylize_rt.errors import BadInputError
+
+        raise BadInputError(f"corrupt model card under {MODELS_DIR}: {type(exc).__name__}: {exc}") from None
+    if args.json:
+        print(json.dumps(models, indent=2))
+        return 0
+    if not models:
+        print(f"no embedded models in {MODELS_DIR}")
+        return 0
+    for m in models:
+        default = "  (default)" if m["name"] == DEFAULT_GENERATOR else ""
+        total = sum(f["bytes"] or 0 for f in m["files"].values())
+        print(f"{m['name']}{default}  [{m['kind']}]  {_human_bytes(total)}")
+        if m.get("description"):
+            print(f"  {m['description']}")
+        for role, f in m["files"].items():
+            print(f"  {role:<10} {_human_bytes(f['bytes']):>10}  {f['path']}")
+        print(f"  source: {m['source']}")
+        print()
+    return 0

@@ -1,58 +1,234 @@
 """``Stylizer``: frames in, stylized frames out, whatever the model's IO convention.
 
-Frames are numpy HWC uint8 RGB (or NHWC batches). The model's layout comes from the
-metadata our exporter writes (``stylize_rt.io_layout``) and is otherwise inferred from
-the input tensor's dtype: uint8 means NHWC frames in and out; float means NCHW in [0, 1].
+Frames are numpy HWC uint8 RGB (or NHWC batches) of any size. A model's convention is
+its tensor layout (NHWC or NCHW), element type and value range (0..255, 0..1 or -1..1):
+
+1. our exporter writes it into the ONNX metadata (``stylize_rt.io_layout``), so our
+   models need no guessing;
+2. otherwise the layout comes from the graph (where the 3-channel axis is), uint8 input
+   means 0..255, and a float model's range is found by one probe run: a model that was
+   fed 0..1 and answers with values above 2 works in 0..255 (e.g. the ONNX model zoo's
+   fast-neural-style), one that answers below -0.1 works in -1..1 (tanh generators);
+3. ``layout=`` / ``input_range=`` (``--layout`` / ``--input-range``) override both.
+
+Models with a fixed input size (e.g. 224x224) are fed a resized frame and their output
+is resized back to the frame's size; a fixed batch size is served in chunks.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from stylize_rt.errors import BadInputError
 from stylize_rt.runtime.backends.base import Backend
+from stylize_rt.runtime.frames import resize
 
 LAYOUTS = ("uint8_nhwc", "float32_nchw")
+AXIS_ORDERS = ("nhwc", "nchw")
+INPUT_RANGES = {"0-255": (0.0, 255.0), "0-1": (0.0, 1.0), "-1-1": (-1.0, 1.0)}
+
+
+@dataclass(frozen=True)
+class IOConvention:
+    """How a model wants its frames: axis order, element type, value range, fixed sizes."""
+
+    order: str  # "nhwc" or "nchw"
+    dtype: np.dtype
+    value_range: str  # a key of INPUT_RANGES
+    fixed_hw: tuple[int, int] | None  # (height, width) when the graph fixes them
+    fixed_batch: int | None
+    source: str  # "metadata", "graph", "probe" or "flags": where the convention came from
+
+    @property
+    def layout(self) -> str:
+        return f"{self.dtype.name}_{self.order}"
+
+
+def _axis_order(backend: Backend, override: str | None) -> str:
+    if override:
+        order = override.split("_")[-1]
+        if order not in AXIS_ORDERS:
+            raise BadInputError(f"--layout must be one of nhwc, nchw (got {override!r})")
+        return order
+    shape = backend.inputs[0].shape
+    if len(shape) != 4:
+        raise BadInputError(f"not an image model: its input has shape {shape}, expected 4 dimensions")
+    if shape[1] == 3 and shape[3] != 3:
+        return "nchw"
+    if shape[3] == 3 and shape[1] != 3:
+        return "nhwc"
+    # Both or neither axis says 3: uint8 image models are NHWC by habit, float ones NCHW.
+    return "nhwc" if backend.inputs[0].dtype == np.uint8 else "nchw"
+
+
+def _fixed_sizes(backend: Backend, order: str) -> tuple[tuple[int, int] | None, int | None]:
+    shape = backend.inputs[0].shape
+    h, w = (shape[1], shape[2]) if order == "nhwc" else (shape[2], shape[3])
+    fixed_hw = (h, w) if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0 else None
+    batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    return fixed_hw, batch
 
 
 def infer_io_layout(backend: Backend) -> str:
+    """Our exporter's layout name for ``backend`` (metadata first, then the input's dtype)."""
     layout = backend.metadata.get("stylize_rt.io_layout")
     if layout in LAYOUTS:
         return layout
+    _check_image_to_image(backend)
+    return "uint8_nhwc" if backend.inputs[0].dtype == np.uint8 else "float32_nchw"
+
+
+def _check_image_to_image(backend: Backend) -> None:
     if len(backend.inputs) != 1 or len(backend.outputs) < 1:
         raise BadInputError(
             f"not an image-to-image model: {len(backend.inputs)} inputs, {len(backend.outputs)} outputs"
         )
-    return "uint8_nhwc" if backend.inputs[0].dtype == np.uint8 else "float32_nchw"
+
+
+def _probe_pattern(height: int, width: int) -> np.ndarray:
+    """A natural-ish test frame (gradients, a bright disc, texture) for the range probe."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    rng = np.random.default_rng(0)
+    img = np.stack([xx / width, yy / height, 0.5 + 0.4 * np.sin(xx / 5.0) * np.cos(yy / 7.0)], axis=-1)
+    img[(yy - height / 2) ** 2 + (xx - width / 3) ** 2 < (min(height, width) / 5) ** 2] = (0.95, 0.9, 0.2)
+    img += rng.normal(0, 0.03, img.shape).astype(np.float32)
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
 class Stylizer:
-    """Applies one loaded image-to-image model to frames of any size."""
+    """Applies one loaded image-to-image model to frames of any size.
 
-    def __init__(self, backend: Backend) -> None:
+    ``layout`` ("nhwc"/"nchw", or our "uint8_nhwc"/"float32_nchw") and ``input_range``
+    ("0-255", "0-1", "-1-1") override what the model's metadata says or what is inferred.
+    """
+
+    def __init__(self, backend: Backend, layout: str | None = None, input_range: str | None = None) -> None:
+        _check_image_to_image(backend)
+        if input_range is not None and input_range not in INPUT_RANGES:
+            raise BadInputError(f"--input-range must be one of {', '.join(INPUT_RANGES)} (got {input_range!r})")
         self.backend = backend
-        self.layout = infer_io_layout(backend)
         self._input = backend.inputs[0]
         self._output = backend.outputs[0].name
+        self.convention = self._convention(layout, input_range)
+        self.layout = self.convention.layout
 
+    # -- convention -------------------------------------------------------------------
+    def _convention(self, layout: str | None, input_range: str | None) -> IOConvention:
+        ours = self.backend.metadata.get("stylize_rt.io_layout")
+        dtype = np.dtype(self._input.dtype)
+        if dtype == np.dtype(object):
+            raise BadInputError(f"unsupported model input type for {self._input.name!r}")
+        if ours in LAYOUTS and layout is None:
+            order = ours.split("_")[1]
+            source = "metadata"
+            value_range = input_range or self.backend.metadata.get(
+                "stylize_rt.input_range", "0-255" if ours == "uint8_nhwc" else "0-1"
+            )
+        else:
+            order = _axis_order(self.backend, layout)
+            source = "flags" if layout or input_range else "graph"
+            value_range = input_range or ("0-255" if dtype == np.uint8 else None)
+        fixed_hw, fixed_batch = _fixed_sizes(self.backend, order) if len(self._input.shape) == 4 else (None, None)
+        convention = IOConvention(order, dtype, value_range or "0-1", fixed_hw, fixed_batch, source)
+        if value_range is None:  # a float model that says nothing: one probe run decides
+            convention = IOConvention(order, dtype, self._probe_range(convention), fixed_hw, fixed_batch, "probe")
+        return convention
+
+    def _probe_range(self, convention: IOConvention) -> str:
+        h, w = convention.fixed_hw or (64, 64)
+        frame = _probe_pattern(h, w)[None]
+        y = self.backend.infer({self._input.name: self._to_model(frame, convention)})[self._output]
+        y = np.asarray(y, dtype=np.float32)
+        if not np.isfinite(y).all():
+            raise BadInputError("the model's output is not finite on a test frame; set --input-range")
+        if y.min() < -0.1:
+            return "-1-1"
+        if np.percentile(y, 99) > 2.0:
+            return "0-255"
+        return "0-1"
+
+    # -- conversion -------------------------------------------------------------------
+    @staticmethod
+    def _to_model(frames: np.ndarray, convention: IOConvention) -> np.ndarray:
+        if convention.dtype == np.uint8:
+            x = frames
+        else:
+            lo, hi = INPUT_RANGES[convention.value_range]
+            x = frames.astype(np.float32) * np.float32((hi - lo) / 255.0)
+            if lo:
+                x += np.float32(lo)
+            x = x.astype(convention.dtype, copy=False)
+        if convention.order == "nchw":
+            x = x.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(x)
+
+    def _from_model(self, y: np.ndarray) -> np.ndarray:
+        convention = self.convention
+        if y.ndim != 4:
+            raise BadInputError(f"not an image model: its output has shape {y.shape}")
+        if convention.order == "nchw" or (y.shape[1] == 3 and y.shape[3] != 3):
+            y = y.transpose(0, 2, 3, 1)
+        if y.shape[3] != 3:
+            raise BadInputError(f"the model's output has {y.shape[3]} channels, expected 3 (RGB)")
+        if y.dtype == np.uint8:
+            return np.ascontiguousarray(y)
+        lo, hi = INPUT_RANGES[convention.value_range]
+        y = y.astype(np.float32, copy=False)
+        if lo:
+            y = y - np.float32(lo)
+        y = y * np.float32(255.0 / (hi - lo))
+        return np.rint(np.clip(y, 0.0, 255.0)).astype(np.uint8)
+
+    # -- public API -------------------------------------------------------------------
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """One HWC uint8 RGB frame -> one HWC uint8 RGB frame of the same size."""
+        if frame.ndim != 3:
+            raise BadInputError(f"expected one uint8 frame of shape (H, W, 3), got {frame.dtype} {tuple(frame.shape)}")
         return self.stylize_batch(frame[None])[0]
 
     def stylize_batch(self, frames: np.ndarray) -> np.ndarray:
-        """NHWC uint8 RGB -> NHWC uint8 RGB."""
+        """NHWC uint8 RGB -> NHWC uint8 RGB, same size as given."""
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
             raise BadInputError(
                 f"expected uint8 frames of shape (N, H, W, 3), got {frames.dtype} {tuple(frames.shape)}"
             )
-        if self.layout == "uint8_nhwc":
-            out = self.backend.infer({self._input.name: np.ascontiguousarray(frames)})[self._output]
-            return out
-        x = np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
-        x = x.astype(self._input.dtype, copy=False)
+        n, h, w = frames.shape[:3]
+        fixed_hw, fixed_batch = self.convention.fixed_hw, self.convention.fixed_batch
+        if fixed_hw and fixed_hw != (h, w):
+            frames = np.stack([resize(f, fixed_hw[1], fixed_hw[0]) for f in frames])
+        if fixed_batch and fixed_batch != n:
+            out = np.concatenate([self._run_fixed_batch(frames[i : i + fixed_batch], fixed_batch)
+                                  for i in range(0, n, fixed_batch)])
+        else:
+            out = self._run(frames)
+        if out.shape[1:3] != (h, w):
+            out = np.stack([resize(f, w, h) for f in out])
+        return out
+
+    def _run_fixed_batch(self, chunk: np.ndarray, batch: int) -> np.ndarray:
+        count = len(chunk)
+        if count < batch:  # pad the last chunk by repeating its last frame
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - count, axis=0)])
+        return self._run(chunk)[:count]
+
+    def _run(self, frames: np.ndarray) -> np.ndarray:
+        x = self._to_model(np.ascontiguousarray(frames), self.convention)
         y = self.backend.infer({self._input.name: x})[self._output]
-        y = np.clip(y.astype(np.float32, copy=False), 0.0, 1.0) * 255.0
-        return np.rint(y).astype(np.uint8).transpose(0, 2, 3, 1)
+        return self._from_model(np.asarray(y))
+
+    def warm_up(self, width: int, height: int, batch: int = 1, runs: int = 2) -> None:
+        """Run the model on a real-looking frame so the first live frame pays no setup cost."""
+        frame = _probe_pattern(height, width)
+        frames = np.repeat(frame[None], batch, axis=0)
+        for _ in range(runs):
+            self.stylize_batch(frames)
+
+    def describe(self) -> str:
+        c = self.convention
+        fixed = f", fixed {c.fixed_hw[1]}x{c.fixed_hw[0]}" if c.fixed_hw else ""
+        return f"{c.dtype.name} {c.order.upper()} in {c.value_range} (from {c.source}{fixed})"
 
     def close(self) -> None:
         self.backend.close()

@@ -1,0 +1,354 @@
+"""The stream runner: capture, inference and output in three threads joined by bounded queues.
+
+Why threads: decoding/capturing a frame, running the model and encoding/showing the result
+take comparable time, and OpenCV, ONNX Runtime and TensorRT all release the GIL while they
+work, so three stages overlap and the throughput approaches that of the slowest stage.
+
+Two policies, chosen by ``source.live``:
+
+* files and pipes: every frame, in order, nothing dropped; full queues block the stage
+  that feeds them (back-pressure), so memory stays bounded;
+* live sources (cameras, RTSP): the newest frame wins; a frame the model had no time for is
+  replaced by a newer one and counted, so latency stays at about one model time instead of
+  growing without bound.
+
+The output stage runs in the caller's thread (OpenCV windows want the main thread, and
+Ctrl-C is delivered there); whatever ends the run, the sink is closed, which finalizes the
+output file with every frame written so far.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import IO
+
+import numpy as np
+
+from stylize_rt.runtime.caption_worker import CaptionWorker
+from stylize_rt.runtime.frames import resize, scaled_size
+from stylize_rt.runtime.overlay import ViewState, compose
+from stylize_rt.runtime.sinks import FrameInfo, Sink
+from stylize_rt.runtime.sources import Source
+from stylize_rt.runtime.stats import RunStats
+from stylize_rt.runtime.stylizer import Stylizer
+
+_POLL_S = 0.05
+_JOIN_S = 2.0
+
+
+@dataclass
+class PipelineConfig:
+    """How frames are processed; every field has a CLI flag of the same meaning."""
+
+    size: tuple[int, int] | None = None  # --size WxH: processing and output size
+    scale: float | None = None  # --scale: processing size relative to the source
+    batch: int = 1  # --batch: frames per model call (files; live sources always use 1)
+    max_frames: int | None = None  # --max-frames
+    queue_frames: int = 8  # depth of the file-mode queues between stages
+    warm_up: bool = True  # run the model before the first frame
+    progress: bool = True  # tqdm bar on stderr for file runs
+    live: bool | None = None  # None: the source decides (``source.live``)
+    keep_original: bool = False  # carry the unstylized frame along (window split view)
+    pace_fps: float | None = None  # write no faster than this (a file previewed in a window)
+
+
+@dataclass
+class _Packet:
+    frame: np.ndarray
+    info: FrameInfo
+    original: np.ndarray | None = None  # kept when a split view or captions need it
+
+
+@dataclass
+class _Result:
+    original: np.ndarray
+    stylized: np.ndarray
+    info: FrameInfo
+
+
+class Channel:
+    """A bounded hand-over between two threads.
+
+    ``latest_wins=False``: a FIFO; ``put`` waits while full. ``latest_wins=True``: ``put``
+    never waits; when full, the oldest item is dropped and counted. ``close`` marks the end
+    (optionally with the error that ended it); items already in are still delivered.
+    """
+
+    def __init__(self, capacity: int, latest_wins: bool) -> None:
+        self.capacity = max(1, capacity)
+        self.latest_wins = latest_wins
+        self.dropped = 0
+        self.error: BaseException | None = None
+        self._items: collections.deque = collections.deque()
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, item, stop: threading.Event) -> bool:
+        with self._cond:
+            if self.latest_wins:
+                while len(self._items) >= self.capacity:
+                    self._items.popleft()
+                    self.dropped += 1
+            else:
+                while len(self._items) >= self.capacity and not stop.is_set():
+                    self._cond.wait(_POLL_S)
+                if stop.is_set():
+                    return False
+            self._items.append(item)
+            self._cond.notify_all()
+            return True
+
+    def get(self, stop: threading.Event):
+        """The next item, or ``None`` once closed and drained (or stopped)."""
+        with self._cond:
+            while not self._items and not self._closed and not stop.is_set():
+                self._cond.wait(_POLL_S)
+            if self._items and not stop.is_set():
+                item = self._items.popleft()
+                self._cond.notify_all()
+                return item
+            return None
+
+    def close(self, error: BaseException | None = None) -> None:
+        with self._cond:
+            self._closed = True
+            if error is not None and self.error is None:
+                self.error = error
+            self._cond.notify_all()
+
+
+class StreamRunner:
+    """Runs ``source -> stylizer -> sink`` until the source ends, the viewer quits or an error.
+
+    ``captions`` (a :class:`CaptionWorker`) gets offered frames and its newest caption is
+    drawn on the output; ``view`` holds the overlay toggles (a window sink shares it);
+    ``caption_log`` receives one JSON line per new caption.
+    """
+
+    def __init__(
+        self,
+        stylizer: Stylizer,
+        source: Source,
+        sink: Sink,
+        config: PipelineConfig | None = None,
+        captions: CaptionWorker | None = None,
+        view: ViewState | None = None,
+        caption_log: IO[str] | None = None,
+    ) -> None:
+        self.stylizer = stylizer
+        self.source = source
+        self.sink = sink
+        self.config = config or PipelineConfig()
+        self.captions = captions
+        self.view = view or ViewState()
+        self.caption_log = caption_log
+        self.live = bool(source.live) if self.config.live is None else self.config.live
+        self.batch = 1 if self.live else max(1, self.config.batch)
+        self.stats = RunStats()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        depth = 1 if self.live else max(self.config.queue_frames, 2 * self.batch)
+        self._frames = Channel(depth, latest_wins=self.live)
+        self._results = Channel(1 if self.live else depth, latest_wins=self.live)
+        self._keep_original = captions is not None or self.view.split or self.config.keep_original
+
+    # -- sizes ------------------------------------------------------------------------
+    def _target_size(self, width: int, height: int) -> tuple[int, int] | None:
+        if self.config.size:
+            return self.config.size
+        if self.config.scale:
+            return scaled_size(width, height, self.config.scale)
+        return None
+
+    # -- stages -----------------------------------------------------------------------
+    def _capture(self) -> None:
+        stats = self.stats
+        limit = None if self.live else self.config.max_frames
+        index = 0
+        try:
+            while not self._stop.is_set() and (limit is None or index < limit):
+                t0 = time.perf_counter()
+                frame = self.source.read()
+                t1 = time.perf_counter()
+                if frame is None:
+                    break
+                stats.stage("capture").add(t1 - t0)
+                info = FrameInfo(index, t1, getattr(self.source, "frame_name", None))
+                index += 1
+                stats.frames_in = index
+                original = frame
+                target = self._target_size(frame.shape[1], frame.shape[0])
+                if target and target != (frame.shape[1], frame.shape[0]):
+                    frame = resize(frame, *target)
+                    stats.stage("resize").add(time.perf_counter() - t1)
+                packet = _Packet(frame, info, original if self._keep_original else None)
+                if not self._frames.put(packet, self._stop):
+                    break
+            self._frames.close()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, re-raised there
+            self._frames.close(exc)
+
+    def _infer(self) -> None:
+        pending: _Packet | None = None
+        try:
+            while not self._stop.is_set():
+                first = pending or self._frames.get(self._stop)
+                pending = None
+                if first is None:
+                    break
+                batch = [first]
+                while len(batch) < self.batch:
+                    nxt = self._frames.get(self._stop)
+                    if nxt is None:
+                        break
+                    if nxt.frame.shape != first.frame.shape:  # batches need one size
+                        pending = nxt
+                        break
+                    batch.append(nxt)
+                t0 = time.perf_counter()
+                if len(batch) == 1:
+                    stylized = self.stylizer(batch[0].frame)[None]
+                else:
+                    stylized = self.stylizer.stylize_batch(np.stack([p.frame for p in batch]))
+                self.stats.stage("model").add(time.perf_counter() - t0, len(batch))
+                for packet, out in zip(batch, stylized):
+                    original = packet.original if packet.original is not None else packet.frame
+                    if not self._results.put(_Result(original, out, packet.info), self._stop):
+                        return
+            self.stats.dropped_capture = self._frames.dropped
+            self._results.close(self._frames.error)
+        except BaseException as exc:  # noqa: BLE001
+            self._results.close(exc)
+
+    def _hud_lines(self, recent: collections.deque) -> list[str]:
+        fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+        latency = self.stats.stage("latency").samples
+        model = self.stats.stage("model").samples
+        return [
+            f"{fps:5.1f} fps  latency {1000 * latency[-1] if latency else 0:5.1f} ms  "
+            f"model {1000 * model[-1] if model else 0:5.1f} ms",
+            f"dropped {self._frames.dropped + self._results.dropped}",
+        ]
+
+    def _log_caption(self, caption, logged: list) -> None:
+        if self.caption_log is None or caption is None or (logged and logged[0] is caption):
+            return
+        logged[:] = [caption]
+        record = {"frame": caption.frame_index, "text": caption.text, "compute_s": round(caption.compute_s, 3),
+                  "age_s": round(caption.age_s(), 3)}
+        self.caption_log.write(json.dumps(record) + "\n")
+        self.caption_log.flush()
+
+    def _output(self, progress) -> None:
+        stats = self.stats
+        recent: collections.deque = collections.deque(maxlen=30)
+        logged: list = []
+        paced_from: float | None = None
+        limit = self.config.max_frames if self.live else None
+        while True:
+            result = self._results.get(self._stop)
+            if result is None:
+                break
+            if self.captions is not None:
+                self.captions.offer(result.original, result.info.index, result.info.captured_at)
+            caption = self.captions.latest() if self.captions is not None else None
+            self._log_caption(caption, logged)
+            t0 = time.perf_counter()
+            recent.append(t0)
+            # Files and pipes get the stylized frame (+ caption); the readout and the split
+            # view are for a window only, which draws them from ``info`` (see WindowSink).
+            info = result.info
+            info.original = result.original if self._keep_original else None
+            info.hud_lines = self._hud_lines(recent) if self.view.hud else None
+            frame = compose(result.original, result.stylized, ViewState(captions=self.view.captions), caption)
+            if self.config.pace_fps:
+                if paced_from is None:
+                    paced_from = t0
+                delay = paced_from + stats.frames_out / self.config.pace_fps - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            self.sink.write(frame, info)
+            t1 = time.perf_counter()
+            stats.stage("output").add(t1 - t0)
+            stats.stage("latency").add(t1 - result.info.captured_at)
+            stats.frames_out += 1
+            if stats.first_output_at is None:
+                stats.first_output_at = t1
+            if progress is not None:
+                progress.update(1)
+            if self.view.quit or (limit is not None and stats.frames_out >= limit):
+                break
+
+    # -- run --------------------------------------------------------------------------
+    def _warm_up(self) -> None:
+        size = getattr(self.source, "size", None)
+        if not self.config.warm_up or not size:
+            return
+        target = self._target_size(*size) or size
+        self.stylizer.warm_up(target[0], target[1], self.batch)
+
+    def _progress_bar(self):
+        if self.live or not self.config.progress:
+            return None
+        from tqdm import tqdm
+
+        total = getattr(self.source, "frame_count", None)
+        if total and self.config.max_frames:
+            total = min(total, self.config.max_frames)
+        return tqdm(total=total, unit="frame", desc="stylize", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def run(self) -> RunStats:
+        """Process the stream; returns the timings. Errors from any stage are raised here,
+        after the sink was closed (output finalized) and the threads were stopped."""
+        self._warm_up()
+        if self.captions is not None:
+            self.captions.start()
+        self.stats = RunStats()  # warm-up is not part of the run's timings
+        self.stats.live = self.live
+        self.stats.source_fps = getattr(self.source, "fps", None)
+        self._threads = [
+            threading.Thread(target=self._capture, name="stylize-rt-capture", daemon=True),
+            threading.Thread(target=self._infer, name="stylize-rt-infer", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        progress = self._progress_bar()
+        error: BaseException | None = None
+        try:
+            self._output(progress)
+        except BaseException as exc:  # noqa: BLE001 - Ctrl-C / SIGTERM / sink errors: finalize first
+            error = exc
+        finally:
+            self._stop.set()
+            for thread in self._threads:
+                thread.join(_JOIN_S)
+            if progress is not None:
+                progress.close()
+            if self.captions is not None:
+                self.captions.stop()
+            self.stats.finished_at = time.perf_counter()
+            self.stats.dropped_capture = self._frames.dropped
+            self.stats.dropped_output = self._results.dropped
+            try:
+                self.sink.close()
+            except BaseException as exc:  # noqa: BLE001
+                error = error or exc
+            if not self._threads[0].is_alive():  # never release a capture another thread is inside
+                try:
+                    self.source.close()
+                except Exception:  # noqa: BLE001 - closing a source must not mask the real outcome
+                    pass
+        error = error or self._results.error or self._frames.error
+        if error is not None:
+            raise error
+        return self.stats
+
+
+def run_stream(stylizer: Stylizer, source: Source, sink: Sink, config: PipelineConfig | None = None, **kwargs) -> RunStats:
+    """One call for embedding: stylize everything ``source`` gives into ``sink``."""
+    return StreamRunner(stylizer, source, sink, config, **kwargs).run()
