@@ -29,7 +29,11 @@ def _cuda_reason() -> str | None:
 def _tensorrt_reason() -> str | None:
     if importlib.util.find_spec("tensorrt") is None:
         return "tensorrt is not installed (pip install 'stylize-rt[gpu]' on an NVIDIA machine)"
-    return _cuda_reason()
+    from stylize_rt.runtime.backends.cuda import gpu_count
+
+    if gpu_count() == 0:
+        return "no CUDA GPU visible to cuda-python (pip install 'stylize-rt[gpu]'; NVIDIA driver)"
+    return None
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,6 +1,21 @@
-"""Inference backends behind one protocol (see :mod:`.base`)."""
+"""Inference backends behind one protocol (see :mod:`.base`); :func:`open_backend` picks one.
+
+Importing this package imports neither torch nor tensorrt: each backend imports its engine
+library when it is constructed.
+"""
 
 from stylize_rt.runtime.backends.base import Backend, TensorSpec
 from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from stylize_rt.runtime.backends.registry import available_backends, open_backend
+from stylize_rt.runtime.backends.tensorrt import TensorrtBackend
+from stylize_rt.runtime.backends.torch_backend import TorchBackend
 
-__all__ = ["Backend", "TensorSpec", "OnnxRuntimeBackend"]
+__all__ = [
+    "Backend",
+    "TensorSpec",
+    "OnnxRuntimeBackend",
+    "TensorrtBackend",
+    "TorchBackend",
+    "open_backend",
+    "available_backends",
+]

@@ -1,15 +1,24 @@
-"""ONNX Runtime backend (CPU here; CUDA/TensorRT execution providers where installed)."""
+"""ONNX Runtime backend: TensorRT EP -> CUDA EP -> CPU EP, whichever this onnxruntime build has.
+
+``onnxruntime`` (CPU) and ``onnxruntime-gpu`` (CUDA + TensorRT EPs) are the same import;
+``providers="auto"`` takes the available ones in speed order. The TensorRT EP builds engines
+inside ORT: its engine and timing caches go under the same key as stylize-rt's own engine cache
+(ONNX hash, profile shapes, precision, TensorRT version, GPU), so a second open is fast. On a GPU
+provider, ``infer`` runs through an IO binding that keeps the output on the device and reuses
+its buffer while the shape stays the same; ``infer_device`` binds other libraries' device memory.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from stylize_rt.errors import BadInputError
-from stylize_rt.runtime.backends.base import TensorSpec
+from stylize_rt.errors import BadInputError, MissingDependencyError
+from stylize_rt.runtime.backends.base import TensorSpec, warm_up
 
 _ORT_DTYPES = {
     "tensor(float)": np.dtype(np.float32),
@@ -20,6 +29,10 @@ _ORT_DTYPES = {
     "tensor(int64)": np.dtype(np.int64),
     "tensor(bool)": np.dtype(np.bool_),
 }
+TENSORRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
+PROVIDER_ORDER = (TENSORRT_EP, CUDA_EP, CPU_EP)
+PROVIDER_ALIASES = {"tensorrt": TENSORRT_EP, "trt": TENSORRT_EP, "cuda": CUDA_EP, "cpu": CPU_EP}
+GPU_PROVIDERS = (TENSORRT_EP, CUDA_EP)
 
 
 def _spec(arg) -> TensorSpec:
@@ -27,11 +40,38 @@ def _spec(arg) -> TensorSpec:
     return TensorSpec(arg.name, _ORT_DTYPES.get(arg.type, np.dtype(object)), shape)
 
 
+def resolve_providers(requested: str | Sequence[str], available: Sequence[str]) -> list[str]:
+    """``"auto"`` -> the available ones of TensorRT, CUDA, CPU in that order; names/aliases are checked.
+
+    CPU is always appended as the last resort for nodes a GPU provider does not take.
+    """
+    if isinstance(requested, str):
+        if requested.strip().lower() == "auto":
+            return [p for p in PROVIDER_ORDER if p in available] or [CPU_EP]
+        requested = [p.strip() for p in requested.split(",") if p.strip()]
+    names = [PROVIDER_ALIASES.get(str(p).lower(), str(p)) for p in requested]
+    if not names or "auto" in names:
+        raise BadInputError("providers: 'auto', or one or more of tensorrt, cuda, cpu (or full EP names)")
+    missing = [p for p in names if p not in available]
+    if missing:
+        raise MissingDependencyError(
+            f"ONNX Runtime provider {missing[0]} is not in this onnxruntime build (available: {', '.join(available)}); "
+            "GPU providers come with 'pip install onnxruntime-gpu' (replacing onnxruntime)"
+        )
+    if CPU_EP not in names:
+        names.append(CPU_EP)
+    return names
+
+
 class OnnxRuntimeBackend:
     """Runs an ``.onnx`` file with ONNX Runtime.
 
-    ``threads`` sets intra-op threads (0 = ORT's default, one per physical core).
-    ``providers`` defaults to CPU only; the GPU providers come with the backend layer.
+    ``threads``: intra-op threads (0 = ORT's default, one per physical core); ``inter_threads``
+    likewise between independent nodes. ``providers``: "auto", a list of EP names, or aliases
+    ("tensorrt", "cuda", "cpu"). ``precision`` (auto = fp16, fp16, fp32, int8 for Q/DQ graphs)
+    and ``shapes`` (frame presets for the engine profile, default 360p..1080p) only concern the
+    TensorRT EP; the other EPs run the graph's own types. ``warmup`` runs on a
+    ``warmup_shape`` (H, W) blank frame at open, for image models; the cost is ``warmup_seconds``.
     """
 
     name = "onnxruntime"
@@ -40,30 +80,150 @@ class OnnxRuntimeBackend:
         self,
         model_path: str | os.PathLike[str],
         threads: int = 0,
-        providers: Sequence[str] = ("CPUExecutionProvider",),
+        providers: str | Sequence[str] = "auto",
+        device: int = 0,
+        precision: str = "fp16",
+        shapes: Sequence[str] = (),
+        cache_dir: str | os.PathLike[str] | None = None,
+        io_binding: bool = True,
+        inter_threads: int = 0,
+        warmup: int = 1,
+        warmup_shape: tuple[int, int] = (256, 256),
     ) -> None:
         import onnxruntime as ort
 
         path = Path(model_path)
         if not path.is_file():
             raise BadInputError(f"model file not found: {path}")
+        if precision not in ("auto", "fp16", "fp32", "int8"):
+            raise BadInputError(f"unknown precision {precision!r} for ONNX Runtime (auto, fp16, fp32 or int8)")
+        names = resolve_providers(providers, ort.get_available_providers())
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        options.inter_op_num_threads = inter_threads
         options.log_severity_level = 3
+        provider_list: list[Any] = []
+        for name in names:
+            if name == TENSORRT_EP:
+                provider_list.append((name, self._tensorrt_options(path, device, precision, shapes, cache_dir)))
+            elif name == CUDA_EP:
+                provider_list.append((name, {"device_id": str(device)}))
+            else:
+                provider_list.append(name)
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=list(providers))
+            self._session = ort.InferenceSession(str(path), options, providers=provider_list)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BadInputError(f"cannot load ONNX model {path}: {first}") from None
         self.path = path
+        self.device = device
         self.inputs = [_spec(a) for a in self._session.get_inputs()]
         self.outputs = [_spec(a) for a in self._session.get_outputs()]
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
         self.providers = self._session.get_providers()
+        if self.providers[0] != names[0]:
+            # ORT falls back silently when e.g. the TensorRT or cuDNN libraries are missing.
+            print(
+                f"stylize-rt: warning: ONNX Runtime could not start {names[0]} (missing CUDA/TensorRT "
+                f"libraries?); running on {self.providers[0]}",
+                file=sys.stderr,
+            )
+        self.on_gpu = self.providers[0] in GPU_PROVIDERS
+        self._binding = self._session.io_binding() if (self.on_gpu and io_binding) else None
+        self._bound_outputs: dict[tuple, list] = {}
+        self._ort = ort
+        self.warmup_seconds = warm_up(self, warmup, *warmup_shape)
+
+    @staticmethod
+    def _tensorrt_options(path: Path, device: int, precision: str, shapes: Sequence[str], cache_dir) -> dict:
+        from stylize_rt.engines.cache import onnxruntime_trt_cache_dir
+        from stylize_rt.engines.shapes import read_onnx_info, resolve_profile
+
+        profile = resolve_profile(read_onnx_info(path).inputs, list(shapes))
+        cache = onnxruntime_trt_cache_dir(path, profile, precision, cache_dir)
+        cache.mkdir(parents=True, exist_ok=True)
+        options = {
+            "device_id": str(device),
+            "trt_fp16_enable": "False" if precision == "fp32" else "True",
+            "trt_int8_enable": "True" if precision == "int8" else "False",  # Q/DQ graphs: explicit quantization
+            "trt_engine_cache_enable": "True",
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": "True",
+            "trt_timing_cache_path": str(cache),
+        }
+        if profile.inputs:
+            def fmt(end: str) -> str:
+                return ",".join(f"{i.name}:{'x'.join(map(str, getattr(i, end)))}" for i in profile.inputs)
+
+            options.update(
+                trt_profile_min_shapes=fmt("min"), trt_profile_opt_shapes=fmt("opt"), trt_profile_max_shapes=fmt("max")
+            )
+        return options
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self._session.run(None, feeds)
-        return {spec.name: value for spec, value in zip(self.outputs, results)}
+        for spec in self.inputs:
+            array = feeds.get(spec.name)
+            if array is None or array.dtype != spec.dtype:
+                got = "nothing" if array is None else str(array.dtype)
+                raise BadInputError(f"input {spec.name!r} must be a {spec.dtype} array, got {got}")
+        if self._binding is None:
+            results = self._session.run(None, feeds)
+            return {spec.name: value for spec, value in zip(self.outputs, results)}
+        binding = self._binding
+        key = tuple((name, array.shape) for name, array in sorted(feeds.items()))
+        for name, array in feeds.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(array))
+        reuse = self._bound_outputs.get(key)
+        for i, spec in enumerate(self.outputs):
+            if reuse is not None:
+                binding.bind_ortvalue_output(spec.name, reuse[i])
+            else:
+                binding.bind_output(spec.name, "cuda", self.device)
+        self._session.run_with_iobinding(binding)
+        values = binding.get_outputs()
+        if reuse is None:
+            # Keep this shape's device outputs: the next call at the same shape writes into them.
+            self._bound_outputs = {key: values}
+        return {spec.name: value.numpy() for spec, value in zip(self.outputs, values)}
+
+    def infer_device(self, inputs: Mapping[str, Any], outputs: Mapping[str, Any] | None = None, stream: Any = None):
+        """Zero-copy on CUDA memory from torch/cupy/pycuda (``__cuda_array_interface__``) or DeviceArray.
+
+        ORT runs synchronously on its own stream: a given ``stream`` is synchronized first so the
+        inputs are complete. Returns ``{name: DeviceArray}``; unbound outputs live in ORT-owned
+        memory until the next call.
+        """
+        from stylize_rt.runtime.backends import cuda
+
+        if not self.on_gpu:
+            raise BadInputError(f"infer_device needs a GPU provider; this session runs on {self.providers[0]}")
+        if stream is not None:
+            cudart = cuda.import_cudart()
+            cuda.check(cudart.cudaStreamSynchronize(cuda.stream_handle(stream)), "cudaStreamSynchronize")
+        binding = self._session.io_binding()
+        for spec in self.inputs:
+            array = cuda.DeviceArray.from_object(inputs[spec.name])
+            binding.bind_input(spec.name, "cuda", self.device, np.dtype(array.dtype), list(array.shape), array.ptr)
+        for spec in self.outputs:
+            if outputs and spec.name in outputs:
+                array = cuda.DeviceArray.from_object(outputs[spec.name])
+                binding.bind_output(spec.name, "cuda", self.device, np.dtype(array.dtype), list(array.shape), array.ptr)
+            else:
+                binding.bind_output(spec.name, "cuda", self.device)
+        self._session.run_with_iobinding(binding)
+        self._device_outputs = binding.get_outputs()  # keep ORT's memory alive until the next call
+        return {
+            spec.name: cuda.DeviceArray(int(v.data_ptr()), tuple(v.shape()), np.dtype(spec.dtype))
+            for spec, v in zip(self.outputs, self._device_outputs)
+        }
 
     def close(self) -> None:
+        self._binding = None
+        self._bound_outputs = {}
         self._session = None
+
+    def __enter__(self) -> "OnnxRuntimeBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

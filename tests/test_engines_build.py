@@ -1,0 +1,71 @@
+"""The parts of build_engine that decide things before TensorRT runs: config checks, profiles, FP32 layers."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from stylize_rt.engines.build import FP32_LAYERS_KEY, BuildConfig, _fp32_layer_names, build_engine, matches_node
+from stylize_rt.engines.build import resolve_build_profile
+from stylize_rt.errors import BadInputError, MissingDependencyError
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def test_config_validation():
+    BuildConfig().validate()
+    BuildConfig(precision="auto", optimization_level=5, hardware_compatibility="ampere_plus").validate()
+    for bad, match in [
+        (BuildConfig(precision="bf16"), "unknown precision"),
+        (BuildConfig(optimization_level=6), "0..5"),
+        (BuildConfig(hardware_compatibility="turing_plus"), "hardware compatibility"),
+        (BuildConfig(workspace_mib=0), "workspace"),
+    ]:
+        with pytest.raises(BadInputError, match=match):
+            bad.validate()
+
+
+def test_profiles_follow_the_onnx_layout(tiny_onnx):
+    nhwc = resolve_build_profile(tiny_onnx["uint8_nhwc"], BuildConfig(shapes=["720p"], batch="1:2:4"))
+    assert nhwc["input"].opt == (2, 720, 1280, 3)
+    nchw = resolve_build_profile(tiny_onnx["float32_nchw"], BuildConfig(min_shape="320x240"))
+    item = nchw["input"]
+    assert item.min == (1, 3, 240, 320) and item.opt == (1, 3, 720, 1280) and item.max == (1, 3, 1080, 1920)
+
+
+def test_fp32_layer_names_from_metadata():
+    assert _fp32_layer_names({}) == set()
+    names = _fp32_layer_names({FP32_LAYERS_KEY: '["/stem/norm/InstanceNormalization", "/head/Sigmoid"]'})
+    assert names == {"/stem/norm/InstanceNormalization", "/head/Sigmoid"}
+    for bad in ("not json", '{"a": 1}', "[1, 2]"):
+        with pytest.raises(BadInputError, match=FP32_LAYERS_KEY):
+            _fp32_layer_names({FP32_LAYERS_KEY: bad})
+
+
+def test_layers_match_their_onnx_node():
+    nodes = {"/res/res.0/norm1/InstanceNormalization", "/res/Add"}
+    assert matches_node("/res/res.0/norm1/InstanceNormalization", nodes)
+    assert matches_node("/res/res.0/norm1/InstanceNormalization_2", nodes)  # a helper layer of that node
+    assert not matches_node("/res/Add_1x", nodes)
+    assert not matches_node("/res/res.0/norm2/InstanceNormalization", nodes)
+
+
+def test_exported_graphs_carry_fp32_layers_that_name_real_nodes(tiny_onnx):
+    """What the builder pins must exist in the graph it parses (export writes the list)."""
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(tiny_onnx["uint8_nhwc"]))
+    meta = {p.key: p.value for p in model.metadata_props}
+    if FP32_LAYERS_KEY not in meta:
+        pytest.skip("this export writes no stylize_rt.fp32_layers metadata")
+    names = _fp32_layer_names(meta)
+    nodes = {n.name for n in model.graph.node}
+    assert names and names <= nodes, sorted(names - nodes)[:3]
+    assert any("InstanceNormalization" in n for n in names)
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="tensorrt is installed here; real builds are in test_engines_tensorrt")
+def test_build_without_tensorrt_writes_nothing(tiny_onnx, tmp_path):
+    with pytest.raises(MissingDependencyError, match="TensorRT is not installed"):
+        build_engine(tiny_onnx["uint8_nhwc"], tmp_path / "gen.plan")
+    assert list(tmp_path.iterdir()) == []
