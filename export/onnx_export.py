@@ -1,40 +1,56 @@
-"""Basic ONNX export of the generator: dynamic batch, height and width.
+"""Generator checkpoints to verified ONNX graphs: dynamic batch, height and width.
 
-Opset 17: InstanceNormalization, Resize (nearest, asymmetric) and reflect Pad are all in
-TensorRT 10/11's ONNX parser support list and in ONNX Runtime's CPU/CUDA kernels.
-The legacy TorchScript exporter is used because it writes size arithmetic (the decoder's
-crop) as plain Shape/Slice ops on any opset we ask for.
+Opset 17 is the newest opset that every consumer we target parses and runs: TensorRT
+10.0's ONNX parser reads opsets 9..20 (11.x keeps that range), ONNX Runtime >= 1.14
+runs 17 on CPU and CUDA, and 17 is where InstanceNormalization, Resize (nearest,
+asymmetric) and reflect Pad all have their current definitions. Newer opsets add nothing
+this generator uses and would lock out TensorRT 8.6/ORT < 1.16 users for no gain.
+
+The legacy TorchScript exporter (``dynamo=False``) is used because it writes the decoder's
+size arithmetic (the crop to the encoder stage's size) as plain Shape/Slice ops that stay
+dynamic; the dynamo exporter specializes such sizes unless every dim is marked dynamic.
+
+Pipeline (``export_checkpoint``): trace -> ``onnx.checker`` (full check) -> shape
+inference -> onnxslim if bit-identical -> FP16 safety statistics (``stylize_rt.fp32_layers``)
+-> metadata -> optional FP16 / INT8 conversion -> parity against PyTorch and TensorRT lint
+-> atomic write. Nothing is left at the output path unless every step passed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
 from stylize_rt import __version__
-from stylize_rt.errors import OutputError
+from stylize_rt.errors import BadInputError, OutputError
 
 OPSET = 17
 IOLayout = Literal["float32_nchw", "uint8_nhwc"]
+IO_LAYOUTS = ("float32_nchw", "uint8_nhwc")
+# Frames used for the FP16 activation statistics (more pixels = larger instance-norm sums).
+STATS_FRAMES, STATS_SIZE = 3, (192, 256)
 
 
-def export_generator(
-    generator: nn.Module,
-    path: str | os.PathLike[str],
-    io_layout: IOLayout = "float32_nchw",
-    metadata: dict[str, str] | None = None,
-) -> Path:
-    """Write ``generator`` as ONNX to ``path`` atomically (temp file, then rename)."""
+def _log_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _trace(generator: nn.Module, io_layout: str):
+    """Export ``generator`` with the legacy exporter; return the ``ModelProto`` (checked, shapes inferred)."""
+    import onnx
+
     from stylize_rt.training.generator import UInt8NHWC
 
-    path = Path(path)
     model = generator.eval()
     if io_layout == "uint8_nhwc":
         model = UInt8NHWC(generator).eval()
@@ -44,10 +60,115 @@ def export_generator(
         sample = torch.rand(1, 3, 64, 48)
         axes = {0: "batch", 2: "height", 3: "width"}
     else:
-        raise ValueError(f"unknown io_layout {io_layout!r}")
+        raise BadInputError(f"unknown IO layout {io_layout!r}; choose from {', '.join(IO_LAYOUTS)}")
+    with tempfile.TemporaryDirectory(prefix="stylize_rt_trace_") as tmp:
+        path = os.path.join(tmp, "trace.onnx")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (sample,),
+                path,
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": axes, "output": axes},
+            )
+        graph = onnx.load(path)
+    onnx.checker.check_model(graph, full_check=True)
+    return onnx.shape_inference.infer_shapes(graph, check_type=True, strict_mode=True)
 
-    meta = {"stylize_rt.version": __version__, "stylize_rt.io_layout": io_layout}
-    meta.update(metadata or {})
+
+def cast_uint8_inputs_first(model) -> int:
+    """Move each uint8 graph input's Cast ahead of the data-movement op that precedes it (in place).
+
+    TensorRT only lets a UINT8 network input feed a Cast layer directly -- not even a
+    Transpose (NVIDIA/TensorRT#3985) -- while ``x.permute(...).float()`` traces as
+    Transpose(uint8) -> Cast. Swapping them computes the same values. Returns the swaps made.
+    """
+    from stylize_rt.export.fp16 import topological_sort
+
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    swaps = 0
+    for value in model.graph.input:
+        if value.type.tensor_type.elem_type != 2:  # UINT8
+            continue
+        users = consumers.get(value.name, [])
+        if len(users) != 1 or users[0].op_type not in ("Transpose", "Reshape", "Identity"):
+            continue
+        move = users[0]
+        after = consumers.get(move.output[0], [])
+        if len(after) != 1 or after[0].op_type != "Cast":
+            continue
+        cast = after[0]
+        moved_out, cast_out = move.output[0], cast.output[0]
+        cast.input[0], cast.output[0] = value.name, moved_out
+        move.input[0], move.output[0] = moved_out, cast_out
+        swaps += 1
+    if swaps:
+        # The swapped tensor changed type: drop stale inferred shapes/types, then re-infer.
+        del model.graph.value_info[:]
+        topological_sort(model.graph)
+    return swaps
+
+
+def _check_feeds(io_layout: str, seed: int = 3) -> list[dict[str, np.ndarray]]:
+    from stylize_rt.export.verify import sample_frames, to_feed
+
+    feeds = []
+    for i, (b, h, w) in enumerate(((1, 48, 64), (2, 33, 47))):
+        frames, _ = sample_frames(b, h, w, seed=seed + i)
+        feeds.append({"input": to_feed(frames, io_layout)})
+    return feeds
+
+
+def build_graph(generator: nn.Module, io_layout: str, simplify_graph: bool = True, log: Callable[[str], None] | None = None):
+    """``(ModelProto, Fp16Report)``: the FP32 graph, simplified when bit-identical, with its FP32-layer list.
+
+    The graph carries ``stylize_rt.io_layout``, ``stylize_rt.version`` and ``stylize_rt.fp32_layers``.
+    """
+    from stylize_rt.export import fp16, metadata
+    from stylize_rt.export.simplify import simplify
+    from stylize_rt.export.verify import sample_frames, to_feed
+
+    log = log or (lambda _msg: None)
+    import onnx
+
+    graph = _trace(generator, io_layout)
+    if cast_uint8_inputs_first(graph):
+        graph = onnx.shape_inference.infer_shapes(graph, check_type=True, strict_mode=True)
+        onnx.checker.check_model(graph, full_check=True)
+    log(f"traced: opset {OPSET}, {len(graph.graph.node)} nodes, onnx.checker full check and shape inference passed")
+    if simplify_graph:
+        graph, report = simplify(graph, _check_feeds(io_layout))
+        log(report.line())
+    fp16.name_nodes(graph)
+    frames, source = sample_frames(STATS_FRAMES, *STATS_SIZE, seed=11)
+    stats = fp16.activation_stats(graph, [{"input": to_feed(f[None], io_layout)} for f in frames], frames=source)
+    keep = stats.keep_fp32 + fp16.io_island_nodes(graph)
+    metadata.set_metadata(
+        graph,
+        {
+            metadata.VERSION: __version__,
+            metadata.IO_LAYOUT: io_layout,
+            metadata.OPSET: str(OPSET),
+            metadata.FP32_LAYERS: fp16.fp32_layers_json(keep),
+        },
+    )
+    return graph, stats
+
+
+def save_atomic(model, path: str | os.PathLike[str]) -> Path:
+    """``onnx.save`` to a temp file beside ``path``, then rename: never a half-written model."""
+    import onnx
+
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -55,35 +176,191 @@ def export_generator(
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (sample,),
-                tmp,
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=["input"],
-                output_names=["output"],
-                dynamic_axes={"input": axes, "output": axes},
-            )
-        _add_metadata(tmp, meta)
+        onnx.save(model, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a model file is for sharing
         os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
 
 
-def _add_metadata(path: str, meta: dict[str, str]) -> None:
-    import onnx
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
-    model = onnx.load(path)
-    del model.metadata_props[:]
-    for key, value in meta.items():
-        entry = model.metadata_props.add()
-        entry.key = key
-        entry.value = value if isinstance(value, str) else json.dumps(value)
-    onnx.save(model, path)
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Fail before minutes of work if ``path`` cannot be written (probe file, removed again)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=path.name + ".", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def export_generator(
+    generator: nn.Module,
+    path: str | os.PathLike[str],
+    io_layout: IOLayout = "float32_nchw",
+    metadata: dict[str, str] | None = None,
+    simplify: bool = True,
+    card: dict | None = None,
+    verify: bool = False,
+) -> Path:
+    """Write ``generator`` as an FP32 ONNX graph to ``path`` atomically.
+
+    The graph is checked, simplified when bit-identical and carries ``stylize_rt.fp32_layers``.
+    With the checkpoint ``card`` it also gets the kind/style/config-hash metadata; with
+    ``verify`` the in-memory model is parity-checked first (``VerificationError`` on failure,
+    nothing written). ``metadata`` entries are added last. ``export_checkpoint`` adds
+    precisions and the full report.
+    """
+    from stylize_rt.export import metadata as keys
+    from stylize_rt.export.verify import require_pass, verify_generator
+
+    check_writable(path)
+    graph, _stats = build_graph(generator, io_layout, simplify_graph=simplify)
+    if card is not None:
+        keys.set_metadata(graph, keys.generator_metadata(card, io_layout, "fp32", OPSET))
+    if verify:
+        report = verify_generator(generator, graph, io_layout, "fp32", label=str(path))
+        require_pass(report)
+        keys.set_metadata(graph, {keys.VERIFIED: json.dumps(report.summary())})
+    keys.set_metadata(graph, dict(metadata or {}))
+    return save_atomic(graph, path)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    precision: str
+    io_layout: str
+    metadata: dict[str, str]
+    lines: list[str] = field(default_factory=list)
+    parity: object | None = None
+    lint: object | None = None
+    int8: object | None = None
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    io_layout: str = "uint8_nhwc",
+    precision: str = "fp32",
+    verify: bool = True,
+    calibration: str | os.PathLike[str] | None = None,
+    calibration_method: str = "percentile",
+    min_psnr: float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """Checkpoint directory -> verified ONNX file at ``output`` (see the module docstring)."""
+    from stylize_rt.export import metadata
+    from stylize_rt.training.checkpoint import load_generator
+
+    log = log or _log_stderr
+    if io_layout not in IO_LAYOUTS:
+        raise BadInputError(f"unknown IO layout {io_layout!r}; choose from {', '.join(IO_LAYOUTS)}")
+    if precision not in metadata.PRECISIONS:
+        raise BadInputError(f"unknown precision {precision!r}; choose from {', '.join(metadata.PRECISIONS)}")
+    output = Path(output)
+    generator, card = load_generator(checkpoint)
+    created = _missing_parents(output)
+    try:
+        check_writable(output)
+        return _export_loaded(generator, card, output, io_layout, precision, verify, calibration,
+                              calibration_method, min_psnr, log)
+    except BaseException:
+        for folder in created:  # leave no empty folders behind either
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """Parent folders of ``path`` that do not exist yet, deepest first."""
+    missing = []
+    for parent in path.absolute().parents:
+        if parent.exists():
+            break
+        missing.append(parent)
+    return missing
+
+
+def _export_loaded(generator, card, output: Path, io_layout, precision, verify, calibration,
+                   calibration_method, min_psnr, log) -> ExportResult:
+    from stylize_rt.export import fp16 as fp16_mod
+    from stylize_rt.export import metadata
+    from stylize_rt.export.trt_lint import lint_model
+    from stylize_rt.export.verify import require_pass, verify_generator
+
+    lines: list[str] = []
+
+    def say(message: str) -> None:
+        lines.append(message)
+        log(message)
+
+    graph, stats = build_graph(generator, io_layout, log=say)
+    metadata.set_metadata(graph, metadata.generator_metadata(card, io_layout, precision, OPSET))
+    for line in stats.lines():
+        say(line)
+    result = ExportResult(output, precision, io_layout, {})
+
+    if precision == "fp16":
+        keep = metadata.fp32_layers(metadata.get_metadata(graph))
+        from stylize_rt.export.verify import sample_frames
+
+        frames, _ = sample_frames(2, 96, 128, seed=21)
+        naive = fp16_mod.naive_fp16_check(generator, frames, io_layout)
+        say(f"fp16: all-FP16 model without FP32 islands (PyTorch per-layer simulation): {naive}")
+        try:
+            graph = fp16_mod.convert_to_fp16(graph, keep)
+        except ValueError as exc:
+            raise BadInputError(f"FP16 conversion failed: {exc}") from None
+        summary = fp16_mod.fp16_summary(graph)
+        say(
+            f"fp16: {summary['fp16_nodes']} FP16 nodes, {summary['fp32_nodes']} FP32 nodes (islands), "
+            f"{summary['casts']} explicit Casts, {summary['fp16_weights']} FP16 / {summary['fp32_weights']} FP32 weight tensors"
+        )
+    elif precision == "int8":
+        from stylize_rt.export.int8 import calibration_set, quantize_int8
+
+        frames, source = calibration_set(calibration)
+        try:
+            graph, int8_report = quantize_int8(graph, io_layout, frames, source, method=calibration_method)
+        except ValueError as exc:
+            raise BadInputError(f"INT8 quantization failed: {exc}") from None
+        result.int8 = int8_report
+        for line in int8_report.lines():
+            say(line)
+        metadata.set_metadata(graph, {metadata.INT8_PSNR: f"{int8_report.psnr_db:.2f}"})
+
+    lint_report = lint_model(graph)
+    result.lint = lint_report
+    for line in lint_report.lines():
+        say(line)
+
+    if verify:
+        report = verify_generator(generator, graph, io_layout, precision, min_psnr=min_psnr, label=str(output))
+        for line in report.lines():
+            say(line)
+        require_pass(report)
+        result.parity = report
+        metadata.set_metadata(graph, {metadata.VERIFIED: json.dumps(report.summary())})
+    else:
+        say("verification skipped (--no-verify)")
+    save_atomic(graph, output)
+    result.metadata = metadata.get_metadata(graph)
+    say(f"wrote {output} ({output.stat().st_size / 1e6:.2f} MB, {precision}, {io_layout})")
+    result.lines = lines
+    return result

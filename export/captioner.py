@@ -1,0 +1,335 @@
+"""Captioner export: ``encoder.onnx`` + ``decoder_step.onnx`` + tokenizer + config, in one folder.
+
+The decoder is exported as a single step with its recurrent state (GRU hidden state and
+the previous attention context) as explicit inputs and outputs; the caller drives the
+loop (``runtime.captioner``). Both graphs have a dynamic batch axis (beam search runs its
+beams as a batch); sequence length never appears in a graph. Opset 17 like the generator:
+GRU-cell arithmetic (MatMul/Gemm, Sigmoid, Tanh), Softmax, Gather and Conv are in
+TensorRT 10/11's ONNX parser support list and in ONNX Runtime's CPU/CUDA kernels.
+
+``verify_captioner_export`` proves the folder: encoder outputs match PyTorch, and the
+ONNX stepwise greedy decode gives the same tokens as the PyTorch decode on held-out images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from stylize_rt import __version__
+from stylize_rt.errors import BadInputError, OutputError, StylizeError
+from stylize_rt.runtime.captioner import CONFIG_FILE, DECODER_FILE, ENCODER_FILE, FORMAT, TOKENIZER_FILE
+from stylize_rt.runtime.tokenizer import Tokenizer
+from stylize_rt.training.captioner_model import Captioner, load_captioner
+
+OPSET = 17
+ENCODER_OUTPUTS = ["features", "keys", "hidden", "context"]
+DECODER_INPUTS = ["token", "hidden", "context", "features", "keys"]
+DECODER_OUTPUTS = ["logits", "hidden_out", "context_out", "attention"]
+
+
+class VerificationError(StylizeError):
+    """The exported graphs do not reproduce the PyTorch model."""
+
+
+class _EncoderGraph(nn.Module):
+    """uint8 NHWC RGB in (what cameras and decoders hand over), the four encoder outputs out."""
+
+    def __init__(self, model: Captioner) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor):
+        # Cast first: TensorRT accepts a uint8 network input only when it feeds a Cast directly.
+        x = image.to(torch.float32).permute(0, 3, 1, 2) / 255.0
+        return self.model.encode(x)
+
+
+class _DecoderStepGraph(nn.Module):
+    def __init__(self, model: Captioner) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, token, hidden, context, features, keys):
+        return self.model.step(token, hidden, context, features, keys)
+
+
+def _load(source) -> tuple[Captioner, Tokenizer, dict]:
+    if isinstance(source, (str, os.PathLike)):
+        return load_captioner(source)
+    if isinstance(source, tuple) and len(source) == 2:
+        model, tokenizer = source
+        return model, tokenizer, {}
+    raise TypeError("export_captioner takes a checkpoint directory or a (Captioner, Tokenizer) pair")
+
+
+def export_captioner(ckpt_dir_or_model, out_dir: str | os.PathLike[str], verify: bool = True) -> Path:
+    """Export a captioner checkpoint (or ``(model, tokenizer)``) into ``out_dir``, atomically.
+
+    The folder is built beside ``out_dir`` and renamed into place only after
+    ``onnx.checker`` (full check) and, with ``verify``, the ONNX-vs-PyTorch token check pass.
+    """
+    from stylize_rt.training.checkpoint import _replace_dir
+
+    model, tokenizer, card = _load(ckpt_dir_or_model)
+    model = model.eval()
+    cfg = model.config
+    out = Path(out_dir)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    try:
+        meta = {
+            "stylize_rt.version": __version__,
+            "stylize_rt.kind": "captioner",
+            "stylize_rt.captioner_config": json.dumps(cfg.to_dict()),
+        }
+        _export_encoder(model, tmp / ENCODER_FILE, {**meta, "stylize_rt.part": "encoder"})
+        _export_decoder(model, tmp / DECODER_FILE, {**meta, "stylize_rt.part": "decoder_step"})
+        tokenizer.save(tmp / TOKENIZER_FILE)
+        config = {
+            "format": FORMAT,
+            "version": 1,
+            "image_size": cfg.image_size,
+            "image_layout": "uint8_nhwc_rgb",
+            "max_len": cfg.max_len,
+            "vocab_size": len(tokenizer),
+            "bos_id": tokenizer.bos_id,
+            "eos_id": tokenizer.eos_id,
+            "pad_id": tokenizer.pad_id,
+            "encoder": {"file": ENCODER_FILE, "inputs": ["image"], "outputs": ENCODER_OUTPUTS},
+            "decoder_step": {"file": DECODER_FILE, "inputs": DECODER_INPUTS, "outputs": DECODER_OUTPUTS},
+            "model": cfg.to_dict(),
+            "opset": OPSET,
+            "stylize_rt_version": __version__,
+            "checkpoint": {k: card[k] for k in ("vocab_sha256_16", "train") if k in card},
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        if verify:
+            verify_captioner_export(tmp, (model, tokenizer))
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; an exported model folder is for sharing
+        return _replace_dir(tmp, out)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _export(module: nn.Module, args: tuple, path: Path, inputs, outputs, axes, meta: dict[str, str]) -> None:
+    import onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, args, str(path), dynamo=False, opset_version=OPSET,
+            input_names=inputs, output_names=outputs, dynamic_axes=axes,
+        )
+    graph = onnx.load(str(path))
+    for key, value in meta.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(graph, full_check=True)
+    onnx.save(graph, str(path))
+
+
+def _export_encoder(model: Captioner, path: Path, meta: dict[str, str]) -> None:
+    size = model.config.image_size
+    sample = torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8)
+    axes = {name: {0: "batch"} for name in ["image", *ENCODER_OUTPUTS]}
+    _export(_EncoderGraph(model).eval(), (sample,), path, ["image"], ENCODER_OUTPUTS, axes, meta)
+
+
+def _export_decoder(model: Captioner, path: Path, meta: dict[str, str]) -> None:
+    with torch.no_grad():
+        features, keys, hidden, context = model.encode(torch.rand(2, 3, model.config.image_size, model.config.image_size))
+    token = torch.tensor([1, 2], dtype=torch.long)
+    axes = {name: {0: "batch"} for name in [*DECODER_INPUTS, *DECODER_OUTPUTS]}
+    _export(
+        _DecoderStepGraph(model).eval(), (token, hidden, context, features, keys), path,
+        DECODER_INPUTS, DECODER_OUTPUTS, axes, meta,
+    )
+
+
+@dataclass
+class CaptionerVerification:
+    """What ``verify_captioner`` measured; ``passed`` when the ONNX folder reproduces PyTorch."""
+
+    images: int
+    encoder_max_abs_err: float
+    token_mismatches: int
+    atol: float
+    first_mismatch: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.encoder_max_abs_err <= self.atol and self.token_mismatches == 0
+
+    def lines(self) -> list[str]:
+        verdict = "PASS" if self.passed else "FAIL"
+        out = [
+            f"captioner encoder: max abs error vs PyTorch {self.encoder_max_abs_err:.2e} (tolerance {self.atol:.0e})",
+            f"captioner decode: ONNX stepwise greedy tokens == PyTorch on {self.images - self.token_mismatches}"
+            f"/{self.images} held-out images: {verdict}",
+        ]
+        if self.first_mismatch:
+            out.append(f"first difference: {self.first_mismatch}")
+        return out
+
+    def to_dict(self) -> dict:
+        return {"images": self.images, "encoder_max_abs_err": self.encoder_max_abs_err,
+                "token_mismatches": self.token_mismatches, "passed": self.passed}
+
+
+def verify_captioner(
+    export_dir: str | os.PathLike[str],
+    ckpt_dir_or_model,
+    images: np.ndarray | None = None,
+    scenes: int = 32,
+    seed: int = 0,
+    atol: float = 1e-4,
+) -> CaptionerVerification:
+    """Compare an exported folder with PyTorch (does not raise on a difference; see ``.passed``).
+
+    ``images`` (N x S x S x 3 uint8) default to held-out synthetic scenes (the ``test``
+    split, never drawn in training). Measures the encoder outputs' max abs error, and
+    whether the ONNX stepwise greedy decode gives PyTorch's tokens on every image.
+    """
+    from stylize_rt.runtime.captioner import Captioner as OnnxCaptioner
+    from stylize_rt.training.captioner_model import images_to_tensor
+
+    model, tokenizer, _ = _load(ckpt_dir_or_model)
+    model = model.eval()
+    if images is None:
+        from stylize_rt.training.scenes import make_scenes, render_scenes
+
+        images = render_scenes(make_scenes(scenes, seed, "test"), model.config.image_size)
+    runtime = OnnxCaptioner(export_dir)
+    try:
+        if runtime.spec.image_size != model.config.image_size or len(runtime.tokenizer) != len(tokenizer):
+            raise BadInputError(f"{export_dir} was not exported from this checkpoint (image size or vocabulary differ)")
+        onnx_enc = runtime._encode(images)  # noqa: SLF001 - the verifier checks the raw graph outputs
+        with torch.no_grad():
+            torch_enc = [t.numpy() for t in model.encode(images_to_tensor(images))]
+            torch_rows = model.greedy(images_to_tensor(images), tokenizer.bos_id, tokenizer.eos_id).tolist()
+        enc_err = max(float(np.abs(onnx_enc[n] - t).max()) for n, t in zip(ENCODER_OUTPUTS, torch_enc))
+        onnx_tokens = runtime.greedy_tokens(images)
+    finally:
+        runtime.close()
+    torch_tokens = [row[: row.index(tokenizer.eos_id)] if tokenizer.eos_id in row else row for row in torch_rows]
+    mismatched = [i for i, (a, b) in enumerate(zip(onnx_tokens, torch_tokens)) if a != b]
+    first = None
+    if mismatched:
+        i = mismatched[0]
+        first = f"image {i}: ONNX {tokenizer.decode(onnx_tokens[i])!r} vs PyTorch {tokenizer.decode(torch_tokens[i])!r}"
+    return CaptionerVerification(len(images), enc_err, len(mismatched), atol, first)
+
+
+def verify_captioner_export(export_dir, ckpt_dir_or_model, images=None, scenes: int = 32, seed: int = 0,
+                            atol: float = 1e-4) -> dict:
+    """``verify_captioner``, raising ``VerificationError`` on any difference; returns the numbers."""
+    report = verify_captioner(export_dir, ckpt_dir_or_model, images, scenes, seed, atol)
+    if not report.passed:
+        raise VerificationError("; ".join(report.lines()))
+    return report.to_dict()
+
+
+EMBEDDED_FILES = {
+    "encoder": ENCODER_FILE,
+    "decoder_step": DECODER_FILE,
+    "tokenizer": TOKENIZER_FILE,
+    "weights": "captioner.safetensors",
+    "config": "config.json",
+    "runtime_config": CONFIG_FILE,
+}
+
+
+def write_embedded(ckpt_dir: str | os.PathLike[str], dest: str | os.PathLike[str], source: str) -> Path:
+    """Export ``ckpt_dir`` into ``dest`` as a shippable model folder with a ``model.json`` card.
+
+    The folder is at once an exported captioner (what the runtime loads) and a checkpoint
+    (config.json + safetensors + tokenizer.json, what ``load_captioner`` and the exporter
+    load), so the shipped files can always be re-exported and re-verified.
+    """
+    import shutil
+
+    from stylize_rt.training.checkpoint import _replace_dir
+
+    ckpt, dest = Path(ckpt_dir), Path(dest)
+    model, tokenizer, card = load_captioner(ckpt)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from None
+    staging = Path(tempfile.mkdtemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent))
+    try:
+        folder = export_captioner((model, tokenizer), staging / "export")
+        shutil.copyfile(ckpt / "config.json", folder / "config.json")
+        shutil.copyfile(ckpt / "captioner.safetensors", folder / "captioner.safetensors")
+        report = card.get("report", {})
+        final = report.get("gan", report.get("mle", {})).get("held_out", {})
+        model_card = {
+            "name": "captioner",
+            "kind": "captioner",
+            "description": "spoken-style captions of synthetic shape scenes (CNN encoder + attention GRU decoder)",
+            "files": EMBEDDED_FILES,
+            "source": source,
+            "wall_s": report.get("wall_s"),
+            "held_out_greedy": {k: final.get(k) for k in ("bleu1", "bleu2", "bleu3", "bleu4", "cider", "distinct2")},
+            "training_report": report,
+        }
+        (folder / "model.json").write_text(json.dumps(model_card, indent=2) + "\n")
+        for f in folder.iterdir():
+            os.chmod(f, 0o644)
+        _replace_dir(folder, dest)
+    except OSError as exc:
+        raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stylize_rt.export.captioner CKPT OUT [--embedded --source CMD]``."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m stylize_rt.export.captioner", description="export a captioner checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.add_argument("--embedded", action="store_true", help="also copy weights + card and write model.json")
+    p.add_argument("--source", default="", help="the reproducing command to record in model.json")
+    args = p.parse_args(argv)
+    try:
+        if args.embedded:
+            out = write_embedded(args.checkpoint, args.out, args.source)
+        else:
+            out = export_captioner(args.checkpoint, args.out)
+        report = verify_captioner_export(out, args.checkpoint, scenes=100)
+    except StylizeError as exc:
+        print(f"stylize-rt: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"wrote {out}: ONNX stepwise decode == PyTorch decode on {report['images']} held-out scenes "
+          f"(encoder max abs error {report['encoder_max_abs_err']:.1e})")
+    return 0
+
+
+__all__ = ["export_captioner", "verify_captioner", "verify_captioner_export", "CaptionerVerification", "write_embedded", "VerificationError", "OPSET"]
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Static INT8 quantization (QDQ) calibrated on sample frames, with its quality loss measured.
+
+QDQ format (QuantizeLinear/DequantizeLinear pairs around each Conv's input and weights)
+is the one graph both consumers read: ONNX Runtime CPU fuses it into QLinearConv, and
+TensorRT builds INT8 kernels from explicit Q/DQ (no calibrator in the builder). TensorRT
+only accepts symmetric INT8 (zero point 0), so activations and weights are signed INT8
+with symmetric ranges, weights per output channel; biases stay float (TensorRT's
+DequantizeLinear reads INT8, not ORT's default INT32 bias encoding). Only Convs are quantized: instance
+normalization, the pre/post-processing and the final sigmoid stay float, because that is
+where 8 bits visibly band flat regions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+CALIBRATION_SIZE = (128, 128)  # (height, width) of calibration frames
+CALIBRATION_FRAMES = 16
+
+
+@dataclass
+class Int8Report:
+    calibration: str
+    calibration_frames: int
+    method: str
+    quantized_convs: int
+    psnr_db: float  # worst held-out PSNR of the INT8 graph against the FP32 graph (ONNX Runtime)
+    held_out: str
+
+    def lines(self) -> list[str]:
+        return [
+            f"int8: QDQ, symmetric int8 activations and per-channel weights, {self.quantized_convs} Convs quantized, "
+            f"{self.method} calibration on {self.calibration_frames} frames ({self.calibration})",
+            f"int8 quality: PSNR {self.psnr_db:.1f} dB vs the FP32 graph on {self.held_out}",
+        ]
+
+
+class _FrameReader:
+    """ONNX Runtime's CalibrationDataReader protocol over pre-made feeds (one frame per call)."""
+
+    def __init__(self, input_name: str, batches: list[np.ndarray]) -> None:
+        self._items = iter([{input_name: b} for b in batches])
+
+    def get_next(self):
+        return next(self._items, None)
+
+
+def quantize_int8(
+    fp32_model,
+    io_layout: str,
+    calibration_frames: np.ndarray,
+    calibration_source: str,
+    method: str = "percentile",
+    eval_sizes: Sequence[tuple[int, int, int]] = ((1, 96, 128), (2, 61, 45)),
+):
+    """``(int8 ModelProto, Int8Report)`` for the FP32 ``fp32_model`` (a ModelProto)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from stylize_rt.export.verify import to_feed
+
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
+    if method not in methods:
+        raise ValueError(f"unknown calibration method {method!r}; choose from {sorted(methods)}")
+    input_name = fp32_model.graph.input[0].name
+    batches = [to_feed(frame[None], io_layout) for frame in calibration_frames]
+    with tempfile.TemporaryDirectory(prefix="stylize_rt_int8_") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(fp32_model, str(src))
+        # The quantizer logs a "run pre-processing first" hint on the root logger; our graph is
+        # already shape-inferred and simplified, so the hint is noise in a one-line-error CLI.
+        # The histogram calibrators also print progress to stdout; the CLI report owns stdout.
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                quantize_static(
+                    str(src),
+                    str(dst),
+                    _FrameReader(input_name, batches),
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["Conv"],
+                    per_channel=True,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=methods[method],
+                    # Biases stay float: TensorRT's DequantizeLinear takes INT8 (not INT32) and fuses the bias itself.
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+                )
+        finally:
+            logging.disable(previous)
+        int8 = onnx.load(str(dst))
+    del int8.metadata_props[:]
+    int8.metadata_props.extend(fp32_model.metadata_props)
+    onnx.checker.check_model(int8, full_check=True)
+    psnr_db, held_out = int8_psnr(fp32_model, int8, io_layout, eval_sizes)
+    dequantized = {o for n in int8.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    report = Int8Report(
+        calibration=calibration_source,
+        calibration_frames=len(batches),
+        method=method,
+        quantized_convs=sum(1 for n in int8.graph.node if n.op_type == "Conv" and n.input[1] in dequantized),
+        psnr_db=psnr_db,
+        held_out=held_out,
+    )
+    return int8, report
+
+
+def int8_psnr(fp32_model, int8_model, io_layout: str, sizes: Sequence[tuple[int, int, int]]) -> tuple[float, str]:
+    """Worst PSNR of the INT8 graph against the FP32 graph on held-out photos (never calibration ones)."""
+    from stylize_rt.export.verify import ort_session, psnr, sample_frames, to_feed
+
+    input_name = fp32_model.graph.input[0].name
+    reference, quantized = ort_session(fp32_model), ort_session(int8_model)
+    worst, held_out = float("inf"), ""
+    for i, (batch, height, width) in enumerate(sizes):
+        frames, held_out = sample_frames(batch, height, width, seed=900 + i, held_out=True)
+        feed = {input_name: to_feed(frames, io_layout)}
+        want, got = reference.run(None, feed)[0], quantized.run(None, feed)[0]
+        if not np.all(np.isfinite(got.astype(np.float64))):
+            raise ValueError("the INT8 graph produced inf/NaN on held-out frames")
+        worst = min(worst, psnr(want, got, 255.0 if io_layout == "uint8_nhwc" else 1.0))
+    return worst, held_out
+
+
+def calibration_set(folder: str | os.PathLike[str] | None, count: int = CALIBRATION_FRAMES, seed: int = 7):
+    """``(frames, source)``: crops of the user's images in ``folder``, else bundled photos."""
+    from stylize_rt.export.verify import read_image_folder, sample_frames
+
+    height, width = CALIBRATION_SIZE
+    photos = read_image_folder(folder) if folder is not None else None
+    return sample_frames(count, height, width, seed=seed, photos=photos)

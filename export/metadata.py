@@ -1,0 +1,118 @@
+"""ONNX metadata written by the exporter and read back by the runtime and the engine builder.
+
+Every key is namespaced ``stylize_rt.*`` so it never collides with metadata that other
+tools (onnxslim, quantizers) add. Values are strings; lists and dicts are JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from stylize_rt import __version__
+from stylize_rt.errors import BadInputError
+
+KIND = "stylize_rt.kind"
+STYLE = "stylize_rt.style"
+IO_LAYOUT = "stylize_rt.io_layout"
+PRECISION = "stylize_rt.precision"
+CONFIG_HASH = "stylize_rt.config_sha256"
+VERSION = "stylize_rt.version"
+OPSET = "stylize_rt.opset"
+# JSON list of ONNX node names that must run in FP32 in an FP16 engine (read by engines/).
+FP32_LAYERS = "stylize_rt.fp32_layers"
+# JSON object: what the verification measured at export time (parity, PSNR).
+VERIFIED = "stylize_rt.verified"
+# INT8 graphs: worst held-out PSNR (dB) against the FP32 graph, measured at export.
+INT8_PSNR = "stylize_rt.int8_psnr_db"
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def config_hash(card: dict[str, Any]) -> str:
+    """SHA-256 of the checkpoint card's model config (canonical JSON): ties a graph to its config.
+
+    Only the architecture and training settings count, not bookkeeping like the step count,
+    so re-exporting the same checkpoint gives the same hash.
+    """
+    keys = [k for k in ("kind", "generator", "captioner", "training", "train", "style") if k in card]
+    payload = json.dumps({k: card[k] for k in keys}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def style_name(card: dict[str, Any]) -> str:
+    """The style's name as the training card records it (several spellings are accepted)."""
+    for key in ("style_name", "style"):
+        value = card.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, dict) and isinstance(value.get("name"), str):
+            return value["name"]
+    training = card.get("training") or card.get("train") or {}
+    if isinstance(training, dict):
+        if isinstance(training.get("style"), str):
+            return training["style"]
+        styles = training.get("styles")
+        if isinstance(styles, (list, tuple)) and styles and all(isinstance(s, str) for s in styles):
+            # Paths name a style by their file stem; built-in names stay as they are.
+            return "+".join(Path(s).stem for s in styles)
+    return "unknown"
+
+
+def generator_metadata(card: dict[str, Any], io_layout: str, precision: str, opset: int) -> dict[str, str]:
+    """The metadata map of an exported generator graph (before verification results are added)."""
+    return {
+        KIND: "generator",
+        STYLE: style_name(card),
+        IO_LAYOUT: io_layout,
+        PRECISION: precision,
+        CONFIG_HASH: config_hash(card),
+        VERSION: __version__,
+        OPSET: str(opset),
+    }
+
+
+def set_metadata(model, meta: dict[str, Any]) -> None:
+    """Merge ``meta`` into ``model.metadata_props`` (in place); non-strings are stored as JSON."""
+    current = {p.key: p.value for p in model.metadata_props}
+    for key, value in meta.items():
+        current[key] = value if isinstance(value, str) else json.dumps(value)
+    del model.metadata_props[:]
+    for key, value in current.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def get_metadata(model) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Metadata of an ``.onnx`` file, without loading its weights into memory twice."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"model file not found: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise BadInputError(f"not an ONNX model: {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+    return get_metadata(model)
+
+
+def fp32_layers(meta: dict[str, str]) -> list[str]:
+    """The node names an FP16 engine must keep in FP32 (empty when the key is absent)."""
+    raw = meta.get(FP32_LAYERS)
+    if not raw:
+        return []
+    try:
+        names = json.loads(raw)
+    except json.JSONDecodeError:
+        raise BadInputError(f"corrupt {FP32_LAYERS} metadata: {raw[:60]!r}") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BadInputError(f"corrupt {FP32_LAYERS} metadata: expected a JSON list of node names")
+    return names
