@@ -34,7 +34,7 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements/dev.txt
 
 # Retrain and re-export the embedded default models (see docs/MODELS.md for wall times).
 models: $(DEV_STAMP)
-	$(PY) -m stylize_rt.training.embedded
+	$(PY) -m stylize_rt.training.embedded --threads 1
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -5,10 +5,18 @@ Layout of ``CKPT/``::
     config.json              {"kind": "generator", "generator": {...GeneratorConfig...},
                               "step": N, "stylize_rt_version": ..., ...extra}
     generator.safetensors    generator state_dict (all that export and inference need)
-    discriminator.safetensors, training_state.pt   (only for resuming training)
+    discriminator.safetensors   PatchGAN weights   } only in training checkpoints
+    training_state.pt           optimizer states   } (save_generator with discriminator=,
+                                                  } optimizer_states=), for --resume
 
-Safetensors holds plain tensors and cannot run code when loaded; the optional
-``training_state.pt`` (optimizer moments, RNG state) is read with ``weights_only=True``.
+A training checkpoint's card also holds ``"train"``: the run's TrainConfig, and
+``"discriminator"``: the discriminator config. Export and the backends need only
+``config.json`` + ``generator.safetensors``; a resume needs all four.
+
+Safetensors holds plain tensors and cannot run code when loaded; ``training_state.pt``
+(Adam moments and step counts, as ``optimizer.state_dict()``: tensors, numbers and
+lists only) is read with ``torch.load(..., weights_only=True)``. Data sampling and
+loss noise are pure functions of (seed, step), so no RNG state has to be stored.
 Every failure (missing file, wrong kind, truncated weights, config/weights mismatch) is a
 one-line ``BadInputError``.
 """
@@ -30,6 +38,8 @@ from stylize_rt.training.generator import Generator, GeneratorConfig
 
 CONFIG_FILE = "config.json"
 GENERATOR_FILE = "generator.safetensors"
+DISCRIMINATOR_FILE = "discriminator.safetensors"
+TRAINING_STATE_FILE = "training_state.pt"
 
 
 def read_card(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any]:
@@ -81,9 +91,17 @@ def save_weights(model: nn.Module, path: Path) -> None:
 
 
 def save_generator(
-    path: str | os.PathLike[str], generator: Generator, extra: dict[str, Any] | None = None
+    path: str | os.PathLike[str],
+    generator: Generator,
+    extra: dict[str, Any] | None = None,
+    discriminator: nn.Module | None = None,
+    optimizer_states: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a generator checkpoint directory atomically (built beside, then renamed into place)."""
+    """Write a checkpoint directory atomically (built beside, then renamed into place).
+
+    With ``discriminator`` and ``optimizer_states`` it is a training checkpoint that
+    :func:`load_training_state` can resume from.
+    """
     ckpt = Path(path)
     card = {
         "kind": "generator",
@@ -91,18 +109,61 @@ def save_generator(
         "stylize_rt_version": __version__,
         **(extra or {}),
     }
+    tmp = None
     try:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=ckpt.name + ".", suffix=".tmp", dir=ckpt.parent))
         save_weights(generator, tmp / GENERATOR_FILE)
+        if discriminator is not None:
+            save_weights(discriminator, tmp / DISCRIMINATOR_FILE)
+        if optimizer_states is not None:
+            import torch
+
+            torch.save(optimizer_states, tmp / TRAINING_STATE_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(card, indent=2) + "\n")
+        return _replace_dir(tmp, ckpt)
     except OSError as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(f"cannot write checkpoint {ckpt}: {exc.strerror or exc}") from None
-    return _replace_dir(tmp, ckpt)
+
+
+def load_training_state(path: str | os.PathLike[str], discriminator: nn.Module | None) -> dict[str, Any]:
+    """Load the discriminator weights (into ``discriminator``) and return the optimizer states.
+
+    Raises ``BadInputError`` when the checkpoint holds only a generator (e.g. an
+    embedded model), or when ``training_state.pt`` is corrupt.
+    """
+    import torch
+
+    ckpt = Path(path)
+    state_path = ckpt / TRAINING_STATE_FILE
+    if not state_path.is_file():
+        raise BadInputError(f"{ckpt} cannot be resumed: it has no {TRAINING_STATE_FILE} (not a training checkpoint)")
+    if discriminator is not None:
+        load_weights(discriminator, ckpt / DISCRIMINATOR_FILE)
+    try:
+        state = torch.load(str(state_path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip/pickle errors on truncation, UnpicklingError on code-bearing pickles
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(f"corrupt training state {state_path}: {first[:200]}") from None
+    if not isinstance(state, dict):
+        raise BadInputError(f"corrupt training state {state_path}: not a dict")
+    return state
+
+
+def _share_modes(tmp: Path) -> None:
+    """mkdtemp/mkstemp make private (0700/0600) entries; a saved model is for sharing (umask applies)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    for entry in tmp.rglob("*"):
+        os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~umask)
 
 
 def _replace_dir(tmp: Path, target: Path) -> Path:
     """Move a finished temp dir into place; an existing target is swapped out, not half-overwritten."""
+    _share_modes(tmp)
     old = None
     if target.exists():
         old = target.with_name(target.name + ".old")
@@ -126,4 +187,4 @@ def load_generator(path: str | os.PathLike[str]) -> tuple[Generator, dict[str, A
     return generator.eval(), card
 
 
-__all__ = ["read_card", "load_weights", "save_weights", "save_generator", "load_generator"]
+__all__ = ["read_card", "load_weights", "save_weights", "save_generator", "load_generator", "load_training_state"]

@@ -125,7 +125,7 @@ class UInt8NHWC(nn.Module):
         self.generator = generator
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        x = frames.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        x = frames.to(torch.float32).permute(0, 3, 1, 2) / 255.0  # cast first: TensorRT lets a uint8 input feed only a Cast
         y = self.generator(x)
         y = torch.round(torch.clamp(y, 0.0, 1.0) * 255.0)
         return y.permute(0, 2, 3, 1).to(torch.uint8)

@@ -1,9 +1,111 @@
-"""``stylize-rt train generator``."""
+"""``stylize-rt train generator``: train (or resume) a style generator."""
 
 from __future__ import annotations
 
 import argparse
 
 
+def _channels(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated widths like 8,16,32, got {text!r}") from None
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected three positive widths like 8,16,32, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
 def register(kinds: argparse._SubParsersAction) -> None:
     """Add the ``generator`` parser under ``stylize-rt train``."""
+    p = kinds.add_parser(
+        "generator",
+        help="train a style generator (content + Gram style + PatchGAN + stability losses)",
+        description="Train a feed-forward style generator. Writes RUN/train.jsonl, RUN/previews/*.png, "
+        "RUN/checkpoints/step_N/ and RUN/final/ (export it with 'stylize-rt export'). Ctrl-C saves a "
+        "checkpoint and exits 130; --resume continues it exactly.",
+    )
+    data = p.add_argument_group("data")
+    data.add_argument("--content",
+                      help="folder of content photos (recursive, e.g. COCO train2017) or 'builtin' (scikit-image's photos)")
+    data.add_argument("--style", action="append", dest="styles", metavar="PATH|NAME",
+                      help="style image file or built-in style name (repeatable; default: mosaic)")
+    data.add_argument("--size", type=int, help="square training crop in pixels (default 256)")
+    data.add_argument("--batch", type=int, help="batch size (default 4)")
+    model = p.add_argument_group("generator")
+    model.add_argument("--channels", type=_channels, help="encoder widths (default 8,16,32)")
+    model.add_argument("--res-blocks", type=int, help="residual blocks (default 3)")
+    model.add_argument("--stem-kernel", type=int, help="first/last conv kernel (default 5)")
+    loss = p.add_argument_group("losses")
+    loss.add_argument("--vgg-weights", metavar="PATH",
+                      help="local torchvision VGG16/VGG19 .pth state dict (never downloaded); "
+                      "default: the fixed-seed random-feature network")
+    loss.add_argument("--vgg-arch", choices=("vgg16", "vgg19"), help="VGG variant (inferred from the file by default)")
+    loss.add_argument("--content-weight", type=float)
+    loss.add_argument("--style-weight", type=float)
+    loss.add_argument("--tv-weight", type=float)
+    loss.add_argument("--adv", choices=("nonsat", "hinge", "none"),
+                      help="adversarial loss variant (default nonsat)")
+    loss.add_argument("--adv-weight", type=float)
+    loss.add_argument("--adv-start", type=int, help="step at which G starts getting D's loss")
+    loss.add_argument("--stability", type=float,
+                      help="weight of the stability loss (noise + shift), against video flicker; 0 = off")
+    opt = p.add_argument_group("optimization")
+    opt.add_argument("--steps", type=int, help="total steps (default 2000)")
+    opt.add_argument("--lr-g", type=float)
+    opt.add_argument("--lr-d", type=float)
+    opt.add_argument("--seed", type=int)
+    opt.add_argument("--device", help="cpu, cuda or cuda:N (default cpu)")
+    opt.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    run = p.add_argument_group("run")
+    run.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
+    run.add_argument("--resume", metavar="CKPT", help="training checkpoint to continue (its stored settings are used; "
+                     "only --steps, --out, --device and the intervals may change)")
+    run.add_argument("--log-every", type=int)
+    run.add_argument("--preview-every", type=int, help="steps between preview sheets (default 200; 0 = only the final one)")
+    run.add_argument("--checkpoint-every", type=int)
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_train)
+
+
+# argparse dest -> TrainConfig field; options left unset keep TrainConfig's defaults
+# (or, on --resume, the checkpoint's stored values).
+_FIELDS = (
+    "content", "styles", "out", "steps", "batch", "size", "channels", "res_blocks", "stem_kernel", "lr_g", "lr_d",
+    "content_weight", "style_weight", "tv_weight", "adv", "adv_weight", "adv_start", "stability", "vgg_weights",
+    "vgg_arch", "seed", "device", "log_every", "preview_every", "checkpoint_every",
+)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import sys
+
+    from stylize_rt.errors import BadInputError, MissingDependencyError
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("training needs torch: pip install 'stylize-rt[train]'") from None
+    from stylize_rt.training.trainer import RESUME_OVERRIDABLE, TrainConfig, Trainer
+
+    given = {name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None}
+    if "styles" in given:
+        given["styles"] = tuple(given["styles"])
+    if args.no_amp:
+        given["amp"] = False
+    if args.no_progress:
+        given["progress"] = False
+    if args.resume:
+        fixed = sorted(set(given) - set(RESUME_OVERRIDABLE))
+        if fixed:
+            flags = ", ".join("--" + f.replace("_", "-").replace("styles", "style") for f in fixed)
+            raise BadInputError(f"{flags} cannot change on --resume (the checkpoint's settings are used)")
+    config = TrainConfig(**given)
+    trainer = Trainer(config, resume=args.resume)
+    print(f"content: {trainer.content.stats.summary()}", file=sys.stderr)
+    where = f"; resuming at step {trainer.step}" if args.resume else ""
+    print(f"perception: {trainer.perception.name}; device: {trainer.device}{where}", file=sys.stderr)
+    result = trainer.run()
+    state = "interrupted" if result.interrupted else "done"
+    print(f"{state} at step {result.step} ({result.steps_per_second:.2f} steps/s, "
+          f"{result.wall_seconds:.1f} s); checkpoint: {result.checkpoint}")
+    return 130 if result.interrupted else 0

@@ -1,0 +1,418 @@
+"""The generator-vs-discriminator training loop.
+
+Per step: G stylizes a batch of content crops; G's loss is content + style (Gram) on the
+perception network's features, + total variation, + stability (noise and shift), +
+adversarial (a PatchGAN's verdict on G's output); then D learns to tell random crops of
+the style image(s) from G's outputs. Adam for both; AMP (fp16 autocast + grad scaling)
+only on CUDA.
+
+Reproducible: the initial weights come from ``seed``; each step's crops, flips, noise and
+shifts come from generators seeded with ``(seed, step)``. A run resumed from a
+checkpoint at step k therefore takes exactly the steps k+1... an uninterrupted run takes.
+
+Run directory::
+
+    RUN/train.jsonl                  one JSON object per logged step (losses, lr, wall time)
+    RUN/previews/step_NNNNNNN.png    input | output contact sheets
+    RUN/checkpoints/step_NNNNNNN/    resumable checkpoints (see :mod:`.checkpoint`)
+    RUN/final/                       the last checkpoint (also resumable)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stylize_rt.errors import BadInputError, OutputError, StylizeError
+from stylize_rt.training import checkpoint as ckpt_io
+from stylize_rt.training.data import ContentImages, load_style, open_content
+from stylize_rt.training.discriminator import DiscriminatorConfig, PatchDiscriminator
+from stylize_rt.training.generator import Generator, GeneratorConfig, MIN_SIZE
+from stylize_rt.training.losses import (
+    content_loss,
+    discriminator_loss,
+    generator_adv_loss,
+    gram,
+    stability_losses,
+    style_loss,
+    total_variation,
+)
+from stylize_rt.training.perception import build_perception
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; stored in every checkpoint's card."""
+
+    content: str = "builtin"  # a folder of photos, or "builtin" (scikit-image's bundled photos)
+    styles: tuple[str, ...] = ("mosaic",)  # image paths or built-in style names
+    out: str = "runs/generator"
+    steps: int = 2000
+    batch: int = 4
+    size: int = 256  # square training crop
+    channels: tuple[int, int, int] = (8, 16, 32)
+    res_blocks: int = 3
+    stem_kernel: int = 5
+    lr_g: float = 1e-3
+    lr_d: float = 2e-4
+    content_weight: float = 1.0
+    style_weight: float = 3.0
+    tv_weight: float = 0.5
+    adv: str = "nonsat"  # nonsat | hinge | none
+    adv_weight: float = 0.05
+    adv_start: int = 0  # step at which the adversarial term starts (D trains from the start)
+    d_width: int = 32
+    d_layers: int = 3
+    stability: float = 0.0  # weight of the stability terms; 0 turns them off
+    stability_noise: float = 4.0 / 255.0  # sigma of the input noise
+    stability_shift: int = 4  # largest shift in pixels
+    vgg_weights: str | None = None
+    vgg_arch: str | None = None  # vgg16 | vgg19; inferred from the file when None
+    style_size: int = 512  # generated styles are made at this size; style Grams use it too
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True  # used only on CUDA
+    log_every: int = 10
+    preview_every: int = 200
+    checkpoint_every: int = 500
+    max_side: int = 640  # content images larger than this are downsized on load
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["styles"] = list(self.styles)
+        out["channels"] = list(self.channels)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "styles" in known:
+            known["styles"] = tuple(known["styles"])
+        if "channels" in known:
+            known["channels"] = tuple(int(c) for c in known["channels"])
+        return cls(**known)
+
+    def generator_config(self) -> GeneratorConfig:
+        return GeneratorConfig(channels=tuple(self.channels), res_blocks=self.res_blocks, stem_kernel=self.stem_kernel)
+
+    def validate(self) -> None:
+        if self.steps < 0 or self.batch < 1:
+            raise BadInputError(f"steps must be >= 0 and batch >= 1 (got steps={self.steps}, batch={self.batch})")
+        if self.size < max(MIN_SIZE, 32):
+            raise BadInputError(f"--size must be at least 32, got {self.size}")
+        if self.adv not in ("nonsat", "hinge", "none"):
+            raise BadInputError(f"--adv must be nonsat, hinge or none, got {self.adv!r}")
+        if self.stability > 0 and self.size <= 4 * self.stability_shift + 2:
+            raise BadInputError(f"--size {self.size} is too small for a stability shift of {self.stability_shift}")
+        if len(self.channels) != 3 or min(self.channels) < 1 or self.res_blocks < 0 or self.stem_kernel % 2 == 0:
+            raise BadInputError("--channels needs 3 positive widths, --res-blocks >= 0 and an odd stem kernel")
+        if not self.styles:
+            raise BadInputError("at least one --style is needed")
+        if self.log_every < 1 or self.preview_every < 0 or self.checkpoint_every < 0:
+            raise BadInputError("--log-every must be >= 1; --preview-every and --checkpoint-every >= 0")
+
+
+# Fields a resumed run may change; everything else comes from the checkpoint's stored config.
+RESUME_OVERRIDABLE = ("steps", "out", "device", "amp", "log_every", "preview_every", "checkpoint_every", "progress")
+
+
+@dataclass
+class TrainResult:
+    step: int
+    checkpoint: Path
+    wall_seconds: float
+    steps_per_second: float
+    last_losses: dict[str, float] = field(default_factory=dict)
+    data_summary: str = ""
+    interrupted: bool = False
+
+
+def _step_rngs(seed: int, step: int) -> tuple[np.random.Generator, torch.Generator]:
+    np_rng = np.random.default_rng([seed, step])
+    torch_rng = torch.Generator().manual_seed(int(np_rng.integers(0, 2**62)))
+    return np_rng, torch_rng
+
+
+def _to_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def _style_crops(styles: list[np.ndarray], rng: np.random.Generator, batch: int, size: int) -> np.ndarray:
+    """Random crops of the style images at their own scale (upscaled only if smaller than a crop)."""
+    import cv2
+
+    out = np.empty((batch, size, size, 3), np.uint8)
+    for i in range(batch):
+        image = styles[int(rng.integers(len(styles)))]
+        h, w = image.shape[:2]
+        if min(h, w) < size:
+            s = size / min(h, w)
+            image = cv2.resize(image, (max(size, round(w * s)), max(size, round(h * s))), interpolation=cv2.INTER_LINEAR)
+            h, w = image.shape[:2]
+        y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        crop = image[y : y + size, x : x + size]
+        out[i] = crop[:, ::-1] if rng.random() < 0.5 else crop
+    return out
+
+
+class _InterruptFlag:
+    """First Ctrl-C asks the loop to stop after the current step (so the checkpoint is
+    consistent); a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_InterruptFlag":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class Trainer:
+    """Builds the models and data of a :class:`TrainConfig` and runs (or resumes) it."""
+
+    def __init__(self, config: TrainConfig, resume: str | None = None, content: ContentImages | None = None) -> None:
+        if resume:
+            card = ckpt_io.read_card(resume, kind="generator")
+            if "train" not in card or "step" not in card:
+                raise BadInputError(f"{resume} cannot be resumed: its card has no training config (not a training checkpoint)")
+            stored = TrainConfig.from_dict(card["train"])
+            for name in RESUME_OVERRIDABLE:
+                setattr(stored, name, getattr(config, name))
+            config = stored
+        config.validate()
+        self.config = config
+        self.device = self._device(config.device)
+        self.use_amp = bool(config.amp and self.device.type == "cuda")
+        self.out = Path(config.out)
+
+        self.content = content if content is not None else open_content(config.content, config.max_side, config.progress)
+        self.styles = [load_style(s, size=config.style_size, seed=config.seed) for s in config.styles]
+
+        torch.manual_seed(config.seed)
+        self.generator = Generator(config.generator_config()).to(self.device)
+        self.discriminator = PatchDiscriminator(DiscriminatorConfig(config.d_width, config.d_layers)).to(self.device)
+        self.perception = build_perception(config.vgg_weights, config.vgg_arch).to(self.device)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, betas=(0.5, 0.999))
+        self.scaler_g = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.scaler_d = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.step = 0
+        if resume:
+            self._load(resume)
+        self.style_grams = self._style_grams()
+
+    @staticmethod
+    def _device(name: str) -> torch.device:
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise BadInputError("--device cuda asked for, but torch sees no CUDA GPU here (use --device cpu)")
+        try:
+            return torch.device(name)
+        except RuntimeError as exc:
+            raise BadInputError(f"bad --device {name!r}: {exc}") from None
+
+    def _load(self, path: str) -> None:
+        ckpt_io.load_weights(self.generator, Path(path) / ckpt_io.GENERATOR_FILE)
+        state = ckpt_io.load_training_state(path, self.discriminator)
+        try:
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            if self.use_amp and "scaler_g" in state:
+                self.scaler_g.load_state_dict(state["scaler_g"])
+                self.scaler_d.load_state_dict(state["scaler_d"])
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise BadInputError(f"training state in {path} does not fit this model: {exc}") from None
+        self.step = int(ckpt_io.read_card(path)["step"])
+
+    @torch.no_grad()
+    def _style_grams(self) -> list[torch.Tensor]:
+        """Target Grams: the mean over style images of each image's Grams (whole image, once)."""
+        per_image = []
+        for image in self.styles:
+            x = _to_tensor(image[None], self.device)
+            _, feats = self.perception(x)
+            per_image.append([gram(f) for f in feats])
+        return [torch.stack([g[i] for g in per_image]).mean(0) for i in range(len(per_image[0]))]
+
+    def _autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp)
+
+    def generator_losses(self, x: torch.Tensor, step: int, t_rng: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """G's output and its loss terms on content batch ``x`` (NCHW float in [0, 1])."""
+        cfg = self.config
+        with self._autocast():
+            y = self.generator(x)
+            feats_c, feats_s = self.perception(y)
+            with torch.no_grad():
+                target_c, _ = self.perception(x)
+            logs = {
+                "content": content_loss(feats_c, target_c) / target_c.float().pow(2).mean().clamp_min(1e-12),
+                "style": style_loss(feats_s, self.style_grams),
+                "tv": total_variation(y.float()),
+            }
+            total = cfg.content_weight * logs["content"] + cfg.style_weight * logs["style"] + cfg.tv_weight * logs["tv"]
+            if cfg.stability > 0:
+                noise_t, shift_t = stability_losses(
+                    self.generator, x, y, cfg.stability_noise, cfg.stability_shift, t_rng
+                )
+                logs["stab_noise"], logs["stab_shift"] = noise_t, shift_t
+                total = total + cfg.stability * (noise_t + shift_t)
+            if cfg.adv != "none" and step > cfg.adv_start:
+                self.discriminator.requires_grad_(False)
+                logs["adv_g"] = generator_adv_loss(self.discriminator(y), cfg.adv)
+                self.discriminator.requires_grad_(True)
+                total = total + cfg.adv_weight * logs["adv_g"]
+        logs["total"] = total
+        return y, logs
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One G update and one D update for global step ``step`` (1-based)."""
+        cfg = self.config
+        np_rng, t_rng = _step_rngs(cfg.seed, step)
+        x = _to_tensor(self.content.batch(np_rng, cfg.batch, cfg.size), self.device)
+        use_adv = cfg.adv != "none"
+        real = _to_tensor(_style_crops(self.styles, np_rng, cfg.batch, cfg.size), self.device) if use_adv else None
+
+        self.generator.train()
+        y, logs = self.generator_losses(x, step, t_rng)
+        total = logs["total"]
+        if not torch.isfinite(total):
+            raise StylizeError(f"loss became {float(total)} at step {step}; lower the learning rates (--lr-g, --lr-d)")
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler_g.scale(total).backward()
+        self.scaler_g.step(self.opt_g)
+        self.scaler_g.update()
+
+        if use_adv:
+            with self._autocast():
+                d_loss = discriminator_loss(self.discriminator(real), self.discriminator(y.detach()), cfg.adv)
+            self.opt_d.zero_grad(set_to_none=True)
+            self.scaler_d.scale(d_loss).backward()
+            self.scaler_d.step(self.opt_d)
+            self.scaler_d.update()
+            logs["adv_d"] = d_loss
+        return {k: float(v.detach()) for k, v in logs.items()}
+
+    def save(self, path: Path) -> Path:
+        states = {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+        if self.use_amp:
+            states |= {"scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict()}
+        extra = {
+            "step": self.step,
+            "train": self.config.to_dict(),
+            "discriminator": self.discriminator.config.to_dict(),
+            "perception": self.perception.name,
+        }
+        self.generator.eval()
+        return ckpt_io.save_generator(path, self.generator, extra, self.discriminator, states)
+
+    def preview(self, path: Path, count: int = 3) -> Path:
+        """input | output rows for the first ``count`` content images (centre crops)."""
+        from stylize_rt.training.preview import write_contact_sheet
+
+        rows = []
+        self.generator.eval()
+        with torch.no_grad():
+            for index in range(min(count, len(self.content))):
+                try:
+                    image = self.content.image(index)
+                except BadInputError:  # a lazily read file that does not decode: leave it out
+                    continue
+                h, w = image.shape[:2]
+                s = min(h, w, 2 * self.config.size)
+                y0, x0 = (h - s) // 2, (w - s) // 2
+                crop = np.ascontiguousarray(image[y0 : y0 + s, x0 : x0 + s])
+                out = self.generator(_to_tensor(crop[None], self.device))
+                out_u8 = (out.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()[0]
+                rows.append((crop, out_u8))
+        if not rows:
+            return path
+        return write_contact_sheet(rows, path, cell_height=min(256, 2 * self.config.size))
+
+    def _log(self, record: dict[str, Any]) -> None:
+        try:
+            with open(self.out / "train.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.out / 'train.jsonl'}: {exc.strerror or exc}") from None
+
+    def run(self) -> TrainResult:
+        """Train up to ``config.steps``; Ctrl-C stops after the current step and saves a checkpoint."""
+        cfg = self.config
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create run directory {self.out}: {exc.strerror or exc}") from None
+        start_step, t0 = self.step, time.perf_counter()
+        losses: dict[str, float] = {}
+        interrupted = False
+        bar = None
+        if cfg.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=start_step, desc="train generator", unit="step", dynamic_ncols=True)
+        try:
+            with _InterruptFlag() as flag:
+                while self.step < cfg.steps:
+                    losses = self.train_step(self.step + 1)
+                    self.step += 1
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{losses['total']:.3f}", refresh=False)
+                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                        rate = (self.step - start_step) / max(time.perf_counter() - t0, 1e-9)
+                        self._log({"step": self.step, "wall_s": round(time.perf_counter() - t0, 3),
+                                   "steps_per_s": round(rate, 4), "lr_g": cfg.lr_g, "lr_d": cfg.lr_d,
+                                   **{k: round(v, 6) for k, v in losses.items()}})
+                    if cfg.preview_every and self.step % cfg.preview_every == 0:
+                        self.preview(self.out / "previews" / f"step_{self.step:07d}.png")
+                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                        self.save(self.out / "checkpoints" / f"step_{self.step:07d}")
+                    if flag.requested:
+                        interrupted = True
+                        break
+        except KeyboardInterrupt:
+            interrupted = True  # second Ctrl-C mid-step: weights may be mid-update; save anyway below
+        finally:
+            if bar is not None:
+                bar.close()
+        final = self.save(self.out / "checkpoints" / f"step_{self.step:07d}")
+        self.save(self.out / "final")
+        if not interrupted:  # always one final sheet, whatever the interval
+            self.preview(self.out / "previews" / "final.png")
+        wall = time.perf_counter() - t0
+        done = self.step - start_step
+        return TrainResult(
+            step=self.step, checkpoint=final, wall_seconds=wall,
+            steps_per_second=done / wall if wall > 0 else math.nan, last_losses=losses,
+            data_summary=self.content.stats.summary(), interrupted=interrupted,
+        )
+
+
+def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
+    return Trainer(config, resume=resume).run()
+
+
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "train", "RESUME_OVERRIDABLE"]
