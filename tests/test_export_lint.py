@@ -89,20 +89,36 @@ def test_tensorrt_parser_accepts_our_graphs(tiny_onnx):
         assert ok, errors
 
 
+def _permute_then_cast_graph() -> onnx.ModelProto:
+    """uint8 NHWC -> Transpose -> Cast -> Sigmoid: the order a permute-before-cast trace gives."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.UINT8, ["batch", "height", "width", 3])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 3, "height", "width"])
+    nodes = [
+        helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2], name="to_nchw"),
+        helper.make_node("Cast", ["nchw"], ["as_float"], to=TensorProto.FLOAT, name="to_float"),
+        helper.make_node("Sigmoid", ["as_float"], ["output"], name="squash"),
+    ]
+    graph = helper.make_graph(nodes, "permute_then_cast", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def test_uint8_input_must_feed_a_cast_and_export_fixes_it(tiny_generator):
-    """Transpose(uint8) -> Cast is what the trace gives; TensorRT needs Cast first (TensorRT#3985)."""
+    """TensorRT lets a uint8 input feed only a Cast (TensorRT#3985): lint flags it, the fix-up mends it."""
     from stylize_rt.export.onnx_export import _trace, cast_uint8_inputs_first
     from stylize_rt.export.verify import ort_session
 
-    traced = _trace(tiny_generator, "uint8_nhwc")
-    errors = _errors(traced)
+    assert _errors(_trace(tiny_generator, "uint8_nhwc")) == []  # our wrapper casts first
+    bad = _permute_then_cast_graph()
+    errors = _errors(bad)
     assert [f.op for f in errors] == ["Transpose"] and "must feed a Cast" in errors[0].message
     fixed = onnx.ModelProto()
-    fixed.CopyFrom(traced)
+    fixed.CopyFrom(bad)
     assert cast_uint8_inputs_first(fixed) == 1
     onnx.checker.check_model(fixed, full_check=True)
     assert _errors(fixed) == []
     frames = np.random.default_rng(1).integers(0, 256, (2, 23, 35, 3), dtype=np.uint8)
-    a = ort_session(traced, optimize=False).run(None, {"input": frames})[0]
+    a = ort_session(bad, optimize=False).run(None, {"input": frames})[0]
     b = ort_session(fixed, optimize=False).run(None, {"input": frames})[0]
     assert np.array_equal(a, b)
