@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stylize_rt.errors import OutputError, StylizeError
+from stylize_rt.errors import OutputError, run_reporting_errors
 
 EDGE_TARGET = 0.3
 FLICKER_TARGET = 1.5
@@ -220,14 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 2:
         print("error: --frames must be at least 2", file=sys.stderr)
         return 2
-    try:
+    def job() -> int:
         run(args)
-    except StylizeError as exc:
-        print(f"stylize-rt: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    return 0
+        return 0
+
+    return run_reporting_errors(job)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from stylize_rt import __version__
-from stylize_rt.errors import StylizeError
+from stylize_rt.errors import run_reporting_errors
 
 # Modules that add subcommands (each has ``register(subparsers)``), in help order.
 COMMAND_MODULES = (
@@ -24,7 +24,6 @@ COMMAND_MODULES = (
     "benchmarks.cli",
 )
 DEFAULT_COMMAND = "run"
-EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,14 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     args = parser.parse_args(_with_default_command(argv, parser))
-    try:
-        return int(args.handler(args) or 0)
-    except StylizeError as exc:
-        print(f"stylize-rt: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("stylize-rt: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_reporting_errors(lambda: args.handler(args))
 
 
 if __name__ == "__main__":

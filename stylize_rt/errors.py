@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Callable
+
 
 class StylizeError(Exception):
     """An error the user can act on; the CLI prints ``error: <message>`` and exits ``exit_code``."""
@@ -30,3 +33,20 @@ class OutputError(StylizeError):
     """An output could not be written (unwritable path, disk full)."""
 
     exit_code = 3
+
+
+EXIT_INTERRUPTED = 130
+
+
+def run_reporting_errors(job: Callable[[], int | None], prog: str = "stylize-rt") -> int:
+    """Run ``job`` as a command: a ``StylizeError`` becomes its one-line message and exit code,
+    Ctrl-C exits 130. The CLI and the ``python -m`` scripts share this, so every entry point
+    reports faults the same way."""
+    try:
+        return int(job() or 0)
+    except StylizeError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

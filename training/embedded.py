@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from stylize_rt.errors import OutputError, StylizeError
+from stylize_rt.errors import EXIT_INTERRUPTED, OutputError, run_reporting_errors
 
 NAME = "mosaic"
 DEFAULT_STEPS = 300
@@ -159,30 +159,28 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     source = " ".join(["python -m stylize_rt.training.embedded", *map(shlex.quote, argv)]).strip()
-    try:
-        if args.export_only:
-            return _export_only(runs)
-        if not args.skip_shipped:
-            t0 = time.perf_counter()
-            result = train_recipe(runs / NAME, args.steps, RECIPE["stability"], not args.no_progress)
-            wall = time.perf_counter() - t0
-            if result.interrupted:
-                print(f"interrupted at step {result.step}; nothing shipped", file=sys.stderr)
-                return 130
-            target = ship(runs / NAME / "final", source, wall, result.steps_per_second)
-            print(f"shipped {target} ({result.step} steps, {wall:.0f} s wall, {result.steps_per_second:.2f} steps/s)")
-        if not args.skip_baseline:
-            t0 = time.perf_counter()
-            base = train_recipe(runs / f"{NAME}_nostab", args.steps, 0.0, not args.no_progress)
-            if base.interrupted:
-                return 130
-            onnx = export_onnx(runs / f"{NAME}_nostab" / "final", runs / f"{NAME}_nostab" / "generator.onnx")
-            print(f"baseline without stability loss: {onnx} ({time.perf_counter() - t0:.0f} s wall)")
-    except StylizeError as exc:
-        print(f"stylize-rt: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    return run_reporting_errors(lambda: _make(args, runs, source))
+
+
+def _make(args: argparse.Namespace, runs: Path, source: str) -> int:
+    if args.export_only:
+        return _export_only(runs)
+    if not args.skip_shipped:
+        t0 = time.perf_counter()
+        result = train_recipe(runs / NAME, args.steps, RECIPE["stability"], not args.no_progress)
+        wall = time.perf_counter() - t0
+        if result.interrupted:
+            print(f"interrupted at step {result.step}; nothing shipped", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        target = ship(runs / NAME / "final", source, wall, result.steps_per_second)
+        print(f"shipped {target} ({result.step} steps, {wall:.0f} s wall, {result.steps_per_second:.2f} steps/s)")
+    if not args.skip_baseline:
+        t0 = time.perf_counter()
+        base = train_recipe(runs / f"{NAME}_nostab", args.steps, 0.0, not args.no_progress)
+        if base.interrupted:
+            return EXIT_INTERRUPTED
+        onnx = export_onnx(runs / f"{NAME}_nostab" / "final", runs / f"{NAME}_nostab" / "generator.onnx")
+        print(f"baseline without stability loss: {onnx} ({time.perf_counter() - t0:.0f} s wall)")
     return 0
 
 

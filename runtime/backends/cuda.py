@@ -152,8 +152,14 @@ class EventTimer:
         self._events = []
 
 
-class DeviceBuffer:
-    """A device allocation that grows (never shrinks) to the largest size asked for."""
+class _GrowingBuffer:
+    """A CUDA allocation that grows (never shrinks) to the largest size asked for.
+
+    Subclasses name the allocator pair: device memory or page-locked host memory.
+    """
+
+    _alloc = ""
+    _free = ""
 
     def __init__(self) -> None:
         self._cudart = import_cudart()
@@ -165,39 +171,30 @@ class DeviceBuffer:
         if nbytes <= self.nbytes:
             return False
         self.close()
-        self.ptr = int(check(self._cudart.cudaMalloc(max(nbytes, 1)), f"cudaMalloc({nbytes} bytes)"))
+        allocate = getattr(self._cudart, self._alloc)
+        self.ptr = int(check(allocate(max(nbytes, 1)), f"{self._alloc}({nbytes} bytes)"))
         self.nbytes = nbytes
         return True
 
     def close(self) -> None:
         if self.ptr:
-            self._cudart.cudaFree(self.ptr)
+            getattr(self._cudart, self._free)(self.ptr)
         self.ptr, self.nbytes = 0, 0
 
 
-class PinnedBuffer:
+class DeviceBuffer(_GrowingBuffer):
+    """Device memory for engine inputs/outputs."""
+
+    _alloc, _free = "cudaMalloc", "cudaFree"
+
+
+class PinnedBuffer(_GrowingBuffer):
     """Page-locked host memory (fast, truly async copies) viewed as numpy arrays."""
 
-    def __init__(self) -> None:
-        self._cudart = import_cudart()
-        self.ptr = 0
-        self.nbytes = 0
-
-    def ensure(self, nbytes: int) -> bool:
-        if nbytes <= self.nbytes:
-            return False
-        self.close()
-        self.ptr = int(check(self._cudart.cudaMallocHost(max(nbytes, 1)), f"cudaMallocHost({nbytes} bytes)"))
-        self.nbytes = nbytes
-        return True
+    _alloc, _free = "cudaMallocHost", "cudaFreeHost"
 
     def view(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return host_array(self.ptr, shape, dtype)
-
-    def close(self) -> None:
-        if self.ptr:
-            self._cudart.cudaFreeHost(self.ptr)
-        self.ptr, self.nbytes = 0, 0
 
 
 def host_array(ptr: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
