@@ -9,7 +9,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup setup-dev clean models
+.PHONY: demo test setup setup-dev clean models bench-cpu
 
 demo: $(RUNTIME_STAMP)
 	$(VENV)/bin/stylize-rt demo --output-dir out/demo
@@ -35,6 +35,10 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements/dev.txt
 # Retrain and re-export the embedded default models (see docs/MODELS.md for wall times).
 models: $(DEV_STAMP)
 	$(PY) -m stylize_rt.training.embedded --threads 1
+
+# Re-measure the CPU matrix in docs/BENCHMARKS.md (minutes; run on a quiet machine).
+bench-cpu: $(DEV_STAMP)
+	$(PY) -m stylize_rt.benchmarks.run_cpu_matrix
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,290 @@
+"""Writing results: the JSON document, the history file, terminal and Markdown tables, a plot.
+
+The JSON document is the source of truth (environment once, then one record per
+configuration); tables and the plot are views of it, so a result file can be re-rendered
+later with the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from stylize_rt.benchmarks.harness import BenchRecord
+from stylize_rt.errors import BadInputError, OutputError
+
+SCHEMA = "stylize-rt-bench/1"
+REQUIRED_FIELDS = ("backend", "device", "precision", "batch", "height", "width", "iters",
+                   "mean_ms", "p50_ms", "p90_ms", "p99_ms", "fps")
+
+
+def build_document(environment: dict, peak: dict | None, records: Sequence[BenchRecord],
+                   skipped: Sequence = (), failed: Sequence = (), captioner: Sequence[dict] = ()) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "environment": environment,
+        "sgemm_peak": peak,
+        "records": [r.to_dict() for r in records],
+        "skipped": [s.to_dict() for s in skipped],
+        "failed": [f.to_dict() for f in failed],
+        "captioner": list(captioner),
+    }
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json(document: dict, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    _atomic_write(path, json.dumps(document, indent=2) + "\n")
+    return path
+
+
+def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate a result file; every problem is a one-line ``BadInputError``."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInputError(f"benchmark result not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"not a readable benchmark result {path}: {exc}") from None
+    validate_document(document, str(path))
+    return document
+
+
+def validate_document(document: Any, where: str = "result") -> None:
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        raise BadInputError(f"{where} is not a stylize-rt benchmark result (schema {SCHEMA!r})")
+    if not isinstance(document.get("environment"), dict) or not isinstance(document.get("records"), list):
+        raise BadInputError(f"{where} lacks 'environment' or 'records'")
+    for i, record in enumerate(document["records"]):
+        missing = [k for k in REQUIRED_FIELDS if not isinstance(record, dict) or k not in record]
+        if missing:
+            raise BadInputError(f"{where}: record {i} lacks {', '.join(missing)}")
+
+
+def records_of(document: dict) -> list[BenchRecord]:
+    return [BenchRecord.from_dict(r) for r in document["records"]]
+
+
+def append_history(document: dict, path: str | os.PathLike[str]) -> Path:
+    """Append the run as one JSON line: the file grows into a time series, never rewritten."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write(json.dumps(document, separators=(",", ":")) + "\n")
+    except OSError as exc:
+        raise OutputError(f"cannot append to {path}: {exc.strerror or exc}") from None
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# Tables
+
+COLUMNS = (
+    # header, getter, format
+    ("backend", lambda r: r.backend, "{}"),
+    ("device", lambda r: r.device, "{}"),
+    ("prec", lambda r: r.precision, "{}"),
+    ("mode", lambda r: r.mode, "{}"),
+    ("batch", lambda r: r.batch, "{}"),
+    ("size", lambda r: f"{r.width}x{r.height}", "{}"),
+    ("iters", lambda r: r.iters, "{}"),
+    ("mean ms", lambda r: r.mean_ms, "{:.2f}"),
+    ("p50 ms", lambda r: r.p50_ms, "{:.2f}"),
+    ("p90 ms", lambda r: r.p90_ms, "{:.2f}"),
+    ("p99 ms", lambda r: r.p99_ms, "{:.2f}"),
+    ("std ms", lambda r: r.std_ms, "{:.2f}"),
+    ("fps", lambda r: r.fps, "{:.1f}"),
+    ("MP/s", lambda r: r.mpix_s, "{:.1f}"),
+    ("GFLOP/s", lambda r: r.gflops, "{:.1f}"),
+    ("% peak", lambda r: None if r.peak_fraction is None else 100 * r.peak_fraction, "{:.1f}"),
+    ("overhead", lambda r: None if r.overhead is None else 100 * r.overhead, "{:+.1f}%"),
+)
+SPLIT_COLUMNS = (
+    ("H2D ms", lambda r: r.h2d_ms, "{:.2f}"),
+    ("compute ms", lambda r: r.compute_ms, "{:.2f}"),
+    ("D2H ms", lambda r: r.d2h_ms, "{:.2f}"),
+)
+
+
+def _columns(records: Sequence[BenchRecord]):
+    cols = list(COLUMNS)
+    if any(r.compute_ms is not None for r in records):
+        cols[12:12] = SPLIT_COLUMNS  # after std, before fps
+    if not any(r.overhead is not None for r in records):
+        cols = [c for c in cols if c[0] != "overhead"]
+    return cols
+
+
+def _cells(records: Sequence[BenchRecord]) -> tuple[list[str], list[list[str]]]:
+    cols = _columns(records)
+    rows = []
+    for r in records:
+        row = []
+        for _, get, fmt in cols:
+            value = get(r)
+            row.append("-" if value is None else fmt.format(value))
+        rows.append(row)
+    return [c[0] for c in cols], rows
+
+
+def terminal_table(records: Sequence[BenchRecord]) -> str:
+    headers, rows = _cells(records)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    numeric = [i >= 6 for i in range(len(headers))]
+    def line(cells):
+        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)).rstrip()
+    out = [line(headers), "  ".join("-" * w for w in widths)]
+    out += [line(row) for row in rows]
+    return "\n".join(out)
+
+
+def markdown_table(records: Sequence[BenchRecord], commands: bool = False) -> str:
+    headers, rows = _cells(records)
+    if commands:
+        headers = [*headers, "command"]
+        rows = [[*row, f"`{r.command}`"] for row, r in zip(rows, records)]
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" if i < 6 else "---:" for i in range(len(headers))) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def markdown_report(document: dict) -> str:
+    """A self-contained Markdown page: environment, results, skipped configurations."""
+    env = document["environment"]
+    records = records_of(document)
+    cpu = env.get("cpu", {})
+    libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items() if v)
+    gpus = "; ".join(f"{g['name']} (driver {g['driver']})" for g in env.get("gpus", [])) or "none"
+    git = env.get("git") or {}
+    lines = [
+        f"Measured {env.get('timestamp_utc', '?')} on {cpu.get('model', '?')} "
+        f"({cpu.get('physical_cores', '?')} cores, flags {' '.join(cpu.get('flags', []))}); GPU: {gpus}.",
+        "",
+        f"Libraries: {libs}. Commit {git.get('commit', 'unknown')[:12]}{' (dirty tree)' if git.get('dirty') else ''}. "
+        f"Threads: {env.get('threads', {})}.",
+    ]
+    peak = document.get("sgemm_peak")
+    if peak:
+        lines += ["", f"Measured SGEMM peak: {peak['gflops']:.1f} GFLOP/s ({peak['size']}x{peak['size']} float32, {peak['blas']})."]
+    lines += ["", markdown_table(records)]
+    if document.get("skipped"):
+        lines += ["", "Skipped:", ""] + [f"- {s['backend']} {s['precision']}: {s['reason']}" for s in document["skipped"]]
+    if document.get("failed"):
+        lines += ["", "Failed:", ""] + [
+            f"- {f['backend']} {f['precision']} {f['width']}x{f['height']} b{f['batch']} {f['mode']}: {f['reason']}"
+            for f in document["failed"]
+        ]
+    if document.get("captioner"):
+        lines += ["", captioner_markdown(document["captioner"])]
+    return "\n".join(lines) + "\n"
+
+
+def captioner_markdown(rows: Sequence[dict]) -> str:
+    out = ["| captioner | frame | encoder p50 ms | per-token p50 ms | tokens/caption | caption p50 ms | "
+           "captions/s | encoder + tokens x per-token ms |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        parts = r["encoder_ms"] + r["tokens"] * r["token_ms"]
+        out.append(f"| {r['backend']} {r['device']} {r['precision']} | {r['frame']} | {r['encoder_ms']:.2f} | "
+                   f"{r['token_ms']:.3f} | {r['tokens']:.0f} | {r['caption_ms']:.2f} | {r['captions_s']:.1f} | "
+                   f"{parts:.2f} |")
+    return "\n".join(out)
+
+
+def write_markdown(document: dict, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    _atomic_write(path, markdown_report(document))
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# Plot
+
+
+def plot_title(document: dict) -> str:
+    """Model, CPU, cores, threads and GPU of a run, for the plot's title."""
+    env = document["environment"]
+    cpu = env.get("cpu", {})
+    threads = env.get("threads", {}).get("requested_threads", 0)
+    words = shlex.split(str(env.get("command", "")))
+    engine = words[words.index("--engine") + 1] if "--engine" in words[:-1] else "mosaic"
+    gpus = ", ".join(g["name"] for g in env.get("gpus", []))
+    return (f"stylize-rt bench: {Path(engine).name} on {cpu.get('model', '?')} "
+            f"({cpu.get('usable_cores', '?')} cores{f', {threads} thread(s) per backend' if threads else ''}"
+            f"{'; ' + gpus if gpus else ''})")
+
+
+def write_plot(records: Sequence[BenchRecord], path: str | os.PathLike[str], title: str = "") -> Path:
+    """PNG: p50 latency vs megapixels per frame, one line per backend/precision/batch/mode."""
+    try:
+        import matplotlib
+    except ImportError:
+        from stylize_rt.errors import MissingDependencyError
+
+        raise MissingDependencyError("--plot needs matplotlib: pip install 'stylize-rt[bench]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    series: dict[tuple, list[BenchRecord]] = {}
+    for r in records:
+        series.setdefault((r.backend, r.device, r.precision, r.batch, r.mode), []).append(r)
+    configs = sorted({key[:4] for key in series})
+    colors = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(configs)}
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    for key, rows in sorted(series.items()):
+        backend, device, precision, batch, mode = key
+        rows = sorted(rows, key=lambda r: r.height * r.width)
+        x = [r.height * r.width / 1e6 for r in rows]
+        y = [r.p50_ms / r.batch for r in rows]
+        label = f"{backend} ({device}) {precision} b{batch}" + (" end-to-end" if mode == "pipeline" else "")
+        ax.plot(x, y, marker="o" if mode == "model" else "s", linestyle="--" if mode == "pipeline" else "-",
+                color=colors[key[:4]], label=label)
+    sizes = sorted({(r.width, r.height) for r in records}, key=lambda s: s[0] * s[1])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks([w * h / 1e6 for w, h in sizes])
+    ax.set_xticklabels([f"{w}x{h}" for w, h in sizes], rotation=30)
+    ax.minorticks_off()
+    lows = [r.p50_ms / r.batch for r in records]
+    ticks = [m * 10.0**e for e in range(-3, 6) for m in (1, 2, 5) if min(lows) / 1.5 <= m * 10.0**e <= max(lows) * 1.5]
+    if ticks:  # 1-2-5 steps: readable values on a log axis
+        ax.set_yticks(ticks)
+        ax.set_yticklabels([f"{t:g}" for t in ticks])
+    ax.set_xlabel("frame size (log scale by pixel count)")
+    ax.set_ylabel("p50 latency per frame, ms (log)")
+    ax.set_title(title or "stylize-rt: latency vs resolution")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,320 @@
+"""Produce the CPU numbers of docs/BENCHMARKS.md: one ``stylize-rt bench`` run, then the page.
+
+    python -m stylize_rt.benchmarks.run_cpu_matrix            # measure + write the page
+    python -m stylize_rt.benchmarks.run_cpu_matrix --render benchmarks/results/cpu_matrix.json
+
+All configurations run in one process and take turns at each size (see
+``harness.time_steps``), so the ratios on the page (fastest path vs PyTorch eager FP32,
+end-to-end vs model-only) come from the same run under the same machine load. The page
+is generated from the JSON result, so every number on it can be traced to a record and
+every row carries the command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from stylize_rt.benchmarks import report
+from stylize_rt.benchmarks.harness import BenchRecord
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+DOC = REPO / "docs" / "BENCHMARKS.md"
+THREADS_DEFAULT = RESULTS / "cpu_matrix_threads_default.json"  # the same matrix, default threads (if kept)
+HEADLINE_SIZES = ((256, 256), (512, 512))
+LIVE_SIZE = (360, 640)  # (height, width)
+SPEEDUP_TARGET, LIVE_FPS_TARGET, OVERHEAD_TARGET = 2.0, 30.0, 0.10
+JOHNSON_2016_TITAN_X = {256: 0.015, 512: 0.05, 1024: 0.21}  # seconds per image, published
+
+
+def matrix_args(engine: str, seconds: float, threads: int, json_path: Path, plot_path: Path,
+                history: Path | None) -> list[str]:
+    args = ["bench", "--engine", engine, "--backends", "onnxruntime,torch", "--precision", "fp32,bf16,int8",
+            "--sizes", "256,512,640x360,720p", "--batch", "1", "--seconds", f"{seconds:g}", "--warmup", "3",
+            "--pipeline", "--captioner", "--json", str(json_path), "--plot", str(plot_path)]
+    if threads:
+        args += ["--threads", str(threads)]
+    if history is not None:
+        args += ["--history", str(history)]
+    return args
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------------------------------
+# Headline figures
+
+
+def _find(records, height, width, mode="model", **match) -> list[BenchRecord]:
+    return [r for r in records if r.height == height and r.width == width and r.batch == 1 and r.mode == mode
+            and r.device == "cpu" and all(getattr(r, k) == v for k, v in match.items())]
+
+
+def _label(r: BenchRecord) -> str:
+    return f"{r.backend} {r.precision.upper()}"
+
+
+def headline_rows(records: list[BenchRecord]) -> list[str]:
+    """The 256²/512² table: every CPU path, its GFLOP/s and fraction of peak, and the speedup."""
+    lines = ["| size | path | p50 ms | mean ms | frames/s | GFLOP/s | % of SGEMM peak | vs PyTorch eager FP32 |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    verdicts = []
+    for height, width in HEADLINE_SIZES:
+        rows = sorted(_find(records, height, width), key=lambda r: r.p50_ms)
+        eager = next(iter(_find(records, height, width, backend="torch", precision="fp32")), None)
+        for r in rows:
+            speed = f"{eager.p50_ms / r.p50_ms:.2f}x" if eager else "-"
+            gf = f"{r.gflops:.1f}" if r.gflops is not None else "-"
+            frac = f"{100 * r.peak_fraction:.1f}%" if r.peak_fraction is not None else "-"
+            lines.append(f"| {width}x{height} | {_label(r)} | {r.p50_ms:.2f} | {r.mean_ms:.2f} | {r.fps:.1f} | {gf} | "
+                         f"{frac} | {speed} |")
+        if rows and eager:
+            best = rows[0]
+            ratio = eager.p50_ms / best.p50_ms
+            verdicts.append(f"- **{width}x{height}**: fastest CPU path is **{_label(best)}** at {best.p50_ms:.2f} ms "
+                            f"(p50), **{ratio:.2f}x** PyTorch eager FP32 ({eager.p50_ms:.2f} ms); target "
+                            f"≥ {SPEEDUP_TARGET:g}x: **{'met' if ratio >= SPEEDUP_TARGET else 'not met'}**.")
+        elif rows:
+            verdicts.append(f"- **{width}x{height}**: no PyTorch eager FP32 row in this run (torch backend "
+                            "unavailable), so no speedup can be stated.")
+        else:
+            verdicts.append(f"- **{width}x{height}**: not measured in this run.")
+    return verdicts + [""] + lines
+
+
+def live_rows(records: list[BenchRecord]) -> list[str]:
+    height, width = LIVE_SIZE
+    rows = sorted(_find(records, height, width), key=lambda r: r.p50_ms)
+    if not rows:
+        return [f"Not measured in this run ({width}x{height} missing)."]
+    best = rows[0]
+    fps_p50 = 1000.0 / best.p50_ms
+    out = [f"Fastest CPU path at {width}x{height}, batch 1: **{_label(best)}**, p50 {best.p50_ms:.2f} ms = "
+           f"**{fps_p50:.1f} frames/s** (mean {best.mean_ms:.2f} ms = {best.fps:.1f} frames/s; p99 {best.p99_ms:.2f} ms). "
+           f"Target ≥ {LIVE_FPS_TARGET:g} frames/s: **{'met' if fps_p50 >= LIVE_FPS_TARGET else 'not met'}** "
+           "on this run.", "",
+           "| path | p50 ms | p99 ms | frames/s (p50) | end-to-end p50 ms | end-to-end frames/s |",
+           "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        e2e = next(iter(_find(records, height, width, mode="pipeline", backend=r.backend, precision=r.precision)), None)
+        out.append(f"| {_label(r)} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {1000 / r.p50_ms:.1f} | "
+                   f"{e2e.p50_ms if e2e else float('nan'):.2f} | {1000 / e2e.p50_ms if e2e else float('nan'):.1f} |")
+    return out
+
+
+def overhead_rows(records: list[BenchRecord]) -> list[str]:
+    pipes = [r for r in records if r.mode == "pipeline" and r.overhead is not None]
+    if not pipes:
+        return ["No end-to-end runs in this result."]
+    out = ["| path | size | model-only p50 ms | end-to-end p50 ms | overhead (paired, in-iteration) |",
+           "|---|---|---:|---:|---:|"]
+    for r in sorted(pipes, key=lambda r: (r.height * r.width, r.backend, r.precision)):
+        twin = next(iter(_find(records, r.height, r.width, backend=r.backend, precision=r.precision)), None)
+        flag = "" if r.overhead <= OVERHEAD_TARGET else " (above 10%)"
+        out.append(f"| {_label(r)} | {r.width}x{r.height} | {twin.p50_ms if twin else float('nan'):.2f} | "
+                   f"{r.p50_ms:.2f} | {100 * r.overhead:+.1f}%{flag} |")
+    within = sum(1 for r in pipes if r.overhead <= OVERHEAD_TARGET)
+    return [f"{within} of {len(pipes)} end-to-end configurations are within the {100 * OVERHEAD_TARGET:.0f}% "
+            "overhead target.", ""] + out
+
+
+# ---------------------------------------------------------------------------------------
+# The page
+
+
+def _load_note(env: dict, cpu: dict) -> list[str]:
+    """Say how busy the machine was; on a shared one, say what that does to the numbers."""
+    start, end = env.get("load_average_start"), env.get("load_average_end")
+    cores = cpu.get("usable_cores") or cpu.get("logical_cores") or 1
+    threads = env.get("threads", {}).get("requested_threads", 0)
+    lines = [f"- Load average (1 min) when the run started / ended: "
+             f"{start[0] if start else '?'} / {end[0] if end else '?'} on {cores} cores; intra-op threads per "
+             f"backend: {threads or 'backend default'}"]
+    busiest = max((x[0] for x in (start, end) if x), default=0.0)
+    if busiest > 0.5 * cores:
+        lines += ["", f"> **Shared machine.** Other work kept about {busiest:.0f} runnable processes on these "
+                  f"{cores} cores while this ran, so absolute latencies are inflated and noisy (see p90/p99, and "
+                  "the noise field in the JSON). The ratios between configurations come from the same run, "
+                  "taking turns under the same load, and are the meaningful part."
+                  + (" Each backend ran with one intra-op thread (`--threads 1`): on oversubscribed cores a "
+                     "multi-threaded kernel waits at every barrier for whichever of its threads was descheduled, "
+                     "which makes 2-thread numbers slower and far noisier than the work they measure."
+                     if threads == 1 else "")
+                  + (f" The same matrix with the backends' default threads, run right after this one while the "
+                     f"load rose, is kept in `{_rel(THREADS_DEFAULT)}` for comparison."
+                     if threads == 1 and THREADS_DEFAULT.is_file() else "")
+                  + " To re-measure on a quiet machine, run the command below (without `--threads 1` to use "
+                  "all cores); it rewrites this page."]
+    return lines
+
+
+def render(document: dict, command: str, json_path: Path, plot_path: Path | None) -> str:
+    env = document["environment"]
+    records = report.records_of(document)
+    cpu = env.get("cpu", {})
+    peak = document.get("sgemm_peak") or {}
+    git = env.get("git") or {}
+    libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items() if v)
+    gpus = "; ".join(f"{g['name']} (driver {g['driver']})" for g in env.get("gpus", []))
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `python -m stylize_rt.benchmarks.run_cpu_matrix` from "
+        f"`{_rel(json_path)}`; do not edit by hand (re-render with `--render {_rel(json_path)}`).",
+        "",
+        "## How these numbers are taken",
+        "",
+        "- **Model-only**: the backend's `infer` on a batch already in the model's input convention; warm-up "
+        "runs first, then a time budget (at least 5 iterations); per-iteration times from `time.perf_counter` "
+        "on CPU (CUDA events, split into H2D / compute / D2H, where a GPU backend records them).",
+        "- **End-to-end** (`--pipeline`): the runtime's raw-video reader (bgr24 frames from an in-memory "
+        "stream) → `Stylizer` (layout conversion) → the runtime's raw-video writer; codecs and disk are left "
+        "out because they belong to the source/sink a user picks. *Overhead* is measured inside each "
+        "end-to-end iteration (its wall time / the model call's time within it, median over iterations, − 1): "
+        "a paired measurement, so load changes between iterations cancel. The separate model-only p50 "
+        "is shown beside it.",
+        "- **Same-run ratios**: all configurations stay loaded and take turns (blocks of ~0.2 s) at each "
+        "size, so ratios between them are measured under the same machine load.",
+        "- **Guard**: inputs are photo-like synthetic frames (sky, ground, hard-edged shapes, grain), never "
+        "zeros; every configuration's output is checked once before timing (no NaN/Inf, not a constant "
+        "image, right shape) and fails the run otherwise.",
+        "- **GFLOP/s** = 2 × convolution MACs (counted from the ONNX graph at that size; normalization, "
+        "padding and resizing not counted) / mean latency; for INT8 it is the same FP32-equivalent work. "
+        "**% of SGEMM peak** divides by this machine's measured float32 matmul rate (numpy/OpenBLAS, "
+        "with as many threads as the backends), not a datasheet peak.",
+        "- **Noise** (in the JSON): relative spread of block medians; `stylize-rt bench --compare BASELINE.json` "
+        "flags a configuration whose p50 grew by more than max(3 × combined noise, 5%) and exits 1.",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {cpu.get('model', '?')}, {cpu.get('physical_cores', '?')} cores "
+        f"({cpu.get('usable_cores', '?')} usable), flags: {' '.join(cpu.get('flags', []))}",
+        f"- GPU: {gpus or 'none. No GPU on this machine: no GPU matrix, no TensorRT/CUDA rows.'}",
+        f"- Measured SGEMM peak: {peak.get('gflops', float('nan')):.1f} GFLOP/s "
+        f"({peak.get('size', '?')}² float32, {peak.get('blas', '?')}, {peak.get('threads', 'all')} BLAS "
+        "thread(s), the same as the backends)" if peak else "- SGEMM peak: not measured",
+        f"- Libraries: {libs}",
+        f"- Commit: {git.get('commit', 'unknown')}{' + uncommitted changes' if git.get('dirty') else ''}; "
+        f"measured {env.get('timestamp_utc', '?')}; thread variables set: {env.get('threads', {}).get('env') or 'none'}",
+        *_load_note(env, cpu),
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "## CPU: fastest path vs PyTorch eager FP32 (default generator, batch 1)",
+        "",
+        *headline_rows(records),
+        "",
+        "## Live-CPU figure: 640x360, batch 1",
+        "",
+        *live_rows(records),
+        "",
+        "## Runtime overhead: end-to-end vs model-only",
+        "",
+        *overhead_rows(records),
+        "",
+        "## Full CPU matrix",
+        "",
+        "Each row's command reproduces it alone (a single configuration is not timed in turns with others, "
+        "so expect small differences).",
+        "",
+        report.markdown_table(records, commands=True),
+        "",
+    ]
+    if plot_path is not None:
+        rel = _rel(plot_path)
+        lines += [f"![latency vs resolution]({rel if rel.startswith('/') else '../' + rel})", ""]
+    if document.get("skipped"):
+        lines += ["## Not measured here, and why", ""]
+        lines += [f"- {s['backend']} {s['precision']}: {s['reason']}" for s in document["skipped"]]
+        lines.append("")
+    if document.get("failed"):
+        lines += ["## Failed configurations", ""]
+        lines += [f"- {f['backend']} {f['precision']} {f['width']}x{f['height']}: {f['reason']}" for f in document["failed"]]
+        lines.append("")
+    if document.get("captioner"):
+        lines += ["## Captioner", "", report.captioner_markdown(document["captioner"]), ""]
+    lines += [
+        "## Running your own",
+        "",
+        "- Any model, sizes and batches: `stylize-rt bench --engine my.onnx --sizes 256,720p --batch 1,4 "
+        "--json out.json --markdown out.md --plot out.png` (`--engine` also takes a checkpoint directory, "
+        "a TensorRT engine or an embedded model name; a directory holding a checkpoint and its ONNX exports, "
+        "like `stylize_rt/models/mosaic/`, runs both PyTorch and ONNX Runtime).",
+        "- INT8 rows: unless an INT8 ONNX sits beside the model, the bench quantizes the FP32 ONNX itself "
+        "with the export stage's static QDQ path (calibrated on bundled photos) into a temporary file.",
+        "- Regression gate: `stylize-rt bench ... --json new.json --compare benchmarks/results/cpu_matrix.json` "
+        "prints a comparison table and exits 1 when a configuration's p50 grew beyond max(3 × noise, 5%); "
+        "`--noise-k` and `--noise-floor` tune it. Compare runs from the same machine only.",
+        "- History: `--history benchmarks/results/history.jsonl` appends the whole result as one JSON line.",
+        "- Captioner: `--captioner [DIR]` adds encoder latency, per-token decoder latency and captions/s.",
+        "- `torch-compile` (`torch.compile`, dynamic shapes) is available with `--backends torch-compile`; it "
+        "is left out of this matrix because compiling takes minutes per run on this CPU.",
+        "",
+    ]
+    lines += [
+        "## GPU",
+        "",
+        ("No CUDA GPU was available on the machine that produced this page, so there is no GPU matrix "
+         "(TensorRT, ONNX Runtime CUDA/TensorRT EPs, PyTorch CUDA) and no comparison with the speeds "
+         "Johnson et al. 2016 published for their architecture on a Titan X "
+         f"({', '.join(f'{s}²: {t:g} s' for s, t in JOHNSON_2016_TITAN_X.items())}). On a GPU machine: "
+         "`stylize-rt bench --backends tensorrt,onnxruntime-cuda,torch-cuda --precision fp32,fp16,int8 "
+         "--sizes 256,512,720p,1080p --json benchmarks/results/gpu_matrix.json`.") if not gpus else
+        f"GPU present ({gpus}); see the GPU result files in benchmarks/results/.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", default="mosaic", help="model to benchmark (default: the embedded mosaic)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time budget per configuration and size")
+    parser.add_argument("--json", type=Path, default=RESULTS / "cpu_matrix.json")
+    parser.add_argument("--plot", type=Path, default=RESULTS / "cpu_matrix.png")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads per backend (0: backend default)")
+    parser.add_argument("--history", type=Path, default=RESULTS / "history.jsonl")
+    parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--render", type=Path, metavar="RESULT.json",
+                        help="only re-render the page (and --plot) from a result, without measuring")
+    args = parser.parse_args(argv)
+
+    if args.render is not None:
+        json_path = args.render
+        document = report.load_document(json_path)
+        if document["records"]:  # the plot is a view of the same result: redraw it too
+            report.write_plot(report.records_of(document), args.plot, title=report.plot_title(document))
+    else:
+        from stylize_rt.cli import main as cli_main
+
+        json_path = args.json
+        rc = cli_main(matrix_args(args.engine, args.seconds, args.threads, args.json, args.plot, args.history))
+        if rc != 0 or not json_path.is_file():
+            print(f"run_cpu_matrix: the benchmark run failed (exit {rc})", file=sys.stderr)
+            return rc or 1
+        document = report.load_document(json_path)
+    env = document["environment"]
+    threads = env.get("threads", {}).get("requested_threads", 0)
+    script = "python -m stylize_rt.benchmarks.run_cpu_matrix" + (
+        f" --engine {shlex.quote(args.engine)}" if args.engine != "mosaic" else "") + (
+        f" --threads {threads}" if threads else "")
+    bench = str(env.get("command", "")).replace(str(REPO) + "/", "")
+    command = f"{script}\n# which ran exactly this, then rendered this page from the JSON:\n{bench}"
+    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    args.doc.write_text(render(document, command, json_path, args.plot if args.plot.is_file() else None))
+    print(f"wrote {args.doc} from {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The page generator of docs/BENCHMARKS.md: headline ratios and verdicts come from the records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stylize_rt.benchmarks import report, run_cpu_matrix
+from stylize_rt.benchmarks.harness import BenchRecord
+
+
+def rec(backend, precision, size, p50, mode="model", overhead=None):
+    h, w = size
+    return BenchRecord(backend=backend, device="cpu", precision=precision, batch=1, height=h, width=w, mode=mode,
+                       model="m", iters=20, warmup=3, clock="perf_counter", min_ms=p50 * 0.9, mean_ms=p50,
+                       p50_ms=p50, p90_ms=p50 * 1.1, p99_ms=p50 * 1.2, max_ms=p50 * 1.3, std_ms=1.0, noise=0.01,
+                       fps=1000 / p50, mpix_s=1000 / p50 * h * w / 1e6, gflops=10.0, peak_fraction=0.25,
+                       overhead=overhead, command=f"stylize-rt bench --backends {backend}")
+
+
+def document():
+    records = []
+    for size, eager, ort in (((256, 256), 30.0, 10.0), ((512, 512), 100.0, 60.0), ((360, 640), 90.0, 25.0)):
+        records += [rec("torch", "fp32", size, eager), rec("onnxruntime", "fp32", size, ort),
+                    rec("onnxruntime", "fp32", size, ort * 1.04, mode="pipeline", overhead=0.04)]
+    env = {"cpu": {"model": "Test CPU", "physical_cores": 2, "usable_cores": 2, "flags": ["avx512_bf16"]},
+           "gpus": [], "libraries": {"numpy": "2"}, "git": {"commit": "abc", "dirty": False},
+           "threads": {"requested_threads": 0, "env": {}}, "timestamp_utc": "2026-01-01T00:00:00+00:00"}
+    return report.build_document(env, {"gflops": 40.0, "size": 1024, "repeats": 3, "blas": "openblas"}, records)
+
+
+def test_page_states_ratios_targets_and_reproducing_commands(tmp_path):
+    page = run_cpu_matrix.render(document(), "python -m stylize_rt.benchmarks.run_cpu_matrix",
+                                 Path(tmp_path / "r.json"), None)
+    assert "**256x256**: fastest CPU path is **onnxruntime FP32** at 10.00 ms (p50), **3.00x**" in page
+    assert "≥ 2x: **met**" in page
+    assert "**512x512**" in page and "**1.67x**" in page and "**not met**" in page  # 100 / 60 < 2
+    assert "**40.0 frames/s**" in page and "Target ≥ 30 frames/s: **met**" in page  # 640x360 at 25 ms
+    assert "+4.0%" in page and "3 of 3 end-to-end configurations are within" in page
+    assert "`stylize-rt bench --backends torch`" in page
+    assert "No CUDA GPU" in page and "0.015 s" in page
+    assert "Test CPU" in page and "40.0 GFLOP/s" in page
+
+
+def test_render_from_a_result_file(tmp_path):
+    path = report.write_json(document(), tmp_path / "cpu.json")
+    out = tmp_path / "BENCH.md"
+    assert run_cpu_matrix.main(["--render", str(path), "--doc", str(out), "--plot", str(tmp_path / "none.png")]) == 0
+    assert out.read_text().startswith("# Benchmarks")
