@@ -32,9 +32,14 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements/dev.txt
 	$(PIP) $(FIND_LINKS) -r requirements/dev.txt
 	touch $@
 
-# Retrain and re-export the embedded default models (see docs/MODELS.md for wall times).
+# Retrain and re-export the embedded default models (wall times: docs/MODELS.md, docs/CAPTIONER.md).
+CAPTIONER_TRAIN := $(VENV)/bin/stylize-rt train captioner --render-scale-max 3 --threads 1
 models: $(DEV_STAMP)
 	$(PY) -m stylize_rt.training.embedded --threads 1
+	$(CAPTIONER_TRAIN) -o runs/captioner_ms_mle --steps 1500
+	$(CAPTIONER_TRAIN) -o runs/captioner_ms_gan --init runs/captioner_ms_mle --steps 0 --gan-steps 60
+	$(PY) -m stylize_rt.export.captioner runs/captioner_ms_gan stylize_rt/models/captioner --embedded \
+		--source "make models (stylize-rt train captioner: 1500 MLE steps, then 60 GAN steps; see Makefile)"
 
 # Re-measure the CPU matrix in docs/BENCHMARKS.md (minutes; run on a quiet machine).
 bench-cpu: $(DEV_STAMP)

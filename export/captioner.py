@@ -104,6 +104,7 @@ def export_captioner(ckpt_dir_or_model, out_dir: str | os.PathLike[str], verify:
             "image_layout": "uint8_nhwc_rgb",
             "max_len": cfg.max_len,
             "vocab_size": len(tokenizer),
+            "vocab_sha256_16": tokenizer.digest(),
             "bos_id": tokenizer.bos_id,
             "eos_id": tokenizer.eos_id,
             "pad_id": tokenizer.pad_id,
@@ -154,7 +155,8 @@ def _export_encoder(model: Captioner, path: Path, meta: dict[str, str]) -> None:
 
 def _export_decoder(model: Captioner, path: Path, meta: dict[str, str]) -> None:
     with torch.no_grad():
-        features, keys, hidden, context = model.encode(torch.rand(2, 3, model.config.image_size, model.config.image_size))
+        size = model.config.image_size
+        features, keys, hidden, context = model.encode(torch.rand(2, 3, size, size))
     token = torch.tensor([1, 2], dtype=torch.long)
     axes = {name: {0: "batch"} for name in [*DECODER_INPUTS, *DECODER_OUTPUTS]}
     _export(
@@ -169,18 +171,20 @@ class CaptionerVerification:
 
     images: int
     encoder_max_abs_err: float
+    encoder_scaled_err: float  # max |onnx - torch| / max(1, max |torch|), per output, worst output
     token_mismatches: int
-    atol: float
+    tolerance: float
     first_mismatch: str | None = None
 
     @property
     def passed(self) -> bool:
-        return self.encoder_max_abs_err <= self.atol and self.token_mismatches == 0
+        return self.encoder_scaled_err <= self.tolerance and self.token_mismatches == 0
 
     def lines(self) -> list[str]:
         verdict = "PASS" if self.passed else "FAIL"
         out = [
-            f"captioner encoder: max abs error vs PyTorch {self.encoder_max_abs_err:.2e} (tolerance {self.atol:.0e})",
+            f"captioner encoder: max abs error vs PyTorch {self.encoder_max_abs_err:.2e}, relative to the output's "
+            f"range {self.encoder_scaled_err:.1e} (tolerance {self.tolerance:.0e})",
             f"captioner decode: ONNX stepwise greedy tokens == PyTorch on {self.images - self.token_mismatches}"
             f"/{self.images} held-out images: {verdict}",
         ]
@@ -190,7 +194,8 @@ class CaptionerVerification:
 
     def to_dict(self) -> dict:
         return {"images": self.images, "encoder_max_abs_err": self.encoder_max_abs_err,
-                "token_mismatches": self.token_mismatches, "passed": self.passed}
+                "encoder_scaled_err": self.encoder_scaled_err, "token_mismatches": self.token_mismatches,
+                "passed": self.passed}
 
 
 def verify_captioner(
@@ -199,13 +204,15 @@ def verify_captioner(
     images: np.ndarray | None = None,
     scenes: int = 32,
     seed: int = 0,
-    atol: float = 1e-4,
+    tolerance: float = 1e-5,
 ) -> CaptionerVerification:
     """Compare an exported folder with PyTorch (does not raise on a difference; see ``.passed``).
 
     ``images`` (N x S x S x 3 uint8) default to held-out synthetic scenes (the ``test``
     split, never drawn in training). Measures the encoder outputs' max abs error, and
-    whether the ONNX stepwise greedy decode gives PyTorch's tokens on every image.
+    whether the ONNX stepwise greedy decode gives PyTorch's tokens on every image. The encoder
+    error is scaled by each output's magnitude (features reach ~100; float32 rounding there
+    is ~1e-5 absolute), so ``tolerance`` means the same for small and large activations.
     """
     from stylize_rt.runtime.captioner import Captioner as OnnxCaptioner
     from stylize_rt.training.captioner_model import images_to_tensor
@@ -224,7 +231,10 @@ def verify_captioner(
         with torch.no_grad():
             torch_enc = [t.numpy() for t in model.encode(images_to_tensor(images))]
             torch_rows = model.greedy(images_to_tensor(images), tokenizer.bos_id, tokenizer.eos_id).tolist()
-        enc_err = max(float(np.abs(onnx_enc[n] - t).max()) for n, t in zip(ENCODER_OUTPUTS, torch_enc))
+        diffs = [(float(np.abs(onnx_enc[n] - t).max()), max(1.0, float(np.abs(t).max())))
+                 for n, t in zip(ENCODER_OUTPUTS, torch_enc)]
+        enc_err = max(d for d, _ in diffs)
+        scaled_err = max(d / scale for d, scale in diffs)
         onnx_tokens = runtime.greedy_tokens(images)
     finally:
         runtime.close()
@@ -234,13 +244,13 @@ def verify_captioner(
     if mismatched:
         i = mismatched[0]
         first = f"image {i}: ONNX {tokenizer.decode(onnx_tokens[i])!r} vs PyTorch {tokenizer.decode(torch_tokens[i])!r}"
-    return CaptionerVerification(len(images), enc_err, len(mismatched), atol, first)
+    return CaptionerVerification(len(images), enc_err, scaled_err, len(mismatched), tolerance, first)
 
 
 def verify_captioner_export(export_dir, ckpt_dir_or_model, images=None, scenes: int = 32, seed: int = 0,
-                            atol: float = 1e-4) -> dict:
+                            tolerance: float = 1e-5) -> dict:
     """``verify_captioner``, raising ``VerificationError`` on any difference; returns the numbers."""
-    report = verify_captioner(export_dir, ckpt_dir_or_model, images, scenes, seed, atol)
+    report = verify_captioner(export_dir, ckpt_dir_or_model, images, scenes, seed, tolerance)
     if not report.passed:
         raise VerificationError("; ".join(report.lines()))
     return report.to_dict()
@@ -286,7 +296,8 @@ def write_embedded(ckpt_dir: str | os.PathLike[str], dest: str | os.PathLike[str
             "description": "spoken-style captions of synthetic shape scenes (CNN encoder + attention GRU decoder)",
             "files": EMBEDDED_FILES,
             "source": source,
-            "wall_s": report.get("wall_s"),
+            "wall_s": _wall_times(report),
+            "trained_on": "this repository's CI-class machine: 2 shared CPU cores, torch CPU with 1 thread",
             "held_out_greedy": {k: final.get(k) for k in ("bleu1", "bleu2", "bleu3", "bleu4", "cider", "distinct2")},
             "training_report": report,
         }
@@ -301,12 +312,21 @@ def write_embedded(ckpt_dir: str | os.PathLike[str], dest: str | os.PathLike[str
     return dest
 
 
+def _wall_times(report: dict) -> dict:
+    """Training wall time of this checkpoint, plus that of the checkpoint it started from (--init)."""
+    own = report.get("wall_s")
+    earlier = (report.get("init") or {}).get("wall_s")
+    total = own + earlier if own is not None and earlier is not None else own
+    return {"this_stage_s": own, "init_stage_s": earlier, "total_s": total}
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m stylize_rt.export.captioner CKPT OUT [--embedded --source CMD]``."""
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m stylize_rt.export.captioner", description="export a captioner checkpoint")
+    p = argparse.ArgumentParser(prog="python -m stylize_rt.export.captioner",
+                                description="export a captioner checkpoint and check it against PyTorch")
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.add_argument("--embedded", action="store_true", help="also copy weights + card and write model.json")
@@ -322,11 +342,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stylize-rt: error: {exc}", file=sys.stderr)
         return exc.exit_code
     print(f"wrote {out}: ONNX stepwise decode == PyTorch decode on {report['images']} held-out scenes "
-          f"(encoder max abs error {report['encoder_max_abs_err']:.1e})")
+          f"(encoder max abs error {report['encoder_max_abs_err']:.1e}, relative {report['encoder_scaled_err']:.1e})")
     return 0
 
 
-__all__ = ["export_captioner", "verify_captioner", "verify_captioner_export", "CaptionerVerification", "write_embedded", "VerificationError", "OPSET"]
+__all__ = [
+    "export_captioner", "verify_captioner", "verify_captioner_export", "CaptionerVerification", "write_embedded",
+    "VerificationError", "OPSET",
+]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+"""`stylize-rt train captioner` end to end (tiny run), and the shipped default captioner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+from stylize_rt.training.scenes import make_scenes, render_scenes
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "stylize_rt", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_train_captioner_cli_writes_a_checkpoint_with_mle_and_gan_scores(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "ckpt"
+    proc = run_cli("train", "captioner", "-o", out, "--scenes", 64, "--eval-scenes", 8, "--steps", 3,
+                   "--batch-size", 8, "--gan-steps", 1, "--disc-pretrain", 1, "--threads", 1, "--image-size", 32)
+    assert proc.returncode == 0, proc.stderr
+    assert "held-out after MLE: BLEU-1" in proc.stdout and "held-out after GAN: BLEU-1" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["captioner.safetensors", "config.json", "tokenizer.json"]
+    card = json.loads((out / "config.json").read_text())
+    assert card["kind"] == "captioner" and card["captioner"]["image_size"] == 32
+    assert card["train"]["steps"] == 3 and "gan" in card["report"]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_train_captioner_cli_rejects_bad_numbers(tmp_path):
+    proc = run_cli("train", "captioner", "-o", tmp_path / "x", "--steps", 0)
+    assert proc.returncode == 2 and proc.stderr.startswith("stylize-rt: error:")
+    proc = run_cli("train", "captioner", "-o", tmp_path / "x", "--coco", tmp_path / "a.json")
+    assert proc.returncode == 2 and "go together" in proc.stderr
+
+
+def test_unwritable_checkpoint_path_fails_before_training(tmp_path):
+    pytest.importorskip("torch")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    proc = run_cli("train", "captioner", "-o", blocker / "ckpt", "--steps", 1, "--scenes", 4, "--eval-scenes", 2)
+    assert proc.returncode == 3 and proc.stderr.startswith("stylize-rt: error: cannot write checkpoint")
+    assert "mle" not in proc.stderr  # no training happened
+
+
+def test_embedded_captioner_describes_a_held_out_scene(tmp_path):
+    """The shipped default, runtime only: `stylize-rt caption IMAGE` without --model."""
+    from stylize_rt.models import get_model
+
+    model = get_model("captioner")
+    for role in ("encoder", "decoder_step", "tokenizer", "weights", "config"):
+        assert model.path(role).is_file()
+    assert "stylize-rt train captioner" in model.source
+    scene = next(s for s in make_scenes(40, seed=123, split="test") if s.layout == "single")
+    path = tmp_path / "scene.png"
+    cv2.imwrite(str(path), render_scenes([scene], 200)[0][..., ::-1])  # bigger than training: resized
+    proc = run_cli("caption", path)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout.strip()
+    thing = scene.things[0]
+    assert thing.color in text and thing.shape in text, (text, scene.captions()[0])
+
+
+@pytest.mark.slow
+def test_embedded_captioner_held_out_bleu4():
+    from stylize_rt.benchmarks.caption_quality import evaluate_exported
+
+    results = evaluate_exported(None, scenes=200, seed=1, beams=[1])
+    assert results["by_beam"]["1"]["bleu4"] >= 0.5
+
+
+@pytest.mark.slow
+def test_train_captioner_on_a_tiny_coco_folder(tmp_path):
+    pytest.importorskip("torch")
+    import numpy as np
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    anns = []
+    for i in range(4):
+        cv2.imwrite(str(images / f"{i}.jpg"), rng.integers(0, 255, (30 + i, 40, 3), dtype=np.uint8))
+        anns += [{"image_id": i, "caption": f"oh, a noisy picture number {i}"}, {"image_id": i, "caption": "some noise"}]
+    (tmp_path / "caps.json").write_text(json.dumps({"images": [{"id": i, "file_name": f"{i}.jpg"} for i in range(4)],
+                                                    "annotations": anns}))
+    out = tmp_path / "ckpt"
+    proc = run_cli("train", "captioner", "-o", out, "--coco", tmp_path / "caps.json", "--coco-images", images,
+                   "--steps", 2, "--batch-size", 4, "--image-size", 32, "--threads", 1)
+    assert proc.returncode == 0, proc.stderr
+    card = json.loads((out / "config.json").read_text())
+    assert card["report"]["train_images"] == 3 and card["report"]["held_out_images"] == 1
+    vocab = json.loads((out / "tokenizer.json").read_text())["vocab"]
+    assert "noisy" in vocab and "2" in vocab and "3" not in vocab  # held-out words do not leak into the vocabulary
