@@ -218,6 +218,28 @@ class Stylizer:
         y = self.backend.infer({self._input.name: x})[self._output]
         return self._from_model(np.asarray(y))
 
+    def stylize_device(self, frames, out=None, stream=None):
+        """Device NHWC uint8 RGB frames -> device frames, zero-copy, enqueued on ``stream``.
+
+        ``frames``/``out`` are anything with ``__cuda_array_interface__`` (torch, cupy, numba,
+        pycuda). Only a uint8 NHWC model takes frames as they are, so that is the one layout
+        served here; other layouts would need conversion kernels on the device. Nothing is
+        synchronized: the caller orders later work on the same stream.
+        """
+        infer_device = getattr(self.backend, "infer_device", None)
+        if infer_device is None:
+            raise BadInputError(
+                f"the {self.backend.name} backend takes host numpy frames; device frames need a GPU backend "
+                "(tensorrt, or onnxruntime with the CUDA/TensorRT provider)"
+            )
+        if self.layout != "uint8_nhwc" or self.convention.fixed_hw or self.convention.value_range != "0-255":
+            raise BadInputError(
+                f"device frames need a uint8 NHWC 0-255 model of any size; this one is {self.describe()} "
+                "(export with --layout uint8_nhwc)"
+            )
+        outputs = None if out is None else {self._output: out}
+        return infer_device({self._input.name: frames}, outputs, stream)[self._output]
+
     def warm_up(self, width: int, height: int, batch: int = 1, runs: int = 2) -> None:
         """Run the model on a real-looking frame so the first live frame pays no setup cost."""
         frame = _probe_pattern(height, width)

@@ -144,3 +144,21 @@ def test_cli_build_and_inspect(tiny_onnx, tmp_path):
     assert "can run it" in here
     layers = subprocess.run([*run, "inspect", engine, "--layers"], capture_output=True, text=True)
     assert layers.returncode == 0 and "Layers" in layers.stdout, layers.stderr
+
+
+@pytest.mark.gpu  # torch with CUDA, besides TensorRT
+def test_stylizer_takes_device_frames(built, frames):
+    import torch
+
+    from stylize_rt.runtime.backends.tensorrt import TensorrtBackend
+    from stylize_rt.runtime.stylizer import Stylizer
+
+    stylizer = Stylizer(TensorrtBackend(built["engine"]))
+    host = stylizer.stylize_batch(frames[:1])
+    x = torch.from_numpy(frames[:1]).cuda()
+    y = torch.empty_like(x)
+    stream = torch.cuda.current_stream()
+    stylizer.stylize_device(x, out=y, stream=stream)
+    stream.synchronize()
+    assert np.array_equal(y.cpu().numpy(), host)
+    stylizer.close()

@@ -105,3 +105,18 @@ def test_bad_frames_are_clear_errors(tiny_onnx):
         stylizer(np.zeros((20, 20, 3), np.float32))
     with pytest.raises(BadInputError):
         stylizer(np.zeros((20, 20), np.uint8))
+
+
+def test_device_frames_need_a_device_backend(tiny_onnx, frames):
+    """Host-only backends refuse device frames with a clear error instead of copying silently."""
+    from stylize_rt.runtime.backends import OnnxRuntimeBackend
+    from stylize_rt.runtime.stylizer import Stylizer
+
+    stylizer = Stylizer(OnnxRuntimeBackend(tiny_onnx["uint8_nhwc"], threads=1))
+    with pytest.raises(BadInputError, match="needs a GPU provider"):  # ORT on the CPU provider
+        stylizer.stylize_device(frames)
+    stylizer.close()
+    nchw = Stylizer(OnnxRuntimeBackend(tiny_onnx["float32_nchw"], threads=1))
+    with pytest.raises(BadInputError, match="need a uint8 NHWC"):  # would need device-side conversion
+        nchw.stylize_device(frames)
+    nchw.close()
