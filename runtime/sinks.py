@@ -190,7 +190,7 @@ class ImageFileSink:
         self.frames_written += 1
 
     def close(self) -> None:
-        pass
+        """Nothing to finalize: the image was written atomically by ``write``."""
 
 
 class ImageFolderSink:
@@ -211,7 +211,7 @@ class ImageFolderSink:
         self.frames_written += 1
 
     def close(self) -> None:
-        pass
+        """Nothing to finalize: each frame was written atomically by ``write``."""
 
 
 class RawPipeSink:
@@ -261,7 +261,7 @@ class NullSink:
         self.frames_written += 1
 
     def close(self) -> None:
-        pass
+        """Nothing to finalize: frames are only counted."""
 
 
 class TeeSink:
