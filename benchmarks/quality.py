@@ -24,13 +24,13 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from stylize_rt.errors import OutputError, run_reporting_errors
+from stylize_rt.errors import run_reporting_errors
+from stylize_rt.fileio import write_atomic
 
 EDGE_TARGET = 0.3
 FLICKER_TARGET = 1.5
@@ -132,15 +132,7 @@ def _display_path(path: Path) -> str:
 
 
 def _write_json(data: dict, path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(data, indent=2) + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def _default_model() -> Path:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 from stylize_rt.benchmarks.harness import BenchRecord
 from stylize_rt.errors import BadInputError, OutputError
+from stylize_rt.fileio import write_atomic
 
 SCHEMA = "stylize-rt-bench/1"
 REQUIRED_FIELDS = ("backend", "device", "precision", "batch", "height", "width", "iters",
@@ -35,27 +35,9 @@ def build_document(environment: dict, peak: dict | None, records: Sequence[Bench
     }
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_json(document: dict, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
-    _atomic_write(path, json.dumps(document, indent=2) + "\n")
+    write_atomic(path, json.dumps(document, indent=2) + "\n")
     return path
 
 
@@ -216,7 +198,7 @@ def captioner_markdown(rows: Sequence[dict]) -> str:
 
 def write_markdown(document: dict, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
-    _atomic_write(path, markdown_report(document))
+    write_atomic(path, markdown_report(document))
     return path
 
 

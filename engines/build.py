@@ -21,7 +21,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,8 @@ from stylize_rt.engines.sidecar import (
     file_sha256,
     write_sidecar,
 )
-from stylize_rt.errors import BadInputError, OutputError, StylizeError
+from stylize_rt.errors import BadInputError, StylizeError
+from stylize_rt.fileio import write_atomic
 
 FP32_LAYERS_KEY = "stylize_rt.fp32_layers"
 
@@ -184,7 +184,7 @@ def build_engine(
         _save_timing_cache(builder_config, timing_cache)
 
     data = memoryview(plan)
-    _write_atomic(engine_path, data)
+    write_atomic(engine_path, data)
     io = [_tensor_info(trt, network.get_input(i), "input", numpy_dtype) for i in range(network.num_inputs)]
     io += [_tensor_info(trt, network.get_output(i), "output", numpy_dtype) for i in range(network.num_outputs)]
     flags_used = {**config.engine_options(), "strongly_typed": strongly_typed, **notes}
@@ -349,18 +349,7 @@ def _load_timing_cache(builder_config, path: str | None):
 def _save_timing_cache(builder_config, path: Path) -> None:
     cache = builder_config.get_timing_cache()
     if cache is not None:
-        _write_atomic(path, memoryview(cache.serialize()))
-
-
-def _write_atomic(path: Path, data) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        write_atomic(path, memoryview(cache.serialize()))
 
 
 def _progress_monitor(trt):

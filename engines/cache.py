@@ -32,6 +32,7 @@ from typing import Any, Iterator
 from stylize_rt.engines.shapes import Profile
 from stylize_rt.engines.sidecar import Environment, check_engine_file, read_sidecar
 from stylize_rt.errors import BadInputError, StylizeError
+from stylize_rt.fileio import write_atomic
 
 ENV_VAR = "STYLIZE_RT_CACHE"
 ENGINE_FILE = "engine.plan"
@@ -139,10 +140,7 @@ def lookup(key: CacheKey, root: str | os.PathLike[str] | None = None) -> Path | 
 def store_key(key: CacheKey, root: str | os.PathLike[str] | None = None) -> Path:
     """Create the entry directory and write its ``key.json`` (done right after a successful build)."""
     directory = entry_dir(key, root)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (KEY_FILE + ".tmp")
-    tmp.write_text(json.dumps(key.to_dict(), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, directory / KEY_FILE)
+    write_atomic(directory / KEY_FILE, json.dumps(key.to_dict(), indent=2, sort_keys=True) + "\n")
     return directory
 
 

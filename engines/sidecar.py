@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stylize_rt.engines.shapes import Profile
-from stylize_rt.errors import BadInputError, OutputError
+from stylize_rt.errors import BadInputError
+from stylize_rt.fileio import write_atomic
 
 SIDECAR_FORMAT = "stylize-rt.engine-sidecar"
 SCHEMA_VERSION = 1
@@ -106,15 +106,7 @@ class Sidecar:
 def write_sidecar(engine_path: str | os.PathLike[str], sidecar: Sidecar) -> Path:
     """Write ``<engine>.json`` atomically (temp file + rename): a reader never sees half a sidecar."""
     path = sidecar_path(engine_path)
-    text = json.dumps(sidecar.to_dict(), indent=2) + "\n"
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
+    return write_atomic(path, json.dumps(sidecar.to_dict(), indent=2) + "\n")
 
 
 def read_sidecar(engine_path: str | os.PathLike[str]) -> Sidecar:

@@ -33,6 +33,7 @@ from torch import nn
 
 from stylize_rt import __version__
 from stylize_rt.errors import BadInputError, OutputError
+from stylize_rt.fileio import atomic_file, check_writable_dir
 
 OPSET = 17
 IOLayout = Literal["float32_nchw", "uint8_nhwc"]
@@ -163,48 +164,21 @@ def build_graph(generator: nn.Module, io_layout: str, simplify_graph: bool = Tru
 
 
 def save_atomic(model, path: str | os.PathLike[str]) -> Path:
-    """``onnx.save`` to a temp file beside ``path``, then rename: never a half-written model."""
-    import onnx
-
-    path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"cannot write {path}: it is a directory")
+    """Serialize ``model`` through :func:`stylize_rt.fileio.atomic_file`: never a half-written model."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        onnx.save(model, tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a model file is for sharing
-        os.replace(tmp, path)
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        with atomic_file(path) as handle:
+            handle.write(model.SerializeToString())
+    except ValueError as exc:  # a protobuf over 2 GB cannot be serialized in one piece
+        raise OutputError(f"cannot write {path}: {exc}") from None
+    return Path(path)
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:
-    """Fail before minutes of work if ``path`` cannot be written (probe file, removed again)."""
+    """Fail before minutes of work if ``path`` cannot be written."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a directory")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=path.name + ".", suffix=".probe", dir=path.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    check_writable_dir(path.parent)
 
 
 def export_generator(

@@ -9,7 +9,6 @@ and a run that wrote nothing leaves no half-file behind.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import sys
@@ -21,6 +20,7 @@ from typing import BinaryIO, Protocol, runtime_checkable
 import numpy as np
 
 from stylize_rt.errors import BadInputError, OutputError
+from stylize_rt.fileio import atomic_file, check_writable_dir, output_error, shareable_mode
 from stylize_rt.runtime.frames import resize, rgb_to_bgr
 from stylize_rt.runtime.sources import IMAGE_SUFFIXES, PIX_FMTS
 
@@ -49,29 +49,6 @@ class Sink(Protocol):
     def write(self, frame: np.ndarray, info: FrameInfo) -> None: ...
 
     def close(self) -> None: ...
-
-
-def _os_error(path: Path | str, exc: OSError) -> OutputError:
-    if exc.errno == errno.ENOSPC:
-        return OutputError(f"disk full while writing {path}")
-    return OutputError(f"cannot write {path}: {exc.strerror or exc}")
-
-
-def _umask_mode() -> int:
-    """The mode a plain ``open()`` would give a new file (mkstemp's 0600 is too private for outputs)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def check_writable_dir(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".stylize-rt-probe-", dir=directory)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise _os_error(directory, exc) from None
 
 
 class VideoFileSink:
@@ -108,7 +85,7 @@ class VideoFileSink:
 
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}", dir=self.path.parent)
         os.close(fd)
-        os.chmod(tmp, _umask_mode())
+        os.chmod(tmp, shareable_mode())
         self._tmp = Path(tmp)
         writer = cv2.VideoWriter(tmp, cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*self._fourcc), self.fps, (width, height))
         if not writer.isOpened():
@@ -150,7 +127,7 @@ class VideoFileSink:
                 return
             os.replace(tmp, self.path)
         except OSError as exc:
-            raise _os_error(self.path, exc) from None
+            raise output_error(self.path, exc) from None
 
 
 def write_image_atomic(path: Path, frame: np.ndarray) -> None:
@@ -159,17 +136,8 @@ def write_image_atomic(path: Path, frame: np.ndarray) -> None:
     ok, encoded = cv2.imencode(path.suffix.lower(), rgb_to_bgr(frame))
     if not ok:
         raise OutputError(f"cannot encode {path.name}: OpenCV has no encoder for {path.suffix}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(encoded.tobytes())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise _os_error(path, exc) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path) as handle:
+        handle.write(encoded.tobytes())
 
 
 class ImageFileSink:
@@ -240,7 +208,7 @@ class RawPipeSink:
         except BrokenPipeError:
             raise OutputError("output pipe closed by the reader") from None
         except OSError as exc:
-            raise _os_error("stdout", exc) from None
+            raise output_error("stdout", exc) from None
         self.frames_written += 1
 
     def close(self) -> None:
@@ -249,7 +217,7 @@ class RawPipeSink:
         except BrokenPipeError:
             pass
         except OSError as exc:
-            raise _os_error("stdout", exc) from None
+            raise output_error("stdout", exc) from None
 
 
 class NullSink:

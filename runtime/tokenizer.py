@@ -12,12 +12,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from stylize_rt.errors import BadInputError, OutputError
+from stylize_rt.errors import BadInputError
+from stylize_rt.fileio import write_atomic
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -95,18 +95,7 @@ class Tokenizer:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the JSON atomically (temp file in the same folder, then rename)."""
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1)
-                f.write("\n")
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; a shipped tokenizer must be readable
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise OutputError(f"cannot write tokenizer {path}: {exc.strerror or exc}") from None
-        return path
+        return write_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "Tokenizer":

@@ -34,6 +34,7 @@ from torch import nn
 
 from stylize_rt import __version__
 from stylize_rt.errors import BadInputError, OutputError
+from stylize_rt.fileio import shareable_mode
 from stylize_rt.training.generator import Generator, GeneratorConfig
 
 CONFIG_FILE = "config.json"
@@ -154,11 +155,9 @@ def load_training_state(path: str | os.PathLike[str], discriminator: nn.Module |
 
 def _share_modes(tmp: Path) -> None:
     """mkdtemp/mkstemp make private (0700/0600) entries; a saved model is for sharing (umask applies)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
+    os.chmod(tmp, shareable_mode(directory=True))
     for entry in tmp.rglob("*"):
-        os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~umask)
+        os.chmod(entry, shareable_mode(directory=entry.is_dir()))
 
 
 def _replace_dir(tmp: Path, target: Path) -> Path:

@@ -6,13 +6,13 @@ numpy + Pillow only (no torch), so the runtime-side quality benchmark can use it
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from stylize_rt.errors import BadInputError, OutputError
+from stylize_rt.errors import BadInputError
+from stylize_rt.fileio import atomic_file
 
 
 def contact_sheet(
@@ -50,20 +50,9 @@ def write_png(image: np.ndarray, path: str | os.PathLike[str]) -> Path:
     """Save ``image`` as PNG via a temp file + rename, so a reader never sees half a file."""
     from PIL import Image
 
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(image).save(fh, format="PNG", optimize=True)
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; a PNG is for everyone to read
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if "tmp" in locals() and os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with atomic_file(path) as fh:
+        Image.fromarray(image).save(fh, format="PNG", optimize=True)
+    return Path(path)
 
 
 def write_contact_sheet(
