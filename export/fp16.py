@@ -245,7 +245,9 @@ def remove_cast_roundtrips(model) -> int:
     ``convert_float_to_float16`` casts every blocked node's output to FP16 and casts it back
     for the next blocked node, so two adjacent FP32 layers (an overflow-prone Conv feeding
     its InstanceNormalization) still exchange the tensor in FP16 -- exactly the overflow the
-    island was for. Consumers of the round trip read the FP32 tensor directly instead.
+    island was for. Consumers of the round trip read the FP32 tensor directly instead; a
+    round trip into a graph output (an FP32 tail such as a final crop, under ``keep_io_types``)
+    becomes an Identity of the FP32 tensor.
     """
     graph = model.graph
     types = _float_tensors(model)
@@ -253,13 +255,18 @@ def remove_cast_roundtrips(model) -> int:
     graph_outputs = {o.name for o in graph.output}
     dropped = []
     for node in graph.node:
-        if node.op_type != "Cast" or _cast_to(node) != FLOAT or node.output[0] in graph_outputs:
+        if node.op_type != "Cast" or _cast_to(node) != FLOAT:
             continue
         first = producer.get(node.input[0])
         if first is None or first.op_type != "Cast" or _cast_to(first) != FLOAT16:
             continue
         source = first.input[0]
         if types.get(source) != FLOAT:
+            continue
+        if node.output[0] in graph_outputs:
+            # The graph output keeps its name: the second Cast becomes an Identity of the FP32 tensor.
+            node.op_type, node.input[0] = "Identity", source
+            del node.attribute[:]
             continue
         for other in graph.node:
             for i, name in enumerate(other.input):

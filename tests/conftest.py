@@ -45,7 +45,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=trt_reason))
 
 
-TINY_CONFIG = {"channels": [4, 8, 8], "res_blocks": 1, "stem_kernel": 3}
+# The default layout (unshuffle stem, reflect padding) at toy width; tests of the conv stem say so.
+TINY_CONFIG = {"channels": [4, 8, 8], "res_blocks": 1, "stem_kernel": 3, "stem": "unshuffle", "padding": "reflect"}
 
 
 @pytest.fixture(scope="session")

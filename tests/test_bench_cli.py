@@ -87,6 +87,19 @@ def test_conv_work_is_counted_from_the_onnx_graph(tiny_onnx):
         assert onnx_conv_macs(tiny_onnx[layout], 37, 51) == estimate_macs(config, 37, 51)
 
 
+def test_conv_stem_work_is_counted_too(tmp_path):
+    torch = pytest.importorskip("torch")
+    from stylize_rt.benchmarks.peak import onnx_conv_macs
+    from stylize_rt.export.onnx_export import export_generator
+    from stylize_rt.training.generator import Generator, GeneratorConfig, estimate_macs
+
+    config = GeneratorConfig(channels=(4, 8, 8), res_blocks=1, stem_kernel=5, stem="conv", padding="reflect")
+    torch.manual_seed(0)
+    path = export_generator(Generator(config).eval(), tmp_path / "conv.onnx", io_layout="uint8_nhwc")
+    assert onnx_conv_macs(path, 37, 51) == estimate_macs(config, 37, 51)
+    assert estimate_macs(config, 37, 51) != estimate_macs(GeneratorConfig(channels=(4, 8, 8), res_blocks=1), 37, 51)
+
+
 def test_onnx_bench_does_not_import_torch(tiny_onnx):
     code = ("import sys; from stylize_rt.cli import main; "
             f"rc = main(['bench', '--engine', {str(tiny_onnx['float32_nchw'])!r}, '--backends', 'onnxruntime', "

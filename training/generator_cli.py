@@ -32,9 +32,14 @@ def register(kinds: argparse._SubParsersAction) -> None:
     data.add_argument("--size", type=int, help="square training crop in pixels (default 256)")
     data.add_argument("--batch", type=int, help="batch size (default 4)")
     model = p.add_argument_group("generator")
-    model.add_argument("--channels", type=_channels, help="encoder widths (default 8,16,32)")
+    model.add_argument("--channels", type=_channels, help="encoder widths (default 16,32,32)")
     model.add_argument("--res-blocks", type=int, help="residual blocks (default 3)")
-    model.add_argument("--stem-kernel", type=int, help="first/last conv kernel (default 5)")
+    model.add_argument("--stem-kernel", type=int, help="first/last conv kernel (default 3)")
+    model.add_argument("--stem", choices=("unshuffle", "conv"),
+                       help="unshuffle (default): space-to-depth 2x, no full-resolution conv, fast on CPUs; "
+                       "conv: Johnson et al.'s full-resolution stem (use --stem-kernel 9 --padding reflect "
+                       "--channels 32,64,128 --res-blocks 5 for the paper's network)")
+    model.add_argument("--padding", choices=("zeros", "reflect"), help="conv border padding (default reflect; zeros is a little faster but leaves a faint frame near the borders)")
     loss = p.add_argument_group("losses")
     loss.add_argument("--vgg-weights", metavar="PATH",
                       help="local torchvision VGG16/VGG19 .pth state dict (never downloaded); "
@@ -70,7 +75,8 @@ def register(kinds: argparse._SubParsersAction) -> None:
 # argparse dest -> TrainConfig field; options left unset keep TrainConfig's defaults
 # (or, on --resume, the checkpoint's stored values).
 _FIELDS = (
-    "content", "styles", "out", "steps", "batch", "size", "channels", "res_blocks", "stem_kernel", "lr_g", "lr_d",
+    "content", "styles", "out", "steps", "batch", "size", "channels", "res_blocks", "stem_kernel", "stem",
+    "padding", "lr_g", "lr_d",
     "content_weight", "style_weight", "tv_weight", "adv", "adv_weight", "adv_start", "stability", "vgg_weights",
     "vgg_arch", "seed", "device", "log_every", "preview_every", "checkpoint_every",
 )

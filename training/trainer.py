@@ -37,7 +37,7 @@ from stylize_rt.errors import BadInputError, OutputError, StylizeError
 from stylize_rt.training import checkpoint as ckpt_io
 from stylize_rt.training.data import ContentImages, load_style, open_content
 from stylize_rt.training.discriminator import DiscriminatorConfig, PatchDiscriminator
-from stylize_rt.training.generator import Generator, GeneratorConfig, MIN_SIZE
+from stylize_rt.training.generator import LEGACY_LAYOUT, MIN_SIZE, PADDINGS, STEMS, Generator, GeneratorConfig
 from stylize_rt.training.losses import (
     content_loss,
     discriminator_loss,
@@ -60,9 +60,11 @@ class TrainConfig:
     steps: int = 2000
     batch: int = 4
     size: int = 256  # square training crop
-    channels: tuple[int, int, int] = (8, 16, 32)
+    channels: tuple[int, int, int] = (16, 32, 32)
     res_blocks: int = 3
-    stem_kernel: int = 5
+    stem_kernel: int = 3
+    stem: str = "unshuffle"  # unshuffle | conv (see stylize_rt.training.generator)
+    padding: str = "reflect"  # reflect | zeros
     lr_g: float = 1e-3
     lr_d: float = 2e-4
     content_weight: float = 1.0
@@ -97,6 +99,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "channels" in known and "stem" not in known:  # written before the stem choice existed
+            known.update(LEGACY_LAYOUT)
         if "styles" in known:
             known["styles"] = tuple(known["styles"])
         if "channels" in known:
@@ -104,7 +108,8 @@ class TrainConfig:
         return cls(**known)
 
     def generator_config(self) -> GeneratorConfig:
-        return GeneratorConfig(channels=tuple(self.channels), res_blocks=self.res_blocks, stem_kernel=self.stem_kernel)
+        return GeneratorConfig(channels=tuple(self.channels), res_blocks=self.res_blocks, stem_kernel=self.stem_kernel,
+                               stem=self.stem, padding=self.padding)
 
     def validate(self) -> None:
         if self.steps < 0 or self.batch < 1:
@@ -117,6 +122,8 @@ class TrainConfig:
             raise BadInputError(f"--size {self.size} is too small for a stability shift of {self.stability_shift}")
         if len(self.channels) != 3 or min(self.channels) < 1 or self.res_blocks < 0 or self.stem_kernel % 2 == 0:
             raise BadInputError("--channels needs 3 positive widths, --res-blocks >= 0 and an odd stem kernel")
+        if self.stem not in STEMS or self.padding not in PADDINGS:
+            raise BadInputError(f"--stem must be one of {', '.join(STEMS)} and --padding one of {', '.join(PADDINGS)}")
         if not self.styles:
             raise BadInputError("at least one --style is needed")
         if self.log_every < 1 or self.preview_every < 0 or self.checkpoint_every < 0:

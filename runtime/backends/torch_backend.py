@@ -231,17 +231,19 @@ def _wrapper_class(torch):
             self.autocast_dtype = autocast_dtype
 
         def forward(self, x):
+            # uint8 frames take the generator's NHWC path, as the exported graph does (the
+            # unshuffle stem folds the layout change into its space-to-depth)
+            run = self.generator.forward_nhwc if self.uint8 else self.generator
             if self.uint8:
-                x = x.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+                x = x.to(torch.float32) / 255.0
             if self.autocast_dtype is not None:
                 with torch.autocast(self.device_type, dtype=self.autocast_dtype):
-                    y = self.generator(x)
+                    y = run(x)
                 y = y.to(torch.float32)
             else:
-                y = self.generator(x)
+                y = run(x)
             if self.uint8:
-                y = torch.round(torch.clamp(y, 0.0, 1.0) * 255.0)
-                return y.permute(0, 2, 3, 1).to(torch.uint8)
+                return torch.round(torch.clamp(y, 0.0, 1.0) * 255.0).to(torch.uint8)
             return y
 
     return ExportIO
