@@ -351,14 +351,18 @@ class _Discard:
         pass
 
 
-PIPELINE_BATCHES_PER_RUN = 4
+# Each end-to-end step starts the stream runner once, so its thread start and the pipeline's
+# fill and drain (the first frame waits for capture, the last for output) are spread over
+# this many batches. A real stream spreads them over thousands; with 4 batches they added
+# about 8% to a 5 ms model call (256x256), 16 brings that within 1% of 32.
+PIPELINE_BATCHES_PER_RUN = 16
 
 
 def pipeline_step(backend, batch: int, height: int, width: int, ring: int = 4) -> tuple[Step, str]:
     """source -> runtime -> sink around ``backend``; returns the step and what it exercised.
 
     One step is one run of the runtime's stream runner (``run_stream``: capture, model and
-    output threads joined by queues) over a clip of ``PIPELINE_BATCHES_PER_RUN`` batches:
+    output threads joined by queues) over a clip of ``PIPELINE_BATCHES_PER_RUN`` batches (see there):
     source, the runtime's raw-video reader over an in-memory bgr24 stream of distinct
     frames (what ffmpeg or a capture process writes; no cache can help); sink, the
     runtime's raw-video writer (bgr24) into a stream that discards. Codec and disk costs

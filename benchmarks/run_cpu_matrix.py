@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from stylize_rt.benchmarks import report
-from stylize_rt.benchmarks.harness import BenchRecord
+from stylize_rt.benchmarks.harness import PIPELINE_BATCHES_PER_RUN, BenchRecord
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -135,10 +135,11 @@ def _load_note(env: dict, cpu: dict) -> list[str]:
     start, end = env.get("load_average_start"), env.get("load_average_end")
     cores = cpu.get("usable_cores") or cpu.get("logical_cores") or 1
     threads = env.get("threads", {}).get("requested_threads", 0)
-    lines = [f"- Load average (1 min) when the run started / ended: "
+    lines = [f"- Load average (1 min) when the run started / ended (the end includes the benchmark's own threads): "
              f"{start[0] if start else '?'} / {end[0] if end else '?'} on {cores} cores; intra-op threads per "
              f"backend: {threads or 'backend default'}"]
-    busiest = max((x[0] for x in (start, end) if x), default=0.0)
+    # The start figure says what else was running; the end figure includes the benchmark's own threads.
+    busiest = start[0] if start else 0.0
     if busiest > 0.5 * cores:
         lines += ["", f"> **Shared machine.** Other work kept about {busiest:.0f} runnable processes on these "
                   f"{cores} cores while this ran, so absolute latencies are inflated and noisy (see p90/p99, and "
@@ -176,8 +177,10 @@ def render(document: dict, command: str, json_path: Path, plot_path: Path | None
         "runs first, then a time budget (at least 5 iterations); per-iteration times from `time.perf_counter` "
         "on CPU (CUDA events, split into H2D / compute / D2H, where a GPU backend records them).",
         "- **End-to-end** (`--pipeline`): the runtime's raw-video reader (bgr24 frames from an in-memory "
-        "stream) → `Stylizer` (layout conversion) → the runtime's raw-video writer; codecs and disk are left "
-        "out because they belong to the source/sink a user picks. *Overhead* is measured inside each "
+        "stream) → `Stylizer` (layout conversion) → the runtime's raw-video writer, through the stream runner's "
+        f"capture/model/output threads, one {PIPELINE_BATCHES_PER_RUN}-batch clip per iteration (so thread "
+        "start and pipeline fill/drain count, spread over that many batches rather than a long video's "
+        "thousands); codecs and disk are left out because they belong to the source/sink a user picks. *Overhead* is measured inside each "
         "end-to-end iteration (its wall time / the model call's time within it, median over iterations, − 1): "
         "a paired measurement, so load changes between iterations cancel. The separate model-only p50 "
         "is shown beside it.",
