@@ -53,6 +53,20 @@ def test_nhwc_path_is_the_same_function(config):
     assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_space_to_depth_order_and_inverse():
+    """Channel (dy*2 + dx)*C + c of the half-resolution tensor is pixel (2i+dy, 2j+dx), channel c."""
+    from stylize_rt.training.generator import _depth_to_space, _space_to_depth
+
+    x = torch.rand(2, 8, 12, 3)
+    y = _space_to_depth(x)
+    assert y.shape == (2, 12, 4, 6)
+    for dy in range(2):
+        for dx in range(2):
+            for c in range(3):
+                assert torch.equal(y[:, (dy * 2 + dx) * 3 + c], x[:, dy::2, dx::2, c])
+    assert torch.equal(_depth_to_space(y), x)
+
+
 def test_unshuffle_stem_has_no_full_resolution_conv():
     """Every conv of the default layout runs at half resolution or below."""
     gen = Generator(TINY).eval()
