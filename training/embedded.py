@@ -41,6 +41,7 @@ RECIPE = dict(
     stem="unshuffle",
     padding="reflect",
     adv="nonsat",
+    content_weight=2.0,  # 1.0 left held-out edge correlation between 0.28 and 0.45 from run to run
     lr_g=2e-3,
     stability=10.0,
     seed=0,
