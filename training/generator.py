@@ -15,8 +15,8 @@ Two stems (``GeneratorConfig.stem``):
   below (residual blocks at 1/8); the head predicts 12 channels that depth-to-space back
   into RGB. On CPUs a full-resolution layer with 3-16 channels costs far more than its
   multiply-adds (padding, layout reorders, normalization over every pixel). The default
-  (16,32,32) runs 2.2x faster than the old (8,16,32) conv-stem default at 640x360 with
-  ONNX Runtime (docs/MODELS.md, "Speed").
+  (16,32,32) runs 2.2-2.8x faster than the old (8,16,32) conv-stem default at 640x360
+  with ONNX Runtime (docs/MODELS.md, "Speed").
 """
 
 from __future__ import annotations
