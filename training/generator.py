@@ -132,8 +132,8 @@ class Generator(nn.Module):
     """float32 NCHW RGB in [0, 1] -> float32 NCHW RGB in [0, 1], same size as the input.
 
     ``forward_nhwc`` is the same function on NHWC tensors; the unshuffle stem folds the
-    layout change into its space-to-depth, so the uint8-NHWC export moves each frame
-    through memory once on the way in and once on the way out.
+    NHWC <-> NCHW change into its space-to-depth and depth-to-space, so the uint8-NHWC
+    export needs no separate layout transpose.
     """
 
     def __init__(self, config: GeneratorConfig | None = None) -> None:
@@ -188,7 +188,7 @@ def _edge_pad(x: torch.Tensor) -> torch.Tensor:
 def _space_to_depth(x: torch.Tensor) -> torch.Tensor:
     """NHWC (N, H, W, C) -> NCHW (N, 4C, H/2, W/2), channels ordered (dy, dx, c).
 
-    Two moves that backends do fast: swapping W/2 with dy keeps (dx, c) runs contiguous,
+    Two moves that ONNX Runtime does fast: swapping W/2 with dy keeps (dx, c) runs contiguous,
     then an ordinary NHWC -> NCHW transpose. (One 6-D transpose into F.pixel_unshuffle's
     (c, dy, dx) order, or a DepthToSpace op, took 1.5-2x as long in ONNX Runtime.)
     """
