@@ -35,7 +35,7 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements/dev.txt
 # Retrain and re-export the embedded default models (wall times: docs/MODELS.md, docs/CAPTIONER.md).
 CAPTIONER_TRAIN := $(VENV)/bin/stylize-rt train captioner --render-scale-max 3 --threads 1
 models: $(DEV_STAMP)
-	$(PY) -m stylize_rt.training.embedded --threads 1
+	$(PY) -m stylize_rt.recipes.embedded --threads 1
 	$(CAPTIONER_TRAIN) -o runs/captioner_ms_mle --steps 1500
 	$(CAPTIONER_TRAIN) -o runs/captioner_ms_gan --init runs/captioner_ms_mle --steps 0 --gan-steps 60
 	$(PY) -m stylize_rt.export.captioner runs/captioner_ms_gan stylize_rt/models/captioner --embedded \
@@ -43,7 +43,7 @@ models: $(DEV_STAMP)
 
 # Re-measure the CPU matrix in docs/BENCHMARKS.md (minutes; run on a quiet machine).
 bench-cpu: $(DEV_STAMP)
-	$(PY) -m stylize_rt.benchmarks.run_cpu_matrix
+	$(PY) -m stylize_rt.recipes.cpu_matrix
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

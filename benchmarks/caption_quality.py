@@ -5,11 +5,7 @@
 Runs the exported captioner with the runtime only (ONNX Runtime, no torch) on scenes from
 the held-out ``test`` seed stream, which training never draws from, and prints the scores
 with the command that reproduces the model (from its ``model.json`` card or checkpoint).
-
-Scorers are established packages, not hand-written metrics: BLEU from sacrebleu
-(corpus BLEU, multiple references, ``tokenize="none"`` on our own word split, reported on
-a 0..1 scale), CIDEr-D from pycocoevalcap when it is installed. distinct-n is the ratio
-of unique to total n-grams over all generated captions (the usual diversity measure).
+The scorers are in ``training.caption_metrics``.
 """
 
 from __future__ import annotations
@@ -20,66 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from stylize_rt.runtime.tokenizer import split_words
-
-
-def _tok(text: str) -> str:
-    return " ".join(split_words(text))
-
-
-def bleu_scores(hypotheses: list[str], references: list[list[str]]) -> dict[str, float]:
-    """Corpus BLEU-1..4 (0..1) with sacrebleu; every hypothesis may have several references."""
-    from sacrebleu.metrics import BLEU
-
-    if len(hypotheses) != len(references) or not hypotheses:
-        raise ValueError("need one non-empty reference list per hypothesis")
-    if any(not refs for refs in references):
-        raise ValueError("every hypothesis needs at least one reference")
-    width = max(len(r) for r in references)
-    # sacrebleu wants equally long reference streams; repeating a reference changes nothing
-    # (clipped counts take the max over references, the closest length is the same).
-    streams = [[_tok(refs[min(k, len(refs) - 1)]) for refs in references] for k in range(width)]
-    hyps = [_tok(h) for h in hypotheses]
-    out = {}
-    for n in range(1, 5):
-        metric = BLEU(tokenize="none", max_ngram_order=n, effective_order=False)
-        out[f"bleu{n}"] = metric.corpus_score(hyps, streams).score / 100.0
-    return out
-
-
-def cider_score(hypotheses: list[str], references: list[list[str]]) -> float | None:
-    """CIDEr-D (pycocoevalcap's scorer) on our tokenization; None when the package is absent."""
-    try:
-        from pycocoevalcap.cider.cider import Cider
-    except ImportError:
-        return None
-    gts = {i: [_tok(r) for r in refs] for i, refs in enumerate(references)}
-    res = {i: [_tok(h)] for i, h in enumerate(hypotheses)}
-    score, _ = Cider().compute_score(gts, res)
-    return float(score)
-
-
-def distinct_n(captions: list[str], n: int) -> float:
-    """Unique n-grams / all n-grams over the captions (0 when there are none)."""
-    grams = [tuple(w[i : i + n]) for w in (split_words(c) for c in captions) for i in range(len(w) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 0.0
-
-
-def caption_scores(hypotheses: list[str], references: list[list[str]]) -> dict[str, float | None]:
-    scores: dict[str, float | None] = dict(bleu_scores(hypotheses, references))
-    scores["cider"] = cider_score(hypotheses, references)
-    scores["distinct1"] = distinct_n(hypotheses, 1)
-    scores["distinct2"] = distinct_n(hypotheses, 2)
-    scores["captions"] = len(hypotheses)
-    return scores
-
-
-def format_scores(scores: dict) -> str:
-    parts = [f"BLEU-{n} {scores[f'bleu{n}']:.3f}" for n in range(1, 5)]
-    cider = scores.get("cider")
-    parts.append("CIDEr-D n/a (pip install pycocoevalcap)" if cider is None else f"CIDEr-D {cider:.3f}")
-    parts.append(f"distinct-2 {scores['distinct2']:.3f}")
-    return ", ".join(parts)
+from stylize_rt.errors import run_reporting_errors
+from stylize_rt.fileio import write_atomic
+from stylize_rt.runtime.captioner import Captioner
+from stylize_rt.training.caption_metrics import caption_scores, format_scores
+from stylize_rt.training.scenes import make_scenes, render_scenes
 
 
 def _source_of(model_dir: Path) -> str:
@@ -104,9 +45,6 @@ def evaluate_exported(
     ``render_size`` draws the scenes at another resolution; the runtime then area-resizes
     them to the model's input, as it does with camera frames (a robustness check).
     """
-    from stylize_rt.runtime.captioner import Captioner
-    from stylize_rt.training.scenes import make_scenes, render_scenes
-
     captioner = Captioner(model_dir, threads=threads)
     held_out = make_scenes(scenes, seed, "test")
     render_size = render_size or captioner.spec.image_size
@@ -128,8 +66,6 @@ def evaluate_exported(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from stylize_rt.errors import StylizeError
-
     p = argparse.ArgumentParser(prog="python -m stylize_rt.benchmarks.caption_quality",
                                 description="Caption quality of an exported captioner on held-out synthetic scenes.")
     p.add_argument("--model", metavar="DIR", help="exported captioner folder (default: the embedded one)")
@@ -140,12 +76,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="draw the scenes at PX x PX (default: the model's input size); the runtime resizes them")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
-    try:
-        results = evaluate_exported(args.model, args.scenes, args.seed, args.beam or [1, 3],
-                                    render_size=args.render_size)
-    except StylizeError as exc:
-        print(f"caption_quality: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return run_reporting_errors(lambda: _report(args), prog="caption_quality")
+
+
+def _report(args: argparse.Namespace) -> int:
+    results = evaluate_exported(args.model, args.scenes, args.seed, args.beam or [1, 3], render_size=args.render_size)
     print(f"captioner: {results['model']}")
     print(f"reproduce: {results['source']}")
     print(f"held-out synthetic scenes: {args.scenes} (split 'test', seed {args.seed}; never drawn in training), "
@@ -156,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     for ex in results["by_beam"][next(iter(results["by_beam"]))]["examples"][:3]:
         print(f"  e.g. {ex['caption']!r}  (a reference: {ex['reference']!r})")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        write_atomic(args.json, json.dumps(results, indent=2) + "\n")
     return 0
 
 

@@ -14,12 +14,22 @@ import logging
 import os
 import shlex
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stylize_rt.errors import BadInputError, MissingDependencyError, OutputError, StylizeError
+from stylize_rt import contract
+from stylize_rt.benchmarks import compare as cmp
+from stylize_rt.benchmarks import environment, harness, report
+from stylize_rt.benchmarks.environment import cpu_has
+from stylize_rt.benchmarks.harness import Skipped, Variant
+from stylize_rt.benchmarks.peak import measure_sgemm_peak
+from stylize_rt.errors import BadInputError, MissingDependencyError, OutputError, StylizeError, first_line
+from stylize_rt.models import get_model
+from stylize_rt.runtime.backends import registry
+from stylize_rt.sizes import PRESETS
+from stylize_rt.sizes import parse_sizes as parse_frame_sizes
 
-NAMED_SIZES = {"360p": (640, 360), "480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
 DEFAULT_SIZES = "256,512,720p,1080p"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DEFAULT_ENGINE = "mosaic"
@@ -41,25 +51,8 @@ class ModelSource:
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
-    """``256,512x288,720p`` -> [(h, w), ...]; a bare N is N x N."""
-    sizes = []
-    for item in (s.strip().lower() for s in text.split(",") if s.strip()):
-        if item in NAMED_SIZES:
-            w, h = NAMED_SIZES[item]
-        else:
-            parts = item.split("x")
-            try:
-                w, h = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
-            except ValueError:
-                raise BadInputError(f"bad size {item!r}: use N, WxH or one of {', '.join(NAMED_SIZES)}") from None
-            if len(parts) > 2:
-                raise BadInputError(f"bad size {item!r}: use N, WxH or one of {', '.join(NAMED_SIZES)}")
-        if h < 16 or w < 16:
-            raise BadInputError(f"size {item!r} is below the generator's 16x16 minimum")
-        sizes.append((h, w))
-    if not sizes:
-        raise BadInputError("--sizes is empty")
-    return sizes
+    """``256,512x288,720p`` -> [(h, w), ...] (the harness's order); a bare N is N x N."""
+    return [(h, w) for w, h in parse_frame_sizes(text, "--sizes")]
 
 
 def parse_ints(text: str, what: str) -> list[int]:
@@ -84,9 +77,7 @@ def parse_choices(text: str, allowed, what: str) -> list[str]:
 # Variants and what this machine can run
 
 
-def variants():
-    from stylize_rt.benchmarks.harness import Variant
-
+def variants() -> dict[str, Variant]:
     return {
         "onnxruntime": Variant("onnxruntime", "onnxruntime", "cpu", {"providers": ["CPUExecutionProvider"]}),
         "onnxruntime-cuda": Variant("onnxruntime-cuda", "onnxruntime", "cuda", {"providers": ["CUDAExecutionProvider"]}),
@@ -100,51 +91,16 @@ def variants():
     }
 
 
-def _ort_providers() -> list[str]:
-    import onnxruntime as ort
-
-    return list(ort.get_available_providers())
-
-
 def variant_unavailable(name: str) -> str | None:
-    """Why this machine cannot run the variant at all, or None."""
-    if name.startswith("onnxruntime"):
-        if importlib.util.find_spec("onnxruntime") is None:
-            return "onnxruntime is not installed"
-        need = {"onnxruntime-cuda": "CUDAExecutionProvider", "onnxruntime-tensorrt": "TensorrtExecutionProvider"}.get(name)
-        if need and need not in _ort_providers():
-            return f"this ONNX Runtime build has no {need} (no onnxruntime-gpu / no GPU here)"
-        return None
-    if name.startswith("torch"):
-        if importlib.util.find_spec("torch") is None:
-            return "torch is not installed (pip install 'stylize-rt[train]')"
-        if importlib.util.find_spec("stylize_rt.runtime.backends.torch_backend") is None:
-            return "this build of stylize-rt has no torch backend"
-        if name == "torch-cuda":
-            from stylize_rt.benchmarks.environment import gpu_info
-
-            if not gpu_info():
-                return "no NVIDIA GPU on this machine"
-            import torch
-
-            if not torch.cuda.is_available():
-                return "this torch build has no CUDA"
-        return None
-    if name == "tensorrt":
-        if importlib.util.find_spec("tensorrt") is None:
-            return "tensorrt is not installed (pip install 'stylize-rt[gpu]' on an NVIDIA machine)"
-        from stylize_rt.benchmarks.environment import gpu_info
-
-        if not gpu_info():
-            return "no NVIDIA GPU on this machine"
-        return None
-    return f"unknown backend {name!r}"
+    """Why this machine cannot run the variant at all (the backend table's answer), or None."""
+    variant = variants().get(name)
+    if variant is None:
+        return f"unknown backend {name!r}"
+    return registry.unavailable(variant.backend, **variant.options)
 
 
 def precision_unsupported(variant: str, precision: str) -> str | None:
     """Why a variant has no path for ``precision`` (on this machine), or None."""
-    from stylize_rt.benchmarks.environment import cpu_has
-
     if variant == "onnxruntime":
         if precision in ("fp16", "bf16"):
             return f"ONNX Runtime's CPU execution provider has no fast {precision.upper()} conv kernels"
@@ -188,8 +144,6 @@ def resolve_engine(engine: str | None) -> ModelSource:
         raise BadInputError(f"cannot benchmark {path.name!r}: expected .onnx, .plan/.engine or a checkpoint directory")
     if "/" in engine or engine.endswith((".onnx", ".plan", ".engine")):
         raise BadInputError(f"model not found: {engine}")
-    from stylize_rt.models import get_model
-
     try:
         model = get_model(engine)
     except BadInputError as exc:
@@ -234,16 +188,16 @@ def _directory_source(path: Path) -> ModelSource:
 def onnx_precision(path: Path) -> str:
     """fp32, fp16 or int8, from the graph (QDQ nodes, float16 weights); fp32 when onnx is absent."""
     try:
-        import onnx
+        import onnx  # the [export] extra; without it every graph counts as fp32
     except ImportError:
         return "fp32"
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends
-        raise BadInputError(f"cannot read ONNX model {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        raise BadInputError(f"cannot read ONNX model {path}: {first_line(exc)}") from None
     meta = {p.key: p.value for p in model.metadata_props}
-    if meta.get("stylize_rt.precision") in PRECISIONS:
-        return meta["stylize_rt.precision"]
+    if meta.get(contract.PRECISION) in PRECISIONS:
+        return meta[contract.PRECISION]
     ops = {n.op_type for n in model.graph.node}
     if ops & {"DequantizeLinear", "QLinearConv", "ConvInteger"}:
         return "int8"
@@ -293,13 +247,13 @@ class ModelFiles:
             return "no fp32 ONNX to quantize"
         if importlib.util.find_spec("stylize_rt.export.int8") is None or importlib.util.find_spec("onnx") is None:
             return f"no int8 ONNX for {self.source.label} and this install cannot quantize (needs stylize-rt[export])"
-        import onnx
+        import onnx  # the [export] extra, found above
 
-        from stylize_rt.export.int8 import calibration_set, quantize_int8
+        from stylize_rt.export.int8 import calibration_set, quantize_int8  # likewise
 
         fp32 = onnx.load(str(self.source.onnx))
-        layout = {p.key: p.value for p in fp32.metadata_props}.get("stylize_rt.io_layout")
-        if layout not in ("uint8_nhwc", "float32_nchw"):
+        layout = {p.key: p.value for p in fp32.metadata_props}.get(contract.IO_LAYOUT)
+        if layout not in contract.IO_LAYOUTS:
             return f"{self.source.label} carries no stylize_rt.io_layout metadata; quantize it with stylize-rt export"
         print(f"bench: quantizing {self.source.onnx.name} to INT8 (static QDQ) ...", file=sys.stderr, flush=True)
         frames, where = calibration_set(None)
@@ -336,7 +290,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ["onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch", "torch-cuda", "torch-compile",
          "tensorrt"])
         + " (default auto: every one this machine and model can run, except torch-compile)")
-    p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"comma list of N, WxH, {', '.join(NAMED_SIZES)} "
+    p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"comma list of N, WxH, {', '.join(PRESETS)} "
                    f"(default {DEFAULT_SIZES})")
     p.add_argument("--batch", default="1", help="comma list of batch sizes (default 1)")
     p.add_argument("--precision", default=",".join(PRECISIONS), help="comma list of fp32, fp16, bf16, int8 "
@@ -403,11 +357,6 @@ def command_of(args) -> str:
     return shlex.join(parts)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _check_outputs_writable(args) -> None:
     """Fail before minutes of measuring, not after: output folders must be writable, matplotlib present."""
     for flag in ("json", "markdown", "plot", "history"):
@@ -427,8 +376,6 @@ def _check_outputs_writable(args) -> None:
 
 def plan_configs(names: list[str], precisions: list[str], skipped: list) -> list[tuple[str, str]]:
     """(variant, precision) pairs this machine can run; the rest go to ``skipped`` with the reason."""
-    from stylize_rt.benchmarks.harness import Skipped
-
     plan = []
     for name in names:
         reason = variant_unavailable(name)
@@ -446,10 +393,6 @@ def plan_configs(names: list[str], precisions: list[str], skipped: list) -> list
 
 def run_matrix(args, plan, source: ModelSource, sizes, batches, budget, peak, work, skipped, failed) -> list:
     """Open every planned backend once, then time all of them in turns at each size and batch."""
-    import tempfile
-
-    from stylize_rt.benchmarks import harness
-
     all_variants = variants()
     records = []
     with tempfile.TemporaryDirectory(prefix="stylize-rt-bench-") as workdir:
@@ -480,12 +423,12 @@ def run_matrix(args, plan, source: ModelSource, sizes, batches, budget, peak, wo
                             group.append(harness.prepare(backend, config, command, pipeline=args.pipeline))
                         except Exception as exc:  # noqa: BLE001 - any engine's error fails this configuration only
                             failed.append(harness.Failed(name, precision, height, width, batch, "model",
-                                                         _first_line(exc)))
+                                                         first_line(exc)))
                     try:
                         records += harness.measure_together(group, budget, work, peak["gflops"] if peak else None)
                     except Exception as exc:  # noqa: BLE001 - reported per configuration, then exit 1
                         failed += [harness.Failed(item.config.variant.name, item.config.precision, height, width,
-                                                  batch, "model", _first_line(exc)) for item in group]
+                                                  batch, "model", first_line(exc)) for item in group]
         finally:
             for *_, backend in opened:
                 backend.close()
@@ -494,8 +437,6 @@ def run_matrix(args, plan, source: ModelSource, sizes, batches, budget, peak, wo
 
 
 def print_summary(document: dict, notes: list[str]) -> None:
-    from stylize_rt.benchmarks import report
-
     records = report.records_of(document)
     if records:
         print(report.terminal_table(records))
@@ -512,9 +453,6 @@ def print_summary(document: dict, notes: list[str]) -> None:
 
 
 def run_bench(args) -> int:
-    from stylize_rt.benchmarks import compare as cmp
-    from stylize_rt.benchmarks import environment, harness, report
-
     _validate(args)
     _check_outputs_writable(args)
     sizes = parse_sizes(args.sizes)
@@ -536,8 +474,6 @@ def run_bench(args) -> int:
     env = environment.collect(args.threads, command=command_of(args))
     peak = None
     if not args.no_peak and any(all_variants[n].device == "cpu" for n, _ in plan):
-        from stylize_rt.benchmarks.peak import measure_sgemm_peak
-
         peak = measure_sgemm_peak(threads=args.threads).to_dict()
     work = harness.WorkCounter(source.onnx or source.checkpoint or next(iter(source.variants.values()), None))
     records = run_matrix(args, plan, source, sizes, batches, budget, peak, work, skipped, failed)
@@ -551,7 +487,7 @@ def run_bench(args) -> int:
                 budget, None if args.captioner == "embedded" else args.captioner, args.threads)
         except Exception as exc:  # noqa: BLE001 - a broken captioner fails its row, not the generator numbers
             height, width = harness.CAPTION_FRAME
-            failed.append(harness.Failed("captioner", "fp32", height, width, 1, "captioner", _first_line(exc)))
+            failed.append(harness.Failed("captioner", "fp32", height, width, 1, "captioner", first_line(exc)))
         if caption_skip:
             skipped.append(harness.Skipped("captioner", "fp32", caption_skip))
     env["load_average_end"] = environment.load_average()

@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from stylize_rt.gpu.devices import smi_gpus
+
 LIBRARIES = (
     "stylize-rt",
     "numpy",
@@ -31,7 +33,9 @@ LIBRARIES = (
 CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "MKL_NUM_THREADS",
                     "OPENBLAS_NUM_THREADS", "ORT_NUM_THREADS")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+_HERE = Path(__file__).resolve().parent  # benchmarks/ in a checkout (an editable install links here)
+# The checkout, where results and docs live; the working directory for an installed copy.
+REPO_ROOT = _HERE.parent if (_HERE.parent / "pyproject.toml").is_file() else Path.cwd()
 
 
 def cpu_info() -> dict[str, Any]:
@@ -71,26 +75,6 @@ def cpu_info() -> dict[str, Any]:
 def cpu_has(flag: str) -> bool:
     """True when the CPU advertises ``flag`` (e.g. ``avx512_bf16``, ``amx_bf16``)."""
     return flag in cpu_info()["flags"]
-
-
-def gpu_info() -> list[dict[str, str]]:
-    """NVIDIA GPUs via ``nvidia-smi`` (name, driver, memory); empty where there are none."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return []
-    try:
-        out = subprocess.run(
-            [smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    gpus = []
-    for line in out.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3:
-            gpus.append({"name": parts[0], "driver": parts[1], "memory": parts[2]})
-    return gpus
 
 
 def library_versions() -> dict[str, str | None]:
@@ -140,7 +124,7 @@ def collect(requested_threads: int = 0, command: str | None = None) -> dict[str,
         "command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "platform": platform.platform(),
         "cpu": cpu_info(),
-        "gpus": gpu_info(),
+        "gpus": smi_gpus(),
         "libraries": library_versions(),
         "git": git_commit(),
         "threads": thread_settings(requested_threads),

@@ -12,7 +12,7 @@ each model-only figure, so the runtime's overhead around the model shows.
 
 from __future__ import annotations
 
-import inspect
+import io
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,8 +20,15 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from stylize_rt.benchmarks.peak import onnx_conv_macs
 from stylize_rt.benchmarks.stats import LatencyStats, summarize, throughput
 from stylize_rt.errors import StylizeError
+from stylize_rt.runtime.backends import registry
+from stylize_rt.runtime.captioner import Captioner
+from stylize_rt.runtime.pipeline import PipelineConfig, run_stream
+from stylize_rt.runtime.sinks import RawPipeSink
+from stylize_rt.runtime.sources import RawPipeSource
+from stylize_rt.runtime.stylizer import Stylizer, infer_io_layout
 
 MIN_TIMED_ITERS = 5
 
@@ -182,8 +189,6 @@ def make_frames(batch: int, height: int, width: int, seed: int = 0) -> np.ndarra
 
 def model_feeds(backend, frames: np.ndarray) -> dict[str, np.ndarray]:
     """``frames`` in the backend's input convention, converted once, outside the timed loop."""
-    from stylize_rt.runtime.stylizer import infer_io_layout
-
     spec = backend.inputs[0]
     if infer_io_layout(backend) == "uint8_nhwc":
         return {spec.name: np.ascontiguousarray(frames)}
@@ -369,13 +374,6 @@ def pipeline_step(backend, batch: int, height: int, width: int, ring: int = 4) -
     are left out on purpose: they belong to the source/sink a user picks, not to the
     runtime. The step's time is reported per batch, comparable with model-only latency.
     """
-    import io
-
-    from stylize_rt.runtime.pipeline import PipelineConfig, run_stream
-    from stylize_rt.runtime.sinks import RawPipeSink
-    from stylize_rt.runtime.sources import RawPipeSource
-    from stylize_rt.runtime.stylizer import Stylizer
-
     timed = _TimedBackend(backend)
     stylizer = Stylizer(timed)
     frames = np.concatenate([make_frames(batch, height, width, seed=100 + i) for i in range(ring)])
@@ -423,12 +421,10 @@ class WorkCounter:
     def _count(self, height: int, width: int) -> int | None:
         try:
             if self.model.suffix == ".onnx":
-                from stylize_rt.benchmarks.peak import onnx_conv_macs
-
                 return onnx_conv_macs(self.model, height, width)
             if self.model.is_dir():
-                from stylize_rt.training.checkpoint import read_card
-                from stylize_rt.training.generator import GeneratorConfig, estimate_macs
+                from stylize_rt.nets.checkpoint import read_card  # torch: checkpoints only where it is installed
+                from stylize_rt.nets.generator import GeneratorConfig, estimate_macs
 
                 card = read_card(self.model, kind="generator")
                 return estimate_macs(GeneratorConfig.from_dict(card["generator"]), height, width)
@@ -442,40 +438,15 @@ class WorkCounter:
 def open_variant(variant: Variant, model: Path, precision: str, threads: int):
     """Open ``model`` with the variant's backend.
 
-    ``threads`` goes to backends that take it; their own open-time warm-up is turned off
-    (the harness warms up at the benchmark's size and says how many runs); the precision
-    goes only where the backend chooses arithmetic from it (an INT8 or FP16 ONNX file
-    carries its precision in the graph).
+    Every backend takes the shared options: ``threads``; its open-time warm-up turned off (the
+    harness warms up at the benchmark's size and says how many runs); the precision only
+    where the backend chooses arithmetic from it (an INT8 or FP16 ONNX file carries its
+    precision in the graph).
     """
-    from stylize_rt.runtime.backends import registry
-
-    options = dict(variant.options)
-    accepted = _accepted_options(variant.backend)
-    if threads and "threads" in accepted:
-        options["threads"] = threads
-    if "warmup" in accepted:
-        options["warmup"] = 0
+    fields = dict(variant.options, threads=threads, warmup=0)
     if variant.precision_option:
-        options["precision"] = precision
-    return registry.open_backend(model, backend=variant.backend, **options)
-
-
-def _accepted_options(name: str) -> set[str]:
-    """Keyword options the backend class behind a registry name takes."""
-    import importlib
-
-    classes = {
-        "onnxruntime": ("stylize_rt.runtime.backends.onnxruntime", "OnnxRuntimeBackend"),
-        "torch": ("stylize_rt.runtime.backends.torch_backend", "TorchBackend"),
-        "tensorrt": ("stylize_rt.runtime.backends.tensorrt", "TensorrtBackend"),
-    }
-    if name not in classes:
-        return set()
-    module, cls = classes[name]
-    try:
-        return set(inspect.signature(getattr(importlib.import_module(module), cls)).parameters)
-    except (ImportError, AttributeError):
-        return set()
+        fields["precision"] = precision
+    return registry.open_backend(model, backend=variant.backend, **fields)
 
 
 @dataclass
@@ -598,12 +569,6 @@ def measure_captioner(budget: Budget, model_dir: str | None = None, threads: int
     then whole captions (resize + encoder + greedy decoding + detokenizing), so the parts
     can be checked against the whole.
     """
-    import importlib.util
-
-    if importlib.util.find_spec("stylize_rt.runtime.captioner") is None:
-        return [], "this build of stylize-rt has no captioner runtime (stylize_rt.runtime.captioner)"
-    from stylize_rt.runtime.captioner import Captioner
-
     try:
         captioner = Captioner(model_dir, threads=threads)
     except StylizeError as exc:

@@ -27,22 +27,26 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
+import onnxruntime
 
+from stylize_rt.benchmarks.environment import REPO_ROOT
 from stylize_rt.errors import run_reporting_errors
 from stylize_rt.fileio import write_atomic
+from stylize_rt.models import DEFAULT_GENERATOR, get_model
+from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from stylize_rt.runtime.stylizer import Stylizer
+from stylize_rt.training.data import held_out_photos
+from stylize_rt.training.preview import write_contact_sheet
 
 EDGE_TARGET = 0.3
 FLICKER_TARGET = 1.5
 NOISE_SIGMA = 2.0 / 255.0
-_HERE = Path(__file__).resolve().parent
-REPO_ROOT = _HERE.parent if (_HERE.parent / "pyproject.toml").is_file() else Path.cwd()
 
 
 def sobel_magnitude(image: np.ndarray) -> np.ndarray:
     """Sobel gradient magnitude of an HxWx3 uint8 RGB image's luma (float32)."""
-    import cv2
-
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
     gray = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -85,9 +89,6 @@ def flicker_ratio(inputs: np.ndarray, outputs: np.ndarray) -> float:
 
 
 def _stylizer(model: Path, threads: int):
-    from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from stylize_rt.runtime.stylizer import Stylizer
-
     return Stylizer(OnnxRuntimeBackend(model, threads=threads))
 
 
@@ -136,17 +137,10 @@ def _write_json(data: dict, path: Path) -> None:
 
 
 def _default_model() -> Path:
-    from stylize_rt.models import DEFAULT_GENERATOR, get_model
-
     return get_model(DEFAULT_GENERATOR).path("onnx")
 
 
 def run(args: argparse.Namespace) -> dict:
-    import onnxruntime
-
-    from stylize_rt.training.data import held_out_photos
-    from stylize_rt.training.preview import write_contact_sheet
-
     model = Path(args.model) if args.model else _default_model()
     photos = held_out_photos()
     main = measure(model, photos, args.frames, args.threads)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from stylize_rt.benchmarks.harness import BenchRecord
-from stylize_rt.errors import BadInputError, OutputError
+from stylize_rt.errors import BadInputError, MissingDependencyError, OutputError
 from stylize_rt.fileio import write_atomic
 
 SCHEMA = "stylize-rt-bench/1"
@@ -224,8 +224,6 @@ def write_plot(records: Sequence[BenchRecord], path: str | os.PathLike[str], tit
     try:
         import matplotlib
     except ImportError:
-        from stylize_rt.errors import MissingDependencyError
-
         raise MissingDependencyError("--plot needs matplotlib: pip install 'stylize-rt[bench]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

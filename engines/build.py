@@ -17,7 +17,6 @@ the INT8 flag, TensorRT 11 reads the Q/DQ types from the graph; calibration is n
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -38,10 +37,11 @@ from stylize_rt.engines.sidecar import (
     file_sha256,
     write_sidecar,
 )
+from stylize_rt.contract import FP32_LAYERS, fp32_layers
 from stylize_rt.errors import BadInputError, StylizeError
 from stylize_rt.fileio import write_atomic
-
-FP32_LAYERS_KEY = "stylize_rt.fp32_layers"
+from stylize_rt.gpu import cuda
+from stylize_rt.gpu.tensorrt import import_tensorrt, numpy_dtype, running_environment
 
 
 @dataclass
@@ -103,9 +103,6 @@ def build_engine(
     onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], config: BuildConfig | None = None
 ) -> Sidecar:
     """Build ``onnx_path`` into ``engine_path`` (+ ``engine_path.json``) and return the sidecar."""
-    from stylize_rt.runtime.backends import cuda
-    from stylize_rt.runtime.backends.tensorrt import import_tensorrt, numpy_dtype, running_environment
-
     config = config or BuildConfig()
     config.validate()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
@@ -205,7 +202,7 @@ def build_engine(
         build_flags=flags_used,
         build_seconds=round(build_seconds, 3),
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        metadata={k: v for k, v in info.metadata.items() if k != FP32_LAYERS_KEY},
+        metadata={k: v for k, v in info.metadata.items() if k != FP32_LAYERS},
         stylize_rt_version=__version__,
     )
     write_sidecar(engine_path, sidecar)
@@ -258,24 +255,11 @@ def _configure_precision(trt, network, builder_config, precision: str, strongly_
             file=sys.stderr,
         )
     if precision != "fp32":
-        pinned = _pin_fp32_layers(trt, network, _fp32_layer_names(metadata))
+        pinned = _pin_fp32_layers(trt, network, set(fp32_layers(metadata)))
         if pinned:
             builder_config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         notes["fp32_layers_pinned"] = pinned
     return notes
-
-
-def _fp32_layer_names(metadata: dict[str, str]) -> set[str]:
-    raw = metadata.get(FP32_LAYERS_KEY)
-    if not raw:
-        return set()
-    try:
-        names = json.loads(raw)
-    except json.JSONDecodeError:
-        raise BadInputError(f"ONNX metadata {FP32_LAYERS_KEY} is not a JSON list of node names") from None
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise BadInputError(f"ONNX metadata {FP32_LAYERS_KEY} is not a JSON list of node names")
-    return set(names)
 
 
 def matches_node(layer_name: str, node_names: set[str]) -> bool:
@@ -305,7 +289,7 @@ def _pin_fp32_layers(trt, network, names: set[str]) -> int:
         pinned += 1
     if pinned == 0:
         print(
-            f"stylize-rt: warning: none of the {len(names)} layers listed in {FP32_LAYERS_KEY} was found in the "
+            f"stylize-rt: warning: none of the {len(names)} layers listed in {FP32_LAYERS} was found in the "
             "parsed network; nothing is pinned to FP32",
             file=sys.stderr,
         )
@@ -354,7 +338,7 @@ def _save_timing_cache(builder_config, path: Path) -> None:
 
 def _progress_monitor(trt):
     """A ``trt.IProgressMonitor`` that draws one tqdm bar per build phase (nested phases indent)."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # only while a build runs
 
     class TqdmProgressMonitor(trt.IProgressMonitor):
         def __init__(self) -> None:
@@ -410,4 +394,4 @@ class _cancel_on_sigint:
             signal.signal(signal.SIGINT, self.previous)
 
 
-__all__ = ["BuildConfig", "build_engine", "resolve_build_profile", "matches_node", "FP32_LAYERS_KEY"]
+__all__ = ["BuildConfig", "build_engine", "resolve_build_profile", "matches_node"]

@@ -29,10 +29,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
+from stylize_rt.engines.build import BuildConfig, build_engine, resolve_build_profile
 from stylize_rt.engines.shapes import Profile
-from stylize_rt.engines.sidecar import Environment, check_engine_file, read_sidecar
+from stylize_rt.engines.sidecar import check_engine_file, file_sha256, read_sidecar
 from stylize_rt.errors import BadInputError, StylizeError
 from stylize_rt.fileio import write_atomic
+from stylize_rt.gpu import cuda
+from stylize_rt.gpu.tensorrt import Environment, running_environment
 
 ENV_VAR = "STYLIZE_RT_CACHE"
 ENGINE_FILE = "engine.plan"
@@ -157,7 +160,7 @@ def _entry_lock(key: CacheKey, root) -> Iterator[None]:
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / f"{key.digest()}.lock", "w") as handle:
         try:
-            import fcntl
+            import fcntl  # POSIX only
         except ImportError:  # Windows: no advisory locks; atomic renames still keep entries whole
             yield
             return
@@ -179,10 +182,6 @@ def ensure_engine(
     Without a config: precision ``auto`` (FP16 where the TensorRT version and graph allow it)
     and the default 360p..1080p profile.
     """
-    from stylize_rt.engines.build import BuildConfig, build_engine, resolve_build_profile
-    from stylize_rt.engines.sidecar import file_sha256
-    from stylize_rt.runtime.backends.tensorrt import running_environment
-
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise BadInputError(f"ONNX file not found: {onnx_path}")
@@ -218,15 +217,12 @@ def onnxruntime_trt_cache_dir(
     without the ``tensorrt`` package; ORT also names its cache files by TensorRT version and
     compute capability itself, so a foreign file in the directory is never loaded by ORT.
     """
-    from stylize_rt.engines.sidecar import file_sha256
-    from stylize_rt.runtime.backends import cuda
-
     try:
-        import tensorrt
+        import tensorrt  # optional: names the TensorRT version where the package is installed
 
         trt_version = str(tensorrt.__version__)
     except ImportError:
-        import onnxruntime
+        import onnxruntime  # the EP's TensorRT is ORT's own: key by the ORT version
 
         trt_version = f"onnxruntime-{onnxruntime.__version__}"
     try:

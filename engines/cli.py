@@ -6,7 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from stylize_rt.engines.build import BuildConfig, build_engine, resolve_build_profile
+from stylize_rt.engines.load import load_engine
+from stylize_rt.engines.sidecar import check_compatible, check_engine_file, format_sidecar, read_sidecar
 from stylize_rt.errors import BadInputError
+from stylize_rt.gpu.tensorrt import running_environment, tensorrt_available
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,9 +68,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_build_engine(args: argparse.Namespace) -> int:
-    from stylize_rt.engines.build import BuildConfig, build_engine, resolve_build_profile
-    from stylize_rt.engines.sidecar import format_sidecar
-
     if not args.onnx.is_file():
         raise BadInputError(f"ONNX file not found: {args.onnx}")
     output = args.output or args.onnx.with_suffix(".plan")
@@ -97,8 +98,6 @@ def run_build_engine(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from stylize_rt.engines.sidecar import check_engine_file, check_compatible, format_sidecar, read_sidecar
-
     if not args.engine.is_file():
         raise BadInputError(f"engine file not found: {args.engine}")
     sidecar = read_sidecar(args.engine)
@@ -109,25 +108,20 @@ def run_inspect(args: argparse.Namespace) -> int:
     check_engine_file(args.engine, sidecar)  # a truncated/replaced engine: one line, exit 2
     if not args.json:
         print("engine file   matches the sidecar (size and SHA-256)")
-        status = _compatibility_here(sidecar, args.engine.name, check_compatible)
+        status = _compatibility_here(sidecar, args.engine.name)
         if status:
             print(f"this machine  {status}")
     if args.layers:
-        print(_layer_information(args.engine))
+        loaded = load_engine(args.engine, quiet=True)
+        try:
+            print(loaded.layer_information())
+        finally:
+            loaded.release()
     return 0
 
 
-def _layer_information(engine_path: Path) -> str:
-    from stylize_rt.runtime.backends.tensorrt import TensorrtBackend
-
-    with TensorrtBackend(engine_path, warmup=0, cuda_graph=False) as backend:
-        return backend.layer_information()
-
-
-def _compatibility_here(sidecar, name: str, check_compatible) -> str | None:
+def _compatibility_here(sidecar, name: str) -> str | None:
     """Whether this machine can run the engine, when TensorRT and a GPU are here to ask."""
-    from stylize_rt.runtime.backends.tensorrt import running_environment, tensorrt_available
-
     if not tensorrt_available():
         return None
     try:

@@ -9,24 +9,12 @@ Everything here is pure Python, so it is tested without TensorRT.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from stylize_rt.errors import BadInputError
+from stylize_rt.errors import BadInputError, first_line
+from stylize_rt.sizes import PRESETS, parse_size
 
-# Frame size presets, (width, height): 16:9 landscape, the sizes cameras and video come in.
-PRESETS: dict[str, tuple[int, int]] = {
-    "240p": (426, 240),
-    "360p": (640, 360),
-    "480p": (854, 480),
-    "540p": (960, 540),
-    "720p": (1280, 720),
-    "1080p": (1920, 1080),
-    "1440p": (2560, 1440),
-    "2160p": (3840, 2160),
-    "4k": (3840, 2160),
-}
 # Without --shapes/--min/--opt/--max: frames from 360p to 1080p, kernels tuned for 720p.
 DEFAULT_MIN, DEFAULT_OPT, DEFAULT_MAX = "360p", "720p", "1080p"
 
@@ -122,19 +110,8 @@ class Profile:
 
 
 def parse_frame_size(text: str) -> tuple[int, int]:
-    """``720p`` or ``1280x720`` (width x height) -> (width, height)."""
-    key = text.strip().lower()
-    if key in PRESETS:
-        return PRESETS[key]
-    match = re.fullmatch(r"(\d+)x(\d+)", key)
-    if not match:
-        raise BadInputError(
-            f"bad frame size {text!r}: use a preset ({', '.join(PRESETS)}) or WIDTHxHEIGHT such as 1280x720"
-        )
-    width, height = int(match.group(1)), int(match.group(2))
-    if width <= 0 or height <= 0:
-        raise BadInputError(f"bad frame size {text!r}: width and height must be positive")
-    return width, height
+    """``720p`` or ``1280x720`` -> (width, height), any side >= 1 (a profile may go below a frame's 16 px)."""
+    return parse_size(text, "frame size", minimum=1)
 
 
 def parse_batch(text: str | int) -> tuple[int, int, int]:
@@ -283,7 +260,6 @@ def _fmt_dims(shape: Sequence[int | None]) -> str:
 
 
 __all__ = [
-    "PRESETS",
     "InputInfo",
     "InputProfile",
     "Profile",
@@ -326,7 +302,7 @@ def read_onnx_info(path) -> OnnxModelInfo:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # DecodeError and friends
-        raise BadInputError(f"cannot read ONNX file {path}: {_first_line(exc)}") from None
+        raise BadInputError(f"cannot read ONNX file {path}: {first_line(exc)}") from None
     initializers = {t.name for t in model.graph.initializer}
 
     def info(value) -> InputInfo:
@@ -350,7 +326,7 @@ def _read_with_onnxruntime(path) -> OnnxModelInfo:
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise BadInputError(f"cannot read ONNX file {path}: {_first_line(exc)}") from None
+        raise BadInputError(f"cannot read ONNX file {path}: {first_line(exc)}") from None
 
     def info(arg) -> InputInfo:
         return InputInfo(arg.name, _ORT_TYPES.get(arg.type, arg.type), tuple(d if isinstance(d, int) else None for d in arg.shape))
@@ -360,11 +336,6 @@ def _read_with_onnxruntime(path) -> OnnxModelInfo:
         outputs=tuple(info(a) for a in session.get_outputs()),
         metadata=dict(session.get_modelmeta().custom_metadata_map),
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 __all__ += ["OnnxModelInfo", "read_onnx_info"]

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from stylize_rt.engines.shapes import Profile
-from stylize_rt.errors import BadInputError
+from stylize_rt.errors import BadInputError, first_line
 from stylize_rt.fileio import write_atomic
+from stylize_rt.gpu.tensorrt import Environment
 
 SIDECAR_FORMAT = "stylize-rt.engine-sidecar"
 SCHEMA_VERSION = 1
@@ -40,18 +41,6 @@ class TensorInfo:
     mode: str  # "input" | "output"
     dtype: str  # numpy dtype name: "uint8", "float16", "float32"...
     shape: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Environment:
-    """What an engine is bound to: the TensorRT library and the GPU that built or runs it."""
-
-    tensorrt_version: str
-    gpu_name: str
-    compute_capability: str  # "8.9"
-
-    def describe(self) -> str:
-        return f"TensorRT {self.tensorrt_version} on {self.gpu_name} (compute {self.compute_capability})"
 
 
 @dataclass
@@ -123,7 +112,7 @@ def read_sidecar(engine_path: str | os.PathLike[str]) -> Sidecar:
             raise ValueError("not a JSON object")
         return Sidecar.from_dict(data)
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        detail = f"missing field {exc}" if isinstance(exc, KeyError) else first_line(exc)
         raise BadInputError(f"corrupt engine sidecar {path}: {detail}") from None
 
 

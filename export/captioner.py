@@ -13,31 +13,39 @@ ONNX stepwise greedy decode gives the same tokens as the PyTorch decode on held-
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
-from stylize_rt import __version__
-from stylize_rt.errors import BadInputError, OutputError, StylizeError
-from stylize_rt.runtime.captioner import CONFIG_FILE, DECODER_FILE, ENCODER_FILE, FORMAT, TOKENIZER_FILE
-from stylize_rt.runtime.tokenizer import Tokenizer
-from stylize_rt.training.captioner_model import Captioner, load_captioner
+from stylize_rt import __version__, contract
+from stylize_rt.contract import CAPTIONER_CONFIG_FILE as CONFIG_FILE
+from stylize_rt.contract import CAPTIONER_DECODER_FILE as DECODER_FILE
+from stylize_rt.contract import CAPTIONER_ENCODER_FILE as ENCODER_FILE
+from stylize_rt.contract import CAPTIONER_FORMAT as FORMAT
+from stylize_rt.contract import CAPTIONER_TOKENIZER_FILE as TOKENIZER_FILE
+from stylize_rt.errors import BadInputError, OutputError, run_reporting_errors
+from stylize_rt.export.verify import VerificationError
+from stylize_rt.fileio import replace_dir
+from stylize_rt.nets.captioner import Captioner, images_to_tensor, load_captioner
+from stylize_rt.runtime.captioner import Captioner as OnnxCaptioner
+from stylize_rt.tokenizer import Tokenizer
+from stylize_rt.training.scenes import make_scenes, render_scenes
 
 OPSET = 17
 ENCODER_OUTPUTS = ["features", "keys", "hidden", "context"]
 DECODER_INPUTS = ["token", "hidden", "context", "features", "keys"]
 DECODER_OUTPUTS = ["logits", "hidden_out", "context_out", "attention"]
-
-
-class VerificationError(StylizeError):
-    """The exported graphs do not reproduce the PyTorch model."""
 
 
 class _EncoderGraph(nn.Module):
@@ -77,8 +85,6 @@ def export_captioner(ckpt_dir_or_model, out_dir: str | os.PathLike[str], verify:
     The folder is built beside ``out_dir`` and renamed into place only after
     ``onnx.checker`` (full check) and, with ``verify``, the ONNX-vs-PyTorch token check pass.
     """
-    from stylize_rt.training.checkpoint import _replace_dir
-
     model, tokenizer, card = _load(ckpt_dir_or_model)
     model = model.eval()
     cfg = model.config
@@ -90,12 +96,12 @@ def export_captioner(ckpt_dir_or_model, out_dir: str | os.PathLike[str], verify:
         raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
     try:
         meta = {
-            "stylize_rt.version": __version__,
-            "stylize_rt.kind": "captioner",
-            "stylize_rt.captioner_config": json.dumps(cfg.to_dict()),
+            contract.VERSION: __version__,
+            contract.KIND: "captioner",
+            contract.CAPTIONER_CONFIG: json.dumps(cfg.to_dict()),
         }
-        _export_encoder(model, tmp / ENCODER_FILE, {**meta, "stylize_rt.part": "encoder"})
-        _export_decoder(model, tmp / DECODER_FILE, {**meta, "stylize_rt.part": "decoder_step"})
+        _export_encoder(model, tmp / ENCODER_FILE, {**meta, contract.PART: "encoder"})
+        _export_decoder(model, tmp / DECODER_FILE, {**meta, contract.PART: "decoder_step"})
         tokenizer.save(tmp / TOKENIZER_FILE)
         config = {
             "format": FORMAT,
@@ -119,18 +125,15 @@ def export_captioner(ckpt_dir_or_model, out_dir: str | os.PathLike[str], verify:
         if verify:
             verify_captioner_export(tmp, (model, tokenizer))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; an exported model folder is for sharing
-        return _replace_dir(tmp, out)
+        return replace_dir(tmp, out)
     except OSError as exc:
         raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
     finally:
         if tmp.exists():
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs, outputs, axes, meta: dict[str, str]) -> None:
-    import onnx
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -214,14 +217,9 @@ def verify_captioner(
     error is scaled by each output's magnitude (features reach ~100; float32 rounding there
     is ~1e-5 absolute), so ``tolerance`` means the same for small and large activations.
     """
-    from stylize_rt.runtime.captioner import Captioner as OnnxCaptioner
-    from stylize_rt.training.captioner_model import images_to_tensor
-
     model, tokenizer, _ = _load(ckpt_dir_or_model)
     model = model.eval()
     if images is None:
-        from stylize_rt.training.scenes import make_scenes, render_scenes
-
         images = render_scenes(make_scenes(scenes, seed, "test"), model.config.image_size)
     runtime = OnnxCaptioner(export_dir)
     try:
@@ -273,10 +271,6 @@ def write_embedded(ckpt_dir: str | os.PathLike[str], dest: str | os.PathLike[str
     (config.json + safetensors + tokenizer.json, what ``load_captioner`` and the exporter
     load), so the shipped files can always be re-exported and re-verified.
     """
-    import shutil
-
-    from stylize_rt.training.checkpoint import _replace_dir
-
     ckpt, dest = Path(ckpt_dir), Path(dest)
     model, tokenizer, card = load_captioner(ckpt)
     try:
@@ -304,7 +298,7 @@ def write_embedded(ckpt_dir: str | os.PathLike[str], dest: str | os.PathLike[str
         (folder / "model.json").write_text(json.dumps(model_card, indent=2) + "\n")
         for f in folder.iterdir():
             os.chmod(f, 0o644)
-        _replace_dir(folder, dest)
+        replace_dir(folder, dest)
     except OSError as exc:
         raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from None
     finally:
@@ -322,9 +316,6 @@ def _wall_times(report: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m stylize_rt.export.captioner CKPT OUT [--embedded --source CMD]``."""
-    import argparse
-    import sys
-
     p = argparse.ArgumentParser(prog="python -m stylize_rt.export.captioner",
                                 description="export a captioner checkpoint and check it against PyTorch")
     p.add_argument("checkpoint")
@@ -332,15 +323,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--embedded", action="store_true", help="also copy weights + card and write model.json")
     p.add_argument("--source", default="", help="the reproducing command to record in model.json")
     args = p.parse_args(argv)
-    try:
-        if args.embedded:
-            out = write_embedded(args.checkpoint, args.out, args.source)
-        else:
-            out = export_captioner(args.checkpoint, args.out)
-        report = verify_captioner_export(out, args.checkpoint, scenes=100)
-    except StylizeError as exc:
-        print(f"stylize-rt: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return run_reporting_errors(lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.embedded:
+        out = write_embedded(args.checkpoint, args.out, args.source)
+    else:
+        out = export_captioner(args.checkpoint, args.out)
+    report = verify_captioner_export(out, args.checkpoint, scenes=100)
     print(f"wrote {out}: ONNX stepwise decode == PyTorch decode on {report['images']} held-out scenes "
           f"(encoder max abs error {report['encoder_max_abs_err']:.1e}, relative {report['encoder_scaled_err']:.1e})")
     return 0
@@ -353,6 +344,4 @@ __all__ = [
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main())

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+from pathlib import Path
+
+from stylize_rt.contract import CAPTIONER_ENCODER_FILE
+from stylize_rt.errors import BadInputError, MissingDependencyError
 
 
 def _need(*modules: str) -> None:
-    from stylize_rt.errors import MissingDependencyError
-
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise MissingDependencyError(
@@ -34,7 +36,7 @@ def _sizes(text: str) -> list[tuple[int, int, int]]:
 
 def _export_generator(args: argparse.Namespace) -> int:
     _need("torch", "onnx")
-    from stylize_rt.export.onnx_export import export_checkpoint
+    from stylize_rt.export.onnx_export import export_checkpoint  # torch: checked just above
 
     export_checkpoint(
         args.checkpoint,
@@ -51,10 +53,8 @@ def _export_generator(args: argparse.Namespace) -> int:
 
 
 def _captioner_module():
-    from stylize_rt.errors import MissingDependencyError
-
     try:
-        import stylize_rt.export.captioner as captioner
+        import stylize_rt.export.captioner as captioner  # torch and onnx (checked by the callers)
     except ImportError as exc:
         raise MissingDependencyError(f"captioner export is not available in this install: {exc}") from None
     return captioner
@@ -74,29 +74,23 @@ def _export_captioner(args: argparse.Namespace) -> int:
 
 
 def _print_and_check_captioner(captioner, model_dir, checkpoint) -> None:
-    from stylize_rt.export.verify import VerificationError
-
     report = captioner.verify_captioner(model_dir, checkpoint)
     for line in report.lines():
         print(line)
     if not report.passed:
-        raise VerificationError(f"{model_dir}: the ONNX captioner does not reproduce the PyTorch decode")
+        raise captioner.VerificationError(f"{model_dir}: the ONNX captioner does not reproduce the PyTorch decode")
 
 
 def _verify(args: argparse.Namespace) -> int:
     _need("torch", "onnx")
-    from pathlib import Path
-
-    from stylize_rt.errors import BadInputError
-
     model = Path(args.model)
     if model.is_dir():  # a captioner folder (encoder.onnx + decoder_step.onnx + tokenizer)
-        if not (model / "encoder.onnx").is_file():
+        if not (model / CAPTIONER_ENCODER_FILE).is_file():
             raise BadInputError(f"{model} is a folder without encoder.onnx; expected a generator .onnx or a captioner folder")
         _print_and_check_captioner(_captioner_module(), model, args.against)
         print("verified: ONNX stepwise decode gives PyTorch's tokens")
         return 0
-    from stylize_rt.export.verify import verify_file
+    from stylize_rt.export.verify import verify_file  # torch and onnx: checked above
 
     report = verify_file(model, args.against, sizes=args.sizes, min_psnr=args.min_psnr, log=print)
     return 0 if report.passed else 1

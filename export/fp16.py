@@ -24,10 +24,14 @@ activation above ~256 in magnitude squares past 65504 -> inf -> NaN frames. So:
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnx
+
+from stylize_rt.export.parity import ort_session, psnr, torch_reference
 
 FP16_MAX = 65504.0
 # A layer is overflow-prone when frames we did not calibrate on could push it past 65504:
@@ -119,8 +123,6 @@ def _node(model, name: str):
 
 
 def _float_tensors(model) -> dict[str, int]:
-    import onnx
-
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
@@ -132,10 +134,6 @@ def _float_tensors(model) -> dict[str, int]:
 
 def activation_stats(model, feeds: list[dict[str, np.ndarray]], frames: str = "sample frames") -> Fp16Report:
     """Per-layer activation ranges of the FP32 ``model`` on ``feeds`` (ONNX Runtime CPU)."""
-    import onnx
-
-    from stylize_rt.export.verify import ort_session
-
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     name_nodes(probe)
@@ -214,7 +212,6 @@ def topological_sort(graph) -> None:
 
 def convert_to_fp16(model, keep_fp32: list[str]):
     """The mixed-precision FP16 graph of FP32 ``model``; nodes named in ``keep_fp32`` stay FP32."""
-    import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     source = onnx.ModelProto()
@@ -328,12 +325,8 @@ def naive_fp16_check(generator, frames: np.ndarray, io_layout: str) -> str:
     tensor cores), and instance norm computed naively in FP16 (mean of squares in FP16,
     which is where real FP16 engines overflow). It explains why the FP32 islands exist.
     """
-    import copy
-
-    import torch
+    import torch  # a PyTorch simulation, only when asked for (torch-free graph tools otherwise)
     from torch import nn
-
-    from stylize_rt.export.verify import psnr, torch_reference
 
     model = copy.deepcopy(generator).eval()
     first_bad: list[str] = []

@@ -22,6 +22,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import onnx
+
+from stylize_rt.export.frames import read_image_folder, sample_frames, to_feed
+from stylize_rt.export.parity import ort_session, psnr
 
 CALIBRATION_SIZE = (128, 128)  # (height, width) of calibration frames
 CALIBRATION_FRAMES = 16
@@ -63,10 +67,7 @@ def quantize_int8(
     eval_sizes: Sequence[tuple[int, int, int]] = ((1, 96, 128), (2, 61, 45)),
 ):
     """``(int8 ModelProto, Int8Report)`` for the FP32 ``fp32_model`` (a ModelProto)."""
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    from stylize_rt.export.verify import to_feed
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static  # heavy
 
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
     if method not in methods:
@@ -117,7 +118,6 @@ def quantize_int8(
 
 def int8_psnr(fp32_model, int8_model, io_layout: str, sizes: Sequence[tuple[int, int, int]]) -> tuple[float, str]:
     """Worst PSNR of the INT8 graph against the FP32 graph on held-out photos (never calibration ones)."""
-    from stylize_rt.export.verify import ort_session, psnr, sample_frames, to_feed
 
     input_name = fp32_model.graph.input[0].name
     reference, quantized = ort_session(fp32_model), ort_session(int8_model)
@@ -134,7 +134,6 @@ def int8_psnr(fp32_model, int8_model, io_layout: str, sizes: Sequence[tuple[int,
 
 def calibration_set(folder: str | os.PathLike[str] | None, count: int = CALIBRATION_FRAMES, seed: int = 7):
     """``(frames, source)``: crops of the user's images in ``folder``, else bundled photos."""
-    from stylize_rt.export.verify import read_image_folder, sample_frames
 
     height, width = CALIBRATION_SIZE
     photos = read_image_folder(folder) if folder is not None else None

@@ -1,7 +1,6 @@
-"""ONNX metadata written by the exporter and read back by the runtime and the engine builder.
+"""Writing and reading the ONNX metadata of the model contract (keys: ``stylize_rt.contract``).
 
-Every key is namespaced ``stylize_rt.*`` so it never collides with metadata that other
-tools (onnxslim, quantizers) add. Values are strings; lists and dicts are JSON.
+Values are strings; lists and dicts are stored as JSON.
 """
 
 from __future__ import annotations
@@ -13,24 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from stylize_rt import __version__
-from stylize_rt.errors import BadInputError
-
-KIND = "stylize_rt.kind"
-STYLE = "stylize_rt.style"
-IO_LAYOUT = "stylize_rt.io_layout"
-PRECISION = "stylize_rt.precision"
-CONFIG_HASH = "stylize_rt.config_sha256"
-VERSION = "stylize_rt.version"
-OPSET = "stylize_rt.opset"
-# JSON list of ONNX node names that must run in FP32 in an FP16 engine (read by engines/).
-FP32_LAYERS = "stylize_rt.fp32_layers"
-# JSON object: what the verification measured at export time (parity, PSNR).
-VERIFIED = "stylize_rt.verified"
-# INT8 graphs: worst held-out PSNR (dB) against the FP32 graph, measured at export.
-INT8_PSNR = "stylize_rt.int8_psnr_db"
-
-PRECISIONS = ("fp32", "fp16", "int8")
-
+from stylize_rt.contract import CONFIG_HASH, IO_LAYOUT, KIND, OPSET, PRECISION, STYLE, VERSION
+from stylize_rt.errors import BadInputError, first_line
 
 def config_hash(card: dict[str, Any]) -> str:
     """SHA-256 of the checkpoint card's model config (canonical JSON): ties a graph to its config.
@@ -100,19 +83,5 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError and friends
-        raise BadInputError(f"not an ONNX model: {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        raise BadInputError(f"not an ONNX model: {path}: {first_line(exc)}") from None
     return get_metadata(model)
-
-
-def fp32_layers(meta: dict[str, str]) -> list[str]:
-    """The node names an FP16 engine must keep in FP32 (empty when the key is absent)."""
-    raw = meta.get(FP32_LAYERS)
-    if not raw:
-        return []
-    try:
-        names = json.loads(raw)
-    except json.JSONDecodeError:
-        raise BadInputError(f"corrupt {FP32_LAYERS} metadata: {raw[:60]!r}") from None
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise BadInputError(f"corrupt {FP32_LAYERS} metadata: expected a JSON list of node names")
-    return names

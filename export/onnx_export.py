@@ -31,13 +31,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from stylize_rt import __version__
+import onnx
+
+from stylize_rt import __version__, contract
 from stylize_rt.errors import BadInputError, OutputError
+from stylize_rt.export import fp16
+from stylize_rt.export.frames import sample_frames, to_feed
+from stylize_rt.export.int8 import calibration_set, quantize_int8
+from stylize_rt.export.metadata import generator_metadata, get_metadata, set_metadata
+from stylize_rt.export.simplify import simplify
+from stylize_rt.export.trt_lint import lint_model
+from stylize_rt.export.verify import require_pass, verify_generator
 from stylize_rt.fileio import atomic_file, check_writable_dir
+from stylize_rt.nets.checkpoint import load_generator
+from stylize_rt.nets.generator import UInt8NHWC
 
 OPSET = 17
 IOLayout = Literal["float32_nchw", "uint8_nhwc"]
-IO_LAYOUTS = ("float32_nchw", "uint8_nhwc")
 # Frames used for the FP16 activation statistics (more pixels = larger instance-norm sums).
 STATS_FRAMES, STATS_SIZE = 3, (192, 256)
 
@@ -48,10 +58,6 @@ def _log_stderr(message: str) -> None:
 
 def _trace(generator: nn.Module, io_layout: str):
     """Export ``generator`` with the legacy exporter; return the ``ModelProto`` (checked, shapes inferred)."""
-    import onnx
-
-    from stylize_rt.training.generator import UInt8NHWC
-
     model = generator.eval()
     if io_layout == "uint8_nhwc":
         model = UInt8NHWC(generator).eval()
@@ -61,7 +67,7 @@ def _trace(generator: nn.Module, io_layout: str):
         sample = torch.rand(1, 3, 64, 48)
         axes = {0: "batch", 2: "height", 3: "width"}
     else:
-        raise BadInputError(f"unknown IO layout {io_layout!r}; choose from {', '.join(IO_LAYOUTS)}")
+        raise BadInputError(f"unknown IO layout {io_layout!r}; choose from {', '.join(contract.IO_LAYOUTS)}")
     with tempfile.TemporaryDirectory(prefix="stylize_rt_trace_") as tmp:
         path = os.path.join(tmp, "trace.onnx")
         with warnings.catch_warnings():
@@ -88,7 +94,6 @@ def cast_uint8_inputs_first(model) -> int:
     Transpose (NVIDIA/TensorRT#3985) -- while ``x.permute(...).float()`` traces as
     Transpose(uint8) -> Cast. Swapping them computes the same values. Returns the swaps made.
     """
-    from stylize_rt.export.fp16 import topological_sort
 
     consumers: dict[str, list] = {}
     for node in model.graph.node:
@@ -113,12 +118,11 @@ def cast_uint8_inputs_first(model) -> int:
     if swaps:
         # The swapped tensor changed type: drop stale inferred shapes/types, then re-infer.
         del model.graph.value_info[:]
-        topological_sort(model.graph)
+        fp16.topological_sort(model.graph)
     return swaps
 
 
 def _check_feeds(io_layout: str, seed: int = 3) -> list[dict[str, np.ndarray]]:
-    from stylize_rt.export.verify import sample_frames, to_feed
 
     feeds = []
     for i, (b, h, w) in enumerate(((1, 48, 64), (2, 33, 47))):
@@ -132,12 +136,8 @@ def build_graph(generator: nn.Module, io_layout: str, simplify_graph: bool = Tru
 
     The graph carries ``stylize_rt.io_layout``, ``stylize_rt.version`` and ``stylize_rt.fp32_layers``.
     """
-    from stylize_rt.export import fp16, metadata
-    from stylize_rt.export.simplify import simplify
-    from stylize_rt.export.verify import sample_frames, to_feed
 
     log = log or (lambda _msg: None)
-    import onnx
 
     graph = _trace(generator, io_layout)
     if cast_uint8_inputs_first(graph):
@@ -151,13 +151,13 @@ def build_graph(generator: nn.Module, io_layout: str, simplify_graph: bool = Tru
     frames, source = sample_frames(STATS_FRAMES, *STATS_SIZE, seed=11)
     stats = fp16.activation_stats(graph, [{"input": to_feed(f[None], io_layout)} for f in frames], frames=source)
     keep = stats.keep_fp32 + fp16.io_island_nodes(graph)
-    metadata.set_metadata(
+    set_metadata(
         graph,
         {
-            metadata.VERSION: __version__,
-            metadata.IO_LAYOUT: io_layout,
-            metadata.OPSET: str(OPSET),
-            metadata.FP32_LAYERS: fp16.fp32_layers_json(keep),
+            contract.VERSION: __version__,
+            contract.IO_LAYOUT: io_layout,
+            contract.OPSET: str(OPSET),
+            contract.FP32_LAYERS: fp16.fp32_layers_json(keep),
         },
     )
     return graph, stats
@@ -198,18 +198,16 @@ def export_generator(
     nothing written). ``metadata`` entries are added last. ``export_checkpoint`` adds
     precisions and the full report.
     """
-    from stylize_rt.export import metadata as keys
-    from stylize_rt.export.verify import require_pass, verify_generator
 
     check_writable(path)
     graph, _stats = build_graph(generator, io_layout, simplify_graph=simplify)
     if card is not None:
-        keys.set_metadata(graph, keys.generator_metadata(card, io_layout, "fp32", OPSET))
+        set_metadata(graph, generator_metadata(card, io_layout, "fp32", OPSET))
     if verify:
         report = verify_generator(generator, graph, io_layout, "fp32", label=str(path))
         require_pass(report)
-        keys.set_metadata(graph, {keys.VERIFIED: json.dumps(report.summary())})
-    keys.set_metadata(graph, dict(metadata or {}))
+        set_metadata(graph, {contract.VERIFIED: json.dumps(report.summary())})
+    set_metadata(graph, dict(metadata or {}))
     return save_atomic(graph, path)
 
 
@@ -237,14 +235,12 @@ def export_checkpoint(
     log: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Checkpoint directory -> verified ONNX file at ``output`` (see the module docstring)."""
-    from stylize_rt.export import metadata
-    from stylize_rt.training.checkpoint import load_generator
 
     log = log or _log_stderr
-    if io_layout not in IO_LAYOUTS:
-        raise BadInputError(f"unknown IO layout {io_layout!r}; choose from {', '.join(IO_LAYOUTS)}")
-    if precision not in metadata.PRECISIONS:
-        raise BadInputError(f"unknown precision {precision!r}; choose from {', '.join(metadata.PRECISIONS)}")
+    if io_layout not in contract.IO_LAYOUTS:
+        raise BadInputError(f"unknown IO layout {io_layout!r}; choose from {', '.join(contract.IO_LAYOUTS)}")
+    if precision not in contract.GRAPH_PRECISIONS:
+        raise BadInputError(f"unknown precision {precision!r}; choose from {', '.join(contract.GRAPH_PRECISIONS)}")
     output = Path(output)
     generator, card = load_generator(checkpoint)
     created = _missing_parents(output)
@@ -273,10 +269,6 @@ def _missing_parents(path: Path) -> list[Path]:
 
 def _export_loaded(generator, card, output: Path, io_layout, precision, verify, calibration,
                    calibration_method, min_psnr, log) -> ExportResult:
-    from stylize_rt.export import fp16 as fp16_mod
-    from stylize_rt.export import metadata
-    from stylize_rt.export.trt_lint import lint_model
-    from stylize_rt.export.verify import require_pass, verify_generator
 
     lines: list[str] = []
 
@@ -285,29 +277,27 @@ def _export_loaded(generator, card, output: Path, io_layout, precision, verify, 
         log(message)
 
     graph, stats = build_graph(generator, io_layout, log=say)
-    metadata.set_metadata(graph, metadata.generator_metadata(card, io_layout, precision, OPSET))
+    set_metadata(graph, generator_metadata(card, io_layout, precision, OPSET))
     for line in stats.lines():
         say(line)
     result = ExportResult(output, precision, io_layout, {})
 
     if precision == "fp16":
-        keep = metadata.fp32_layers(metadata.get_metadata(graph))
-        from stylize_rt.export.verify import sample_frames
+        keep = contract.fp32_layers(get_metadata(graph))
 
         frames, _ = sample_frames(2, 96, 128, seed=21)
-        naive = fp16_mod.naive_fp16_check(generator, frames, io_layout)
+        naive = fp16.naive_fp16_check(generator, frames, io_layout)
         say(f"fp16: all-FP16 model without FP32 islands (PyTorch per-layer simulation): {naive}")
         try:
-            graph = fp16_mod.convert_to_fp16(graph, keep)
+            graph = fp16.convert_to_fp16(graph, keep)
         except ValueError as exc:
             raise BadInputError(f"FP16 conversion failed: {exc}") from None
-        summary = fp16_mod.fp16_summary(graph)
+        summary = fp16.fp16_summary(graph)
         say(
             f"fp16: {summary['fp16_nodes']} FP16 nodes, {summary['fp32_nodes']} FP32 nodes (islands), "
             f"{summary['casts']} explicit Casts, {summary['fp16_weights']} FP16 / {summary['fp32_weights']} FP32 weight tensors"
         )
     elif precision == "int8":
-        from stylize_rt.export.int8 import calibration_set, quantize_int8
 
         frames, source = calibration_set(calibration)
         try:
@@ -317,7 +307,7 @@ def _export_loaded(generator, card, output: Path, io_layout, precision, verify, 
         result.int8 = int8_report
         for line in int8_report.lines():
             say(line)
-        metadata.set_metadata(graph, {metadata.INT8_PSNR: f"{int8_report.psnr_db:.2f}"})
+        set_metadata(graph, {contract.INT8_PSNR: f"{int8_report.psnr_db:.2f}"})
 
     lint_report = lint_model(graph)
     result.lint = lint_report
@@ -330,11 +320,11 @@ def _export_loaded(generator, card, output: Path, io_layout, precision, verify, 
             say(line)
         require_pass(report)
         result.parity = report
-        metadata.set_metadata(graph, {metadata.VERIFIED: json.dumps(report.summary())})
+        set_metadata(graph, {contract.VERIFIED: json.dumps(report.summary())})
     else:
         say("verification skipped (--no-verify)")
     save_atomic(graph, output)
-    result.metadata = metadata.get_metadata(graph)
+    result.metadata = get_metadata(graph)
     say(f"wrote {output} ({output.stat().st_size / 1e6:.2f} MB, {precision}, {io_layout})")
     result.lines = lines
     return result

@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
+
+from stylize_rt.export.parity import ort_session
 
 
 @dataclass
@@ -30,13 +33,9 @@ class SimplifyReport:
 
 def simplify(model, feeds: list[dict[str, np.ndarray]]):
     """Return ``(model_to_use, SimplifyReport)``; ``model`` itself is not modified."""
-    import onnx
-
-    from stylize_rt.export.verify import ort_session
-
     before = len(model.graph.node)
     try:
-        import onnxslim
+        import onnxslim  # optional: without it the graph is kept as exported
     except ImportError:
         return model, SimplifyReport(before, before, False, "onnxslim is not installed")
     original = onnx.ModelProto()

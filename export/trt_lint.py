@@ -13,8 +13,15 @@ With the ``tensorrt`` package importable, ``parser_check`` also runs the real pa
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
+
+import onnx
+from onnx import numpy_helper
+
+from stylize_rt.errors import first_line
+from stylize_rt.gpu.tensorrt import import_tensorrt
 
 # TensorRT 10.0 parses opsets 9..20 (onnx-tensorrt docs/operators.md for 10.0).
 MIN_OPSET, MAX_OPSET = 9, 20
@@ -105,8 +112,6 @@ class LintReport:
 
 
 def _attr(node, name: str, default):
-    import onnx
-
     for attribute in node.attribute:
         if attribute.name == name:
             value = onnx.helper.get_attribute_value(attribute)
@@ -238,8 +243,6 @@ def _check_attributes(node, name: str, report: LintReport) -> None:
 
 def check_zero_points(model, report: LintReport) -> None:
     """Q/DQ zero points must be all-zero initializers (TensorRT INT8 is symmetric)."""
-    from onnx import numpy_helper
-
     inits = {i.name: i for i in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 and node.input[2]:
@@ -262,8 +265,6 @@ def check_dequantize_types(model, report: LintReport) -> None:
 
 def check_instance_norm_types(model, report: LintReport) -> None:
     """InstanceNormalization's input, scale and B must share one float type (all FP32 or all FP16)."""
-    import onnx
-
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
     types.update({i.name: i.data_type for i in inferred.graph.initializer})
@@ -287,7 +288,7 @@ def lint_model(model) -> LintReport:
 
 def parser_check(path: str | os.PathLike[str]) -> tuple[bool, list[str]]:
     """Parse the file with TensorRT's ONNX parser: ``(ok, errors)``. Needs ``tensorrt``."""
-    import tensorrt as trt
+    trt = import_tensorrt()
 
     logger = trt.Logger(trt.Logger.ERROR)
     builder = trt.Builder(logger)
@@ -303,16 +304,12 @@ def parser_check(path: str | os.PathLike[str]) -> tuple[bool, list[str]]:
 
 def lint_file(path: str | os.PathLike[str], run_parser: bool = True) -> LintReport:
     """Lint an ``.onnx`` file; with ``tensorrt`` importable, also run its parser."""
-    import importlib.util
-
-    import onnx
-
     report = lint_model(onnx.load(str(path)))
     if run_parser and importlib.util.find_spec("tensorrt") is not None:
         try:
             ok, errors = parser_check(path)
         except Exception as exc:  # no GPU / driver: report, do not fail the static lint
-            report.parser = f"could not run: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            report.parser = f"could not run: {first_line(exc)}"
         else:
             report.parser = "parsed OK" if ok else "FAILED: " + "; ".join(errors[:3])
             if not ok:

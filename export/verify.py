@@ -14,7 +14,6 @@ show up only there. Tolerances depend on the graph's precision:
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from dataclasses import dataclass, field
@@ -22,8 +21,16 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import onnx
+from tqdm import tqdm
 
-from stylize_rt.errors import BadInputError, StylizeError
+from stylize_rt import contract
+from stylize_rt.errors import BadInputError, StylizeError, first_line
+from stylize_rt.export import fp16, metadata
+from stylize_rt.export.frames import sample_frames, to_feed
+from stylize_rt.export.parity import ort_session, psnr, torch_reference
+from stylize_rt.export.trt_lint import lint_file
+from stylize_rt.nets.checkpoint import load_generator
 
 # (batch, height, width): the minimum size, odd sizes, a batch of 2 and of 3, non-square,
 # and a 16:9 frame big enough for realistic instance-norm statistics.
@@ -32,8 +39,6 @@ FP32_MAX_ABS = 1e-4
 UINT8_WITHIN_1 = 0.999
 FP16_MIN_PSNR = 40.0
 INT8_MIN_PSNR = 20.0
-CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
-HELD_OUT_PHOTOS = ("china.jpg", "flower.jpg")
 
 
 class VerificationError(StylizeError):
@@ -42,125 +47,7 @@ class VerificationError(StylizeError):
     exit_code = 1
 
 
-def ort_session(model, optimize: bool = True, threads: int = 1):
-    """An ONNX Runtime CPU session for a path or an in-memory ``ModelProto``.
-
-    ``optimize=False`` runs the graph exactly as written (for bit-exact graph comparisons).
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    source = str(model) if isinstance(model, (str, os.PathLike)) else model.SerializeToString()
-    try:
-        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInputError(f"ONNX Runtime cannot load the model: {first}") from None
-
-
-# ---------------------------------------------------------------- sample frames
-
-
-@functools.lru_cache(maxsize=1)
-def _calibration_photos() -> tuple[tuple[np.ndarray, ...], str]:
-    try:
-        import skimage.data
-    except ImportError:
-        return (), "none"
-    photos = tuple(np.ascontiguousarray(getattr(skimage.data, name)()[..., :3]) for name in CALIBRATION_PHOTOS)
-    return photos, "scikit-image photos"
-
-
-@functools.lru_cache(maxsize=1)
-def _held_out_photos() -> tuple[tuple[np.ndarray, ...], str]:
-    try:
-        from sklearn.datasets import load_sample_image
-    except ImportError:
-        return (), "none"
-    return tuple(load_sample_image(name) for name in HELD_OUT_PHOTOS), "scikit-learn china/flower photos"
-
-
-def _synthetic_frame(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A photo-like frame (gradients, hard-edged shapes, sensor noise) when no photos are installed."""
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    a, b, c = rng.uniform(0.3, 1.0, 3)
-    img = np.stack([xx / width * 255 * a, yy / height * 255 * b, (xx + yy) / (width + height) * 255 * c], -1)
-    for _ in range(4):
-        cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(3, max(4, min(height, width) / 3))
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(0, 255, 3)
-    return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
-
-
-def sample_frames(
-    count: int, height: int, width: int, seed: int = 0, held_out: bool = False, photos: Sequence[np.ndarray] | None = None
-) -> tuple[np.ndarray, str]:
-    """``count`` uint8 NHWC RGB frames: random crops of real photos, resized to ``height x width``.
-
-    Calibration uses scikit-image's bundled photos; ``held_out=True`` uses scikit-learn's two
-    bundled photos instead, so quality is never measured on the calibration images. Without
-    either package the frames are synthetic scenes. Returns the frames and their source.
-    """
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    if photos is not None:
-        source = "user images"
-    else:
-        photos, source = _held_out_photos() if held_out else _calibration_photos()
-    if not photos:
-        return np.stack([_synthetic_frame(rng, height, width) for _ in range(count)]), "synthetic scenes"
-    out = np.empty((count, height, width, 3), np.uint8)
-    for i in range(count):
-        photo = photos[int(rng.integers(len(photos)))]
-        ph, pw = photo.shape[:2]
-        scale = rng.uniform(0.35, 1.0) * min(ph / height, pw / width)
-        ch, cw = max(1, int(height * scale)), max(1, int(width * scale))
-        y, x = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
-        crop = photo[y : y + ch, x : x + cw]
-        interp = cv2.INTER_AREA if scale >= 1 else cv2.INTER_LINEAR
-        out[i] = cv2.resize(crop, (width, height), interpolation=interp)
-    return out, source
-
-
-def read_image_folder(folder: str | os.PathLike[str], limit: int = 64) -> list[np.ndarray]:
-    """Decodable images of a folder as RGB uint8 (calibration on the user's own footage)."""
-    import cv2
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise BadInputError(f"calibration folder not found: {folder}")
-    images = []
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}:
-            continue
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is not None and min(bgr.shape[:2]) >= 16:
-            images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        if len(images) >= limit:
-            break
-    if not images:
-        raise BadInputError(f"no decodable images (>= 16x16) in calibration folder {folder}")
-    return images
-
-
-def to_feed(frames: np.ndarray, io_layout: str) -> np.ndarray:
-    """uint8 NHWC frames -> the graph's input tensor for ``io_layout``."""
-    if io_layout == "uint8_nhwc":
-        return np.ascontiguousarray(frames)
-    return np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
-
-
 # ---------------------------------------------------------------- metrics
-
-
-def psnr(reference: np.ndarray, test: np.ndarray, peak: float) -> float:
-    """PSNR in dB (inf when identical); computed in float64."""
-    mse = float(np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
 
 
 @dataclass
@@ -238,18 +125,6 @@ def _judge(precision: str, io_layout: str, result: SizeResult, min_psnr: float |
     return result.psnr_db >= floor
 
 
-def torch_reference(generator, frames: np.ndarray, io_layout: str) -> np.ndarray:
-    """What the checkpoint computes in PyTorch float32, in the graph's output layout."""
-    import torch
-
-    from stylize_rt.training.generator import UInt8NHWC
-
-    with torch.inference_mode():
-        if io_layout == "uint8_nhwc":
-            return UInt8NHWC(generator.eval())(torch.from_numpy(np.ascontiguousarray(frames))).numpy()
-        return generator.eval()(torch.from_numpy(to_feed(frames, io_layout))).numpy()
-
-
 def compare_outputs(reference: np.ndarray, output: np.ndarray, io_layout: str) -> tuple[float, float, float, int]:
     """(max abs error, PSNR, fraction within one 8-bit level, count of non-finite values)."""
     if reference.shape != output.shape:
@@ -290,8 +165,6 @@ def verify_generator(
         frames="",
         criterion=_criterion(precision, io_layout, min_psnr),
     )
-    from tqdm import tqdm
-
     # disable=None: a bar on terminals only, so logs and CLI tests stay clean.
     for i, (batch, height, width) in enumerate(tqdm(sizes, desc="parity", unit="size", leave=False, disable=None)):
         frames, source = sample_frames(batch, height, width, seed=seed + i, held_out=True)
@@ -335,11 +208,6 @@ def verify_file(
     log=print,
 ) -> ParityReport:
     """``stylize-rt verify``: checker, metadata, FP16 islands, TensorRT lint, then parity (raises on failure)."""
-    import onnx
-
-    from stylize_rt.export import fp16, metadata
-    from stylize_rt.export.trt_lint import lint_file
-    from stylize_rt.training.checkpoint import load_generator
 
     path = Path(model_path)
     meta = metadata.read_metadata(path)  # BadInputError for missing / non-ONNX files
@@ -347,24 +215,24 @@ def verify_file(
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
-        raise BadInputError(f"{path} fails onnx.checker: {str(exc).splitlines()[0]}") from None
-    kind = meta.get(metadata.KIND, "generator")
+        raise BadInputError(f"{path} fails onnx.checker: {first_line(exc)}") from None
+    kind = meta.get(contract.KIND, "generator")
     if kind != "generator":
         raise BadInputError(f"{path} is a {kind} model; verify a generator .onnx or a captioner folder")
     generator, card = load_generator(checkpoint)
     if len(model.graph.input) != 1:
         raise BadInputError(f"{path} has {len(model.graph.input)} inputs; a generator graph has one")
-    io_layout = meta.get(metadata.IO_LAYOUT) or (
+    io_layout = meta.get(contract.IO_LAYOUT) or (
         "uint8_nhwc" if model.graph.input[0].type.tensor_type.elem_type == 2 else "float32_nchw"
     )
-    precision = meta.get(metadata.PRECISION) or _infer_precision(model)
-    log(f"{path}: generator, {precision}, {io_layout}, style {meta.get(metadata.STYLE, '?')}, "
-        f"exported by stylize-rt {meta.get(metadata.VERSION, '?')}")
+    precision = meta.get(contract.PRECISION) or _infer_precision(model)
+    log(f"{path}: generator, {precision}, {io_layout}, style {meta.get(contract.STYLE, '?')}, "
+        f"exported by stylize-rt {meta.get(contract.VERSION, '?')}")
     expected = metadata.config_hash(card)
-    if meta.get(metadata.CONFIG_HASH) and meta[metadata.CONFIG_HASH] != expected:
+    if meta.get(contract.CONFIG_HASH) and meta[contract.CONFIG_HASH] != expected:
         log(f"warning: {path} was exported from a checkpoint with a different config than {checkpoint}")
-    keep = metadata.fp32_layers(meta)
-    log(f"fp32 layers for FP16 engines ({metadata.FP32_LAYERS}): {len(keep)} nodes")
+    keep = contract.fp32_layers(meta)
+    log(f"fp32 layers for FP16 engines ({contract.FP32_LAYERS}): {len(keep)} nodes")
     if precision == "fp16":
         problems = [p for p in fp16.check_fp16_graph(model, model, keep) if "changed type" not in p]
         for problem in problems:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from stylize_rt.errors import BadInputError
+from stylize_rt.imageio import read_image
+from stylize_rt.runtime.captioner import Captioner
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands to ``stylize-rt``."""
@@ -24,9 +28,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_caption(args: argparse.Namespace) -> int:
-    from stylize_rt.errors import BadInputError
-    from stylize_rt.runtime.captioner import Captioner, read_image
-
     if args.beam < 1:
         raise BadInputError(f"--beam must be at least 1, got {args.beam}")
     frames = [read_image(path) for path in args.images]  # all inputs checked before the model loads

@@ -22,33 +22,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from stylize_rt.contract import CAPTIONER_CONFIG_FILE as CONFIG_FILE
+from stylize_rt.contract import CAPTIONER_DECODER_FILE as DECODER_FILE
+from stylize_rt.contract import CAPTIONER_ENCODER_FILE as ENCODER_FILE
+from stylize_rt.contract import CAPTIONER_FORMAT as FORMAT
+from stylize_rt.contract import CAPTIONER_TOKENIZER_FILE as TOKENIZER_FILE
 from stylize_rt.errors import BadInputError
-from stylize_rt.runtime.tokenizer import Tokenizer
-
-CONFIG_FILE = "captioner.json"
-ENCODER_FILE = "encoder.onnx"
-DECODER_FILE = "decoder_step.onnx"
-TOKENIZER_FILE = "tokenizer.json"
-FORMAT = "stylize_rt.captioner"
-
-
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB, or raise a one-line ``BadInputError``."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"image not found: {path}")
-    if path.stat().st_size == 0:
-        raise BadInputError(f"cannot read image {path}: the file is empty (0 bytes)")
-    try:
-        raw = np.fromfile(str(path), dtype=np.uint8)  # imdecode: also works for non-ASCII paths
-    except OSError as exc:
-        raise BadInputError(f"cannot read image {path}: {exc.strerror or exc}") from None
-    image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
-    if image is None:
-        raise BadInputError(f"cannot read image {path}: not an image OpenCV can decode")
-    if image.size == 0:
-        raise BadInputError(f"cannot read image {path}: zero-size image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+from stylize_rt.models import get_model
+from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from stylize_rt.tokenizer import Tokenizer
 
 
 def as_rgb_frame(frame: np.ndarray) -> np.ndarray:
@@ -105,11 +87,7 @@ class Captioner:
         threads: int = 1,
         providers: tuple[str, ...] = ("CPUExecutionProvider",),
     ) -> None:
-        from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
-
         if model_dir is None:
-            from stylize_rt.models import get_model
-
             model_dir = get_model("captioner").directory
         self.directory = Path(model_dir)
         if not self.directory.is_dir():
@@ -259,4 +237,4 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
 
 
-__all__ = ["Captioner", "CaptionerSpec", "read_image", "as_rgb_frame"]
+__all__ = ["Captioner", "CaptionerSpec", "as_rgb_frame"]

@@ -1,13 +1,24 @@
 """Subcommands of the runtime stage: ``run`` (the default), ``demo`` and ``models``.
 
-Handlers import OpenCV, ONNX Runtime and the pipeline only when they run, so building the
-parser (``stylize-rt --help``) stays fast and never imports torch.
+Both ``run`` and ``demo`` describe their run as a ``RunConfig`` and go through
+``session.open_run``; nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
+import threading
+from pathlib import Path
+
+from stylize_rt.errors import BadInputError
+from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, list_models
+from stylize_rt.runtime.demo import print_result, run_demo
+from stylize_rt.runtime.pipeline import PipelineConfig
+from stylize_rt.runtime.session import ModelChoice, RunConfig, open_run
+from stylize_rt.sizes import parse_size
 
 EXIT_CODES = "exit codes: 0 ok, 1 error, 2 bad input or missing dependency, 3 output error, 130 interrupted"
 
@@ -84,9 +95,6 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
 
 def _install_sigterm() -> None:
     """SIGTERM ends a run like Ctrl-C: stop, finalize the output, exit 130."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return
 
@@ -96,53 +104,13 @@ def _install_sigterm() -> None:
     signal.signal(signal.SIGTERM, _raise)
 
 
-def _open_captions(args):
-    from stylize_rt.errors import MissingDependencyError
-    from stylize_rt.runtime.caption_worker import CaptionWorker
-
-    try:
-        from stylize_rt.runtime.captioner import Captioner
-    except ImportError as exc:
-        raise MissingDependencyError(f"captions are not available in this install ({exc})") from None
-    captioner = Captioner(args.caption_engine)
-    caption_fn = getattr(captioner, "caption", None) or captioner
-    return CaptionWorker(caption_fn, interval_s=max(0.0, args.caption_interval))
+def model_choice(args: argparse.Namespace) -> ModelChoice:
+    """The ``model`` option group as a ``ModelChoice`` (shared by run and demo)."""
+    return ModelChoice(args.engine, args.backend, args.threads, args.precision, args.layout, args.input_range)
 
 
-def _build_sinks(args, source, view):
-    from stylize_rt.errors import BadInputError
-    from stylize_rt.runtime.sinks import NullSink, TeeSink, open_sink
-
-    sinks = []
-    want_window = not args.no_display and (args.output is None or source.live)
-    if want_window:
-        from stylize_rt.runtime.window import WindowSink
-
-        try:
-            sinks.append(WindowSink(f"stylize-rt: {source.name}", view, args.screenshot_dir))
-            view.hud = True  # the readout is drawn in the window only, never into files
-        except Exception:
-            if args.output is None:
-                raise
-            print("stylize-rt: no window (headless OpenCV or no display); writing the output only", file=sys.stderr)
-    if args.output is not None:
-        sinks.append(open_sink(args.output, fps=args.fps or source.fps, pix_fmt=args.pix_fmt,
-                               single_image=source.frame_count == 1 and not source.live, codec=args.codec))
-    if not sinks:
-        if not args.no_display:
-            raise BadInputError("nothing to write to: give --output PATH (or - for stdout), or --no-display")
-        sinks.append(NullSink())
-    return sinks[0] if len(sinks) == 1 else TeeSink(*sinks)
-
-
-def run_command(args: argparse.Namespace) -> int:
-    from stylize_rt.errors import BadInputError
-    from stylize_rt.runtime.frames import parse_size
-    from stylize_rt.runtime.overlay import ViewState
-    from stylize_rt.runtime.pipeline import PipelineConfig, StreamRunner
-    from stylize_rt.runtime.session import open_stylizer
-    from stylize_rt.runtime.sources import open_source
-
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """``run``'s arguments, checked, as a ``RunConfig``."""
     if args.camera is not None and args.input is not None:
         raise BadInputError("give one source: --camera N or --input PATH|URL|-, not both")
     if args.batch < 1:
@@ -151,62 +119,36 @@ def run_command(args: argparse.Namespace) -> int:
         raise BadInputError(f"--max-frames must be >= 1 (got {args.max_frames})")
     if args.output == "-" and args.caption_log == "-":
         raise BadInputError("stdout carries the raw frames; write --caption-log to a file")
-    size = parse_size(args.size) if args.size else None
-    camera_size = parse_size(args.camera_size, "--camera-size") if args.camera_size else None
     raw_size = parse_size(args.raw_size, "--raw-size") if args.raw_size else None
     if args.input == "-" and raw_size is None:
         raise BadInputError("--input - (raw frames on stdin) needs --raw-size WxH")
+    pipeline = PipelineConfig(size=parse_size(args.size) if args.size else None, scale=args.scale, batch=args.batch,
+                              max_frames=args.max_frames, progress=not args.no_progress)
+    return RunConfig(
+        model=model_choice(args), input=args.input, camera=args.camera,
+        camera_size=parse_size(args.camera_size, "--camera-size") if args.camera_size else None,
+        camera_fps=args.camera_fps, raw_size=raw_size, pix_fmt=args.pix_fmt, fps=args.fps, output=args.output,
+        codec=args.codec, display=not args.no_display, screenshot_dir=args.screenshot_dir, pipeline=pipeline,
+        caption_engine=args.caption_engine, caption_interval=args.caption_interval, caption_log=args.caption_log,
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    config = run_config(args)
     _install_sigterm()
-
-    source = open_source(args.input, camera=args.camera, camera_size=camera_size, camera_fps=args.camera_fps,
-                         raw_size=raw_size, pix_fmt=args.pix_fmt, fps=args.fps)
-    stylizer = captions = caption_log = None
-    sink = None
-    started = False
-    try:
-        stylizer = open_stylizer(args.engine, args.backend, args.threads, args.layout, args.input_range, args.precision)
-        view = ViewState()
-        sink = _build_sinks(args, source, view)
-        has_window = view.hud
-        if args.caption_engine:
-            captions = _open_captions(args)
-            if args.caption_log == "-":
-                caption_log = sys.stdout
-            elif args.caption_log:
-                try:
-                    caption_log = open(args.caption_log, "w", encoding="utf-8")  # noqa: SIM115 - closed below
-                except OSError as exc:
-                    from stylize_rt.errors import OutputError
-
-                    raise OutputError(f"cannot write {args.caption_log}: {exc.strerror or exc}") from None
-        config = PipelineConfig(size=size, scale=args.scale, batch=args.batch, max_frames=args.max_frames,
-                                progress=not args.no_progress, keep_original=has_window,
-                                # a file previewed in a window plays at its own rate, like a player
-                                pace_fps=(args.fps or source.fps or 30.0) if has_window and not source.live
-                                and args.output is None else None)
-        runner = StreamRunner(stylizer, source, sink, config, captions=captions, view=view, caption_log=caption_log)
-        sink = None  # the runner owns and closes it (and the source) now
-        started = True
+    with open_run(config) as session:
         try:
-            stats = runner.run()
+            stats = session.run()
         except BaseException:
-            if args.stats:  # Ctrl-C is how camera runs usually end: the report is wanted then too
-                print(runner.stats.report(), file=sys.stderr)
+            if args.stats and session.runner is not None:  # Ctrl-C is how camera runs usually end
+                print(session.runner.stats.report(), file=sys.stderr)
             raise
-    finally:
-        if sink is not None:
-            sink.close()
-        if not started:
-            source.close()
-        if caption_log is not None and caption_log is not sys.stdout:
-            caption_log.close()
-        if stylizer is not None:
-            stylizer.close()
+        live = session.source.live
     if args.stats:
         print(stats.report(), file=sys.stderr)
     else:
         print(f"stylize-rt: {stats.frames_out} frames, {stats.fps:.1f} frames/s"
-              + (f", {stats.dropped_capture} stale frames dropped" if source.live else ""), file=sys.stderr)
+              + (f", {stats.dropped_capture} stale frames dropped" if live else ""), file=sys.stderr)
     return 0
 
 
@@ -230,26 +172,15 @@ def _register_demo(subparsers: argparse._SubParsersAction) -> None:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from stylize_rt.errors import BadInputError
-    from stylize_rt.runtime.demo import print_result, run_demo
-    from stylize_rt.runtime.frames import parse_size
-    from stylize_rt.runtime.session import open_stylizer
-
     if args.frames < 1:
         raise BadInputError(f"--frames must be >= 1 (got {args.frames})")
     if not 1 <= args.batch <= 64:
         raise BadInputError(f"--batch must be in 1..64 (got {args.batch})")
     size = parse_size(args.size)
     _install_sigterm()
-    stylizer = open_stylizer(args.engine, args.backend, args.threads, args.layout, args.input_range, args.precision)
-    try:
-        result = run_demo(Path(args.output_dir), args.frames, size, args.fps, stylizer, args.batch,
-                          progress=not args.no_progress)
-        print_result(result, f"{args.engine or 'embedded default'} via {stylizer.backend.name}: {stylizer.describe()}")
-    finally:
-        stylizer.close()
+    result = run_demo(Path(args.output_dir), args.frames, size, args.fps, model_choice(args), args.batch,
+                      progress=not args.no_progress)
+    print_result(result)
     return 0
 
 
@@ -272,15 +203,9 @@ def _human_bytes(n: int | None) -> str:
 
 
 def models_command(args: argparse.Namespace) -> int:
-    import json
-
-    from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, list_models
-
     try:
         models = [m.to_dict() for m in list_models()]
     except (ValueError, TypeError, KeyError) as exc:  # a hand-edited or half-written model.json
-        from stylize_rt.errors import BadInputError
-
         raise BadInputError(f"corrupt model card under {MODELS_DIR}: {type(exc).__name__}: {exc}") from None
     if args.json:
         print(json.dumps(models, indent=2))

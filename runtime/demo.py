@@ -1,9 +1,9 @@
 """``stylize-rt demo``: a sample clip from photos that ship with scikit-image, stylized end to end.
 
 The clip is written as a real .mp4 first and then stylized through the same objects that
-``stylize-rt run --input clip.mp4 --output out.mp4`` builds (``open_source`` ->
-``StreamRunner`` -> ``open_sink``, see :func:`session.stylize_path`), so the demo exercises
-decoding, the threaded pipeline, the model and encoding. Camera
+``stylize-rt run --input clip.mp4 --output out.mp4`` builds (one ``RunConfig`` through
+``session.open_run``), so the demo exercises decoding, the threaded pipeline, the model and
+encoding. Camera
 moves (slow pans and zooms) give the frames the motion a style model meets in video.
 """
 
@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from stylize_rt.errors import MissingDependencyError
+from stylize_rt.fileio import check_writable_dir
+from stylize_rt.imageio import write_image
 from stylize_rt.runtime.frames import resize
+from stylize_rt.runtime.pipeline import PipelineConfig
+from stylize_rt.runtime.session import ModelChoice, RunConfig, open_run
+from stylize_rt.runtime.sinks import FrameInfo, VideoFileSink
+from stylize_rt.runtime.sources import VideoFileSource
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
@@ -32,12 +38,13 @@ class DemoResult:
     seconds: float
     fps: float
     model_fps: float
+    model: str  # which model, backend and IO convention ran
 
 
 def sample_photos() -> list[np.ndarray]:
     """The RGB photos bundled inside scikit-image's wheel (no download)."""
     try:
-        from skimage import data
+        from skimage import data  # the [demo] extra
     except ImportError:
         raise MissingDependencyError(
             "the demo clip is made from scikit-image's sample photos: pip install 'stylize-rt[demo]'"
@@ -74,8 +81,6 @@ def sample_frames(frames: int, width: int, height: int):
 
 
 def write_sample_clip(path: Path, frames: int, width: int, height: int, fps: float) -> Path:
-    from stylize_rt.runtime.sinks import FrameInfo, VideoFileSink
-
     sink = VideoFileSink(path, fps)
     try:
         for i, frame in enumerate(sample_frames(frames, width, height)):
@@ -87,9 +92,6 @@ def write_sample_clip(path: Path, frames: int, width: int, height: int, fps: flo
 
 def side_by_side(input_path: Path, output_path: Path, png_path: Path, rows: int = 4) -> Path:
     """A PNG of ``rows`` frames spread over the clip: original | stylized, read back from both files."""
-    from stylize_rt.runtime.sinks import write_image_atomic
-    from stylize_rt.runtime.sources import VideoFileSource
-
     def read_all(path: Path) -> list[np.ndarray]:
         source = VideoFileSource(path)
         frames = []
@@ -111,28 +113,32 @@ def side_by_side(input_path: Path, output_path: Path, png_path: Path, rows: int 
             b = resize(b, a.shape[1], a.shape[0])
         lines.append(np.concatenate([a, np.full((a.shape[0], gap, 3), 255, np.uint8), b], axis=1))
         lines.append(np.full((gap, lines[-1].shape[1], 3), 255, np.uint8))
-    write_image_atomic(png_path, np.concatenate(lines[:-1], axis=0))
+    write_image(png_path, np.concatenate(lines[:-1], axis=0))
     return png_path
 
 
-def run_demo(output_dir: Path, frames: int, size: tuple[int, int], fps: float, stylizer, batch: int = 1,
-             progress: bool = True) -> DemoResult:
-    from stylize_rt.runtime.pipeline import PipelineConfig
-    from stylize_rt.runtime.session import stylize_path
-    from stylize_rt.runtime.sinks import check_writable_dir
-
+def run_demo(output_dir: Path, frames: int, size: tuple[int, int], fps: float, model: ModelChoice | None = None,
+             batch: int = 1, progress: bool = True) -> DemoResult:
+    """Write the sample clip, stylize it as ``run --input input.mp4 --output stylized.mp4`` would."""
     check_writable_dir(output_dir)
     width, height = size
     input_path = write_sample_clip(output_dir / "input.mp4", frames, width, height, fps)
     output_path = output_dir / "stylized.mp4"
-    stats = stylize_path(stylizer, str(input_path), str(output_path), PipelineConfig(batch=batch, progress=progress))
+    config = RunConfig(model=model or ModelChoice(), input=str(input_path), output=str(output_path), display=False,
+                       pipeline=PipelineConfig(batch=batch, progress=progress))
+    with open_run(config) as session:
+        stats = session.run()
+        stylizer = session.stylizer
+        name = model.engine if model and model.engine else "embedded default"
+        description = f"{name} via {stylizer.backend.name}: {stylizer.describe()}"
     png = side_by_side(input_path, output_path, output_dir / "side_by_side.png")
-    return DemoResult(input_path, output_path, png, stats.frames_out, size, stats.wall_s, stats.fps, stats.model_fps)
+    return DemoResult(input_path, output_path, png, stats.frames_out, size, stats.wall_s, stats.fps, stats.model_fps,
+                      description)
 
 
-def print_result(result: DemoResult, model_description: str) -> None:
+def print_result(result: DemoResult) -> None:
     w, h = result.size
-    print(f"model: {model_description}")
+    print(f"model: {result.model}")
     print(f"stylized {result.frames} frames at {w}x{h} in {result.seconds:.2f} s: "
           f"{result.fps:.1f} frames/s end to end (model alone {result.model_fps:.1f} frames/s)")
     print(f"input clip:   {result.input_path}")

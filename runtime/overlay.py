@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from stylize_rt.runtime.caption_worker import Caption
+from stylize_rt.runtime.frames import resize
+from stylize_rt.runtime.stats import RunStats
 
 
 @dataclass
@@ -27,8 +30,6 @@ class ViewState:
 
 def _wrap(text: str, width_px: int, scale: float, thickness: int, max_lines: int = 3) -> list[str]:
     """Split ``text`` into lines that fit ``width_px`` (long captions must not run off the frame)."""
-    import cv2
-
     lines: list[str] = []
     current = ""
     for word in text.split():
@@ -46,8 +47,6 @@ def _wrap(text: str, width_px: int, scale: float, thickness: int, max_lines: int
 
 
 def _text_block(frame: np.ndarray, lines: list[str], top: bool) -> None:
-    import cv2
-
     if not lines:
         return
     h, w = frame.shape[:2]
@@ -67,8 +66,6 @@ def _text_block(frame: np.ndarray, lines: list[str], top: bool) -> None:
 
 def split_view(original: np.ndarray, stylized: np.ndarray) -> np.ndarray:
     """Left half of the original beside the right half of the stylized frame, with a divider."""
-    from stylize_rt.runtime.frames import resize
-
     if original.shape != stylized.shape:
         original = resize(original, stylized.shape[1], stylized.shape[0])
     out = stylized.copy()
@@ -76,6 +73,19 @@ def split_view(original: np.ndarray, stylized: np.ndarray) -> np.ndarray:
     out[:, :half] = original[:, :half]
     out[:, max(0, half - 1) : half + 1] = 255
     return out
+
+
+def readout_lines(stats: RunStats | None, fps: float) -> list[str]:
+    """The FPS / latency / model-time / dropped-frames readout of a running stream."""
+    if stats is None:
+        return [f"{fps:5.1f} fps"]
+    latency = stats.stage("latency").samples
+    model = stats.stage("model").samples
+    return [
+        f"{fps:5.1f} fps  latency {1000 * latency[-1] if latency else 0:5.1f} ms  "
+        f"model {1000 * model[-1] if model else 0:5.1f} ms",
+        f"dropped {stats.dropped_capture + stats.dropped_output}",
+    ]
 
 
 def compose(

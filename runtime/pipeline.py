@@ -20,22 +20,20 @@ output file with every frame written so far.
 from __future__ import annotations
 
 import collections
-import json
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO
 
 import numpy as np
+from tqdm import tqdm
 
-from stylize_rt.runtime.caption_worker import CaptionWorker
-from stylize_rt.runtime.frames import resize, scaled_size
-from stylize_rt.runtime.overlay import ViewState, compose
+from stylize_rt.runtime.frames import resize
 from stylize_rt.runtime.sinks import FrameInfo, Sink
 from stylize_rt.runtime.sources import Source
 from stylize_rt.runtime.stats import RunStats
 from stylize_rt.runtime.stylizer import Stylizer
+from stylize_rt.sizes import scaled_size
 
 _POLL_S = 0.05
 _JOIN_S = 2.0
@@ -53,7 +51,7 @@ class PipelineConfig:
     warm_up: bool = True  # run the model before the first frame
     progress: bool = True  # tqdm bar on stderr for file runs
     live: bool | None = None  # None: the source decides (``source.live``)
-    keep_original: bool = False  # carry the unstylized frame along (window split view)
+    keep_original: bool = False  # hand sinks the frame before --size/--scale resizing (split view, captions)
     pace_fps: float | None = None  # write no faster than this (a file previewed in a window)
 
 
@@ -61,7 +59,7 @@ class PipelineConfig:
 class _Packet:
     frame: np.ndarray
     info: FrameInfo
-    original: np.ndarray | None = None  # kept when a split view or captions need it
+    original: np.ndarray | None = None  # the frame before resizing, when ``keep_original``
 
 
 @dataclass
@@ -123,30 +121,19 @@ class Channel:
 
 
 class StreamRunner:
-    """Runs ``source -> stylizer -> sink`` until the source ends, the viewer quits or an error.
+    """Runs ``source -> stylizer -> sink`` until the source ends, the sink asks to stop or an error.
 
-    ``captions`` (a :class:`CaptionWorker`) gets offered frames and its newest caption is
-    drawn on the output; ``view`` holds the overlay toggles (a window sink shares it);
-    ``caption_log`` receives one JSON line per new caption.
+    Each frame reaches the sink with its ``FrameInfo``: the unstylized frame (``original``)
+    and the run's live ``stats``, from which decorators and windows draw captions and
+    readouts; the runner itself draws nothing. A sink with a true ``quit`` attribute (a
+    window whose viewer pressed q) ends the run.
     """
 
-    def __init__(
-        self,
-        stylizer: Stylizer,
-        source: Source,
-        sink: Sink,
-        config: PipelineConfig | None = None,
-        captions: CaptionWorker | None = None,
-        view: ViewState | None = None,
-        caption_log: IO[str] | None = None,
-    ) -> None:
+    def __init__(self, stylizer: Stylizer, source: Source, sink: Sink, config: PipelineConfig | None = None) -> None:
         self.stylizer = stylizer
         self.source = source
         self.sink = sink
         self.config = config or PipelineConfig()
-        self.captions = captions
-        self.view = view or ViewState()
-        self.caption_log = caption_log
         self.live = bool(source.live) if self.config.live is None else self.config.live
         self.batch = 1 if self.live else max(1, self.config.batch)
         self.stats = RunStats()
@@ -155,7 +142,7 @@ class StreamRunner:
         depth = 1 if self.live else max(self.config.queue_frames, 2 * self.batch)
         self._frames = Channel(depth, latest_wins=self.live)
         self._results = Channel(1 if self.live else depth, latest_wins=self.live)
-        self._keep_original = captions is not None or self.view.split or self.config.keep_original
+        self._keep_original = self.config.keep_original
 
     # -- sizes ------------------------------------------------------------------------
     def _target_size(self, width: int, height: int) -> tuple[int, int] | None:
@@ -225,47 +212,20 @@ class StreamRunner:
         except BaseException as exc:  # noqa: BLE001
             self._results.close(exc)
 
-    def _hud_lines(self, recent: collections.deque) -> list[str]:
-        fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
-        latency = self.stats.stage("latency").samples
-        model = self.stats.stage("model").samples
-        return [
-            f"{fps:5.1f} fps  latency {1000 * latency[-1] if latency else 0:5.1f} ms  "
-            f"model {1000 * model[-1] if model else 0:5.1f} ms",
-            f"dropped {self._frames.dropped + self._results.dropped}",
-        ]
-
-    def _log_caption(self, caption, logged: list) -> None:
-        if self.caption_log is None or caption is None or (logged and logged[0] is caption):
-            return
-        logged[:] = [caption]
-        record = {"frame": caption.frame_index, "text": caption.text, "compute_s": round(caption.compute_s, 3),
-                  "age_s": round(caption.age_s(), 3)}
-        self.caption_log.write(json.dumps(record) + "\n")
-        self.caption_log.flush()
-
     def _output(self, progress) -> None:
         stats = self.stats
-        recent: collections.deque = collections.deque(maxlen=30)
-        logged: list = []
         paced_from: float | None = None
         limit = self.config.max_frames if self.live else None
         while True:
             result = self._results.get(self._stop)
             if result is None:
                 break
-            if self.captions is not None:
-                self.captions.offer(result.original, result.info.index, result.info.captured_at)
-            caption = self.captions.latest() if self.captions is not None else None
-            self._log_caption(caption, logged)
             t0 = time.perf_counter()
-            recent.append(t0)
-            # Files and pipes get the stylized frame (+ caption); the readout and the split
-            # view are for a window only, which draws them from ``info`` (see WindowSink).
             info = result.info
-            info.original = result.original if self._keep_original else None
-            info.hud_lines = self._hud_lines(recent) if self.view.hud else None
-            frame = compose(result.original, result.stylized, ViewState(captions=self.view.captions), caption)
+            info.original = result.original
+            info.stats = stats
+            stats.dropped_capture, stats.dropped_output = self._frames.dropped, self._results.dropped
+            frame = result.stylized
             if self.config.pace_fps:
                 if paced_from is None:
                     paced_from = t0
@@ -281,7 +241,7 @@ class StreamRunner:
                 stats.first_output_at = t1
             if progress is not None:
                 progress.update(1)
-            if self.view.quit or (limit is not None and stats.frames_out >= limit):
+            if getattr(self.sink, "quit", False) or (limit is not None and stats.frames_out >= limit):
                 break
 
     # -- run --------------------------------------------------------------------------
@@ -295,8 +255,6 @@ class StreamRunner:
     def _progress_bar(self):
         if self.live or not self.config.progress:
             return None
-        from tqdm import tqdm
-
         total = getattr(self.source, "frame_count", None)
         if total and self.config.max_frames:
             total = min(total, self.config.max_frames)
@@ -306,8 +264,6 @@ class StreamRunner:
         """Process the stream; returns the timings. Errors from any stage are raised here,
         after the sink was closed (output finalized) and the threads were stopped."""
         self._warm_up()
-        if self.captions is not None:
-            self.captions.start()
         self.stats = RunStats()  # warm-up is not part of the run's timings
         self.stats.live = self.live
         self.stats.source_fps = getattr(self.source, "fps", None)
@@ -329,8 +285,6 @@ class StreamRunner:
                 thread.join(_JOIN_S)
             if progress is not None:
                 progress.close()
-            if self.captions is not None:
-                self.captions.stop()
             self.stats.finished_at = time.perf_counter()
             self.stats.dropped_capture = self._frames.dropped
             self.stats.dropped_output = self._results.dropped

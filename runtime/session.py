@@ -1,26 +1,40 @@
-"""Opening a model as a ``Stylizer`` and stylizing a file into a file: what ``run`` and ``demo`` share.
+"""One run session: model, source, sinks, window and captions composed in one place.
 
-``stylize-rt demo`` goes through these functions, which build the same source, runner and
-sink objects as ``stylize-rt run --input X --output Y``, so the demo proves the user's path.
+``stylize-rt run`` and ``stylize-rt demo`` (and embedders) describe a run as a
+:class:`RunConfig` and go through :func:`open_run`, so the demo proves exactly the user's
+path. A :class:`RunSession` owns everything it opened in an ``ExitStack``: whatever fails
+while opening, what was already open is closed again; once the stream runner starts, it
+owns the source and the sink (it finalizes the output on every exit path, see
+``pipeline``), and the session closes the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
-from stylize_rt.errors import BadInputError
+from stylize_rt.errors import BadInputError, OutputError
+from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, get_model
+from stylize_rt.runtime.backends.registry import open_backend
+from stylize_rt.runtime.caption_sink import CaptionSink
+from stylize_rt.runtime.caption_worker import CaptionWorker
+from stylize_rt.runtime.captioner import Captioner
+from stylize_rt.runtime.overlay import ViewState
 from stylize_rt.runtime.pipeline import PipelineConfig, StreamRunner
-from stylize_rt.runtime.sinks import open_sink
-from stylize_rt.runtime.sources import open_source
+from stylize_rt.runtime.sinks import NullSink, Sink, TeeSink, open_sink
+from stylize_rt.runtime.sources import Source, open_source
 from stylize_rt.runtime.stats import RunStats
 from stylize_rt.runtime.stylizer import Stylizer
+from stylize_rt.runtime.window import WindowSink
 
 
 def default_model_path() -> Path:
     """The embedded default generator's ONNX file; a clear error when this install lacks it."""
-    from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, get_model
-
     try:
         model = get_model(DEFAULT_GENERATOR)
         path = model.path("onnx")
@@ -37,44 +51,161 @@ def default_model_path() -> Path:
     return path
 
 
-def open_stylizer(
-    engine: str | os.PathLike[str] | None = None,
-    backend: str = "auto",
-    threads: int = 0,
-    layout: str | None = None,
-    input_range: str | None = None,
-    precision: str | None = None,
-) -> Stylizer:
-    """``--engine MODEL`` (or the embedded default) loaded by ``--backend``, as a ``Stylizer``."""
-    from stylize_rt.runtime.backends.registry import open_backend
+@dataclass
+class ModelChoice:
+    """Which model runs and how (``--engine --backend --threads --fp16/--fp32 --layout --input-range``)."""
 
-    path = Path(engine) if engine else default_model_path()
+    engine: str | os.PathLike[str] | None = None  # None: the embedded default
+    backend: str = "auto"
+    threads: int = 0
+    precision: str | None = None
+    layout: str | None = None
+    input_range: str | None = None
+
+
+def open_stylizer(model: ModelChoice | str | os.PathLike[str] | None = None) -> Stylizer:
+    """A model file (or a full ``ModelChoice``; None: the embedded default) loaded by its backend,
+    as a ``Stylizer``."""
+    choice = model if isinstance(model, ModelChoice) else ModelChoice(engine=model)
+    path = Path(choice.engine) if choice.engine else default_model_path()
     if not path.exists():
         raise BadInputError(f"model not found: {path}")
-    options: dict = {}
-    if threads:
-        options["threads"] = threads
-    if precision:
-        options["precision"] = precision
+    handle = open_backend(path, backend=choice.backend, threads=choice.threads, precision=choice.precision or "auto")
     try:
-        handle = open_backend(path, backend=backend, **options)
-    except TypeError as exc:  # a backend without that option (e.g. precision on CPU ONNX Runtime)
-        raise BadInputError(f"backend {backend!r} does not take these options ({', '.join(options)}): {exc}") from None
-    try:
-        return Stylizer(handle, layout=layout, input_range=input_range)
+        return Stylizer(handle, layout=choice.layout, input_range=choice.input_range)
     except BaseException:
         handle.close()
         raise
 
 
-def stylize_path(stylizer: Stylizer, input_spec: str, output_spec: str, config: PipelineConfig | None = None,
-                 fps: float | None = None, pix_fmt: str = "rgb24", raw_size=None) -> RunStats:
-    """Stylize ``input_spec`` (video, image, folder, URL, ``-``) into ``output_spec`` (video, image, folder, ``-``)."""
-    source = open_source(input_spec, raw_size=raw_size, pix_fmt=pix_fmt, fps=fps)
-    try:
-        sink = open_sink(output_spec, fps=fps or source.fps, pix_fmt=pix_fmt,
-                         single_image=source.frame_count == 1 and not source.live)
-    except BaseException:
-        source.close()
-        raise
-    return StreamRunner(stylizer, source, sink, config).run()
+@dataclass
+class RunConfig:
+    """Everything one run needs; every field has the ``run`` flag of the same name."""
+
+    model: ModelChoice = field(default_factory=ModelChoice)
+    input: str | None = None  # --input PATH|URL|-
+    camera: int | None = None  # --camera N
+    camera_size: tuple[int, int] | None = None
+    camera_fps: float | None = None
+    raw_size: tuple[int, int] | None = None  # --raw-size for --input -
+    pix_fmt: str = "rgb24"
+    fps: float | None = None  # frame rate written to video outputs (default: the source's)
+    output: str | None = None  # --output PATH|-
+    codec: str | None = None
+    display: bool = True  # False: --no-display
+    screenshot_dir: str = "."
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    caption_engine: str | None = None  # --caption-engine DIR
+    caption_interval: float = 1.0
+    caption_log: str | None = None  # --caption-log PATH|-
+
+
+class RunSession:
+    """An opened run (see the module doc); use as a context manager, then :meth:`run`."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.source: Source | None = None
+        self.stylizer: Stylizer | None = None
+        self.sink: Sink | None = None
+        self.view = ViewState()
+        self.has_window = False
+        self.runner: StreamRunner | None = None
+        self._stack = contextlib.ExitStack()
+
+    # -- opening ------------------------------------------------------------------------
+    def __enter__(self) -> RunSession:
+        try:
+            self._open()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def _open(self) -> None:
+        cfg = self.config
+        self.source = open_source(cfg.input, camera=cfg.camera, camera_size=cfg.camera_size,
+                                  camera_fps=cfg.camera_fps, raw_size=cfg.raw_size, pix_fmt=cfg.pix_fmt, fps=cfg.fps)
+        self._stack.callback(self._close_unless_started, self.source)
+        self.stylizer = open_stylizer(cfg.model)
+        self._stack.callback(self.stylizer.close)
+        sink = self._open_sinks()
+        self._stack.callback(self._close_unless_started, sink)
+        if cfg.caption_engine:
+            sink = CaptionSink(sink, self._open_caption_worker(), self.view, self._open_caption_log())
+        self.sink = sink
+
+    def _open_sinks(self) -> Sink:
+        cfg, source = self.config, self.source
+        sinks: list[Sink] = []
+        if cfg.display and (cfg.output is None or source.live):
+            try:
+                sinks.append(WindowSink(f"stylize-rt: {source.name}", self.view, cfg.screenshot_dir))
+                self.view.hud = True  # the readout is drawn in the window only, never into files
+                self.has_window = True
+            except Exception:
+                if cfg.output is None:
+                    raise
+                print("stylize-rt: no window (headless OpenCV or no display); writing the output only",
+                      file=sys.stderr)
+        if cfg.output is not None:
+            sinks.append(open_sink(cfg.output, fps=cfg.fps or source.fps, pix_fmt=cfg.pix_fmt,
+                                   single_image=source.frame_count == 1 and not source.live, codec=cfg.codec))
+        if not sinks:
+            if cfg.display:
+                raise BadInputError("nothing to write to: give --output PATH (or - for stdout), or --no-display")
+            sinks.append(NullSink())
+        return sinks[0] if len(sinks) == 1 else TeeSink(*sinks)
+
+    def _open_caption_worker(self) -> CaptionWorker:
+        captioner = Captioner(self.config.caption_engine)
+        self._stack.callback(captioner.close)
+        return CaptionWorker(captioner.caption, interval_s=max(0.0, self.config.caption_interval))
+
+    def _open_caption_log(self) -> IO[str] | None:
+        target = self.config.caption_log
+        if target is None:
+            return None
+        if target == "-":
+            return sys.stdout
+        try:
+            log = open(target, "w", encoding="utf-8")  # noqa: SIM115 - closed by the exit stack
+        except OSError as exc:
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        self._stack.callback(log.close)
+        return log
+
+    def _close_unless_started(self, resource) -> None:
+        """Before the runner started, the session closes source and sink; after, the runner did."""
+        if self.runner is None and resource is not None:
+            resource.close()
+
+    # -- running ------------------------------------------------------------------------
+    def pipeline_config(self) -> PipelineConfig:
+        """The run's pipeline settings, with what the window and captions need added."""
+        cfg, source = self.config, self.source
+        pipeline = cfg.pipeline
+        keep = pipeline.keep_original or self.has_window or cfg.caption_engine is not None
+        pace = pipeline.pace_fps
+        if self.has_window and not source.live and cfg.output is None and pace is None:
+            pace = cfg.fps or source.fps or 30.0  # a file previewed in a window plays at its own rate
+        return dataclasses.replace(pipeline, keep_original=keep, pace_fps=pace)
+
+    def run(self) -> RunStats:
+        """Stream until the source ends, the viewer quits, or an error (outputs finalized first)."""
+        self.runner = StreamRunner(self.stylizer, self.source, self.sink, self.pipeline_config())
+        return self.runner.run()
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_run(config: RunConfig) -> RunSession:
+    """``with open_run(config) as session: stats = session.run()``."""
+    return RunSession(config)
+
+
+__all__ = ["ModelChoice", "RunConfig", "RunSession", "default_model_path", "open_run", "open_stylizer"]

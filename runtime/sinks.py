@@ -15,14 +15,16 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
+import cv2
 import numpy as np
 
 from stylize_rt.errors import BadInputError, OutputError
-from stylize_rt.fileio import atomic_file, check_writable_dir, output_error, shareable_mode
+from stylize_rt.fileio import check_writable_dir, output_error, shareable_mode
+from stylize_rt.imageio import IMAGE_SUFFIXES, write_image
 from stylize_rt.runtime.frames import resize, rgb_to_bgr
-from stylize_rt.runtime.sources import IMAGE_SUFFIXES, PIX_FMTS
+from stylize_rt.runtime.sources import PIX_FMTS
 
 # Container -> codec OpenCV's FFmpeg writer has in every build (no patent-encumbered H.264).
 # ``--codec FOURCC`` picks another (e.g. avc1 where the OpenCV build has an H.264 encoder).
@@ -38,13 +40,17 @@ class FrameInfo:
     index: int  # 0-based position in the source
     captured_at: float  # time.perf_counter() when the source returned it
     name: str | None = None  # source file stem (image folders), for output names
-    original: np.ndarray | None = None  # the unstylized frame, when kept (window split view)
-    hud_lines: list[str] | None = None  # FPS/latency readout, when the view asks for one
+    original: np.ndarray | None = None  # the unstylized frame (before resizing, with keep_original)
+    stats: Any = None  # the run's live RunStats (readouts in windows)
 
 
 @runtime_checkable
 class Sink(Protocol):
-    """What the pipeline needs from a frame sink; implement it to take frames yourself."""
+    """What the pipeline needs from a frame sink; implement it to take frames yourself.
+
+    A sink may also have a ``quit`` attribute: when it turns true (a window's viewer pressed
+    q), the run ends after that frame.
+    """
 
     def write(self, frame: np.ndarray, info: FrameInfo) -> None: ...
 
@@ -81,8 +87,6 @@ class VideoFileSink:
             raise OutputError(f"cannot write video {self.path}: it is a folder")
 
     def _open(self, width: int, height: int) -> None:
-        import cv2
-
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}", dir=self.path.parent)
         os.close(fd)
         os.chmod(tmp, shareable_mode())
@@ -130,16 +134,6 @@ class VideoFileSink:
             raise output_error(self.path, exc) from None
 
 
-def write_image_atomic(path: Path, frame: np.ndarray) -> None:
-    import cv2
-
-    ok, encoded = cv2.imencode(path.suffix.lower(), rgb_to_bgr(frame))
-    if not ok:
-        raise OutputError(f"cannot encode {path.name}: OpenCV has no encoder for {path.suffix}")
-    with atomic_file(path) as handle:
-        handle.write(encoded.tobytes())
-
-
 class ImageFileSink:
     """One still image (for a single-image input)."""
 
@@ -154,7 +148,7 @@ class ImageFileSink:
         if self.frames_written:
             raise BadInputError(f"output {self.path.name} is one image but the input has more frames: "
                                 "write to a video (.mp4) or a folder instead")
-        write_image_atomic(self.path, frame)
+        write_image(self.path, frame)
         self.frames_written += 1
 
     def close(self) -> None:
@@ -175,7 +169,7 @@ class ImageFolderSink:
     def write(self, frame: np.ndarray, info: FrameInfo | None = None) -> None:
         index = info.index if info is not None else self.frames_written
         name = info.name if info is not None and info.name else f"{index:06d}"
-        write_image_atomic(self.folder / f"{name}{self.suffix}", frame)
+        write_image(self.folder / f"{name}{self.suffix}", frame)
         self.frames_written += 1
 
     def close(self) -> None:
@@ -237,6 +231,10 @@ class TeeSink:
 
     def __init__(self, *sinks: Sink) -> None:
         self.sinks = list(sinks)
+
+    @property
+    def quit(self) -> bool:
+        return any(getattr(sink, "quit", False) for sink in self.sinks)
 
     def write(self, frame: np.ndarray, info: FrameInfo) -> None:
         for sink in self.sinks:

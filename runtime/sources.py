@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Callable, Protocol, runtime_checkable
 
+import cv2
 import numpy as np
 
 from stylize_rt.errors import BadInputError, StylizeError
+from stylize_rt.imageio import IMAGE_SUFFIXES, read_image
 from stylize_rt.runtime.frames import bgr_to_rgb, quiet_opencv
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
 # Network protocols FFmpeg (through OpenCV) opens; live ones get latest-frame-wins reading.
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")
@@ -46,8 +47,6 @@ class Source(Protocol):
 
 
 def _open_capture(target, api: int, params: list[int] | None = None):
-    import cv2
-
     quiet_opencv()
     cap = cv2.VideoCapture(target, api, params or [])
     return cap if cap.isOpened() else None
@@ -59,8 +58,6 @@ class VideoFileSource:
     live = False
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        import cv2
-
         self.path = Path(path)
         self.name = str(self.path)
         if not self.path.exists():
@@ -128,17 +125,6 @@ class ImageSource:
 
     def close(self) -> None:
         self._frame = None
-
-
-def read_image(path: Path) -> np.ndarray:
-    """Any 8/16-bit, gray/RGB/RGBA image OpenCV reads -> RGB uint8; a clear error otherwise."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile + imdecode: non-ASCII paths work
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise BadInputError(f"cannot read image {path}: not an image format OpenCV decodes, or corrupt")
-    return bgr_to_rgb(image)
 
 
 class ImageFolderSource:
@@ -280,8 +266,6 @@ class ReconnectingCapture:
 
 
 def _camera_api() -> int:
-    import cv2
-
     if sys.platform.startswith("linux"):
         return cv2.CAP_V4L2
     if sys.platform == "win32":
@@ -300,8 +284,6 @@ class CameraSource:
 
     def __init__(self, index: int, size: tuple[int, int] | None = None, fps: float | None = None,
                  backoff_s: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)) -> None:
-        import cv2
-
         self.index = index
         self.name = f"camera {index}"
         self._requested = (size, fps)
@@ -327,8 +309,6 @@ class CameraSource:
         self.fps = got_fps if 0 < got_fps < 1000 else fps
 
     def _open(self):
-        import cv2
-
         cap = _open_capture(self.index, _camera_api())
         if cap is None:
             return None
@@ -360,8 +340,6 @@ class StreamSource:
     frame_name = None
 
     def __init__(self, url: str, timeout_s: float = 10.0, backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)) -> None:
-        import cv2
-
         scheme = url.split("://", 1)[0].lower()
         if scheme not in LIVE_SCHEMES + FILE_LIKE_SCHEMES:
             raise BadInputError(

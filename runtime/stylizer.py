@@ -21,13 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stylize_rt import contract
+from stylize_rt.contract import AXIS_ORDERS, INPUT_RANGES
+from stylize_rt.contract import IO_LAYOUTS as LAYOUTS
 from stylize_rt.errors import BadInputError
 from stylize_rt.runtime.backends.base import Backend
 from stylize_rt.runtime.frames import resize
-
-LAYOUTS = ("uint8_nhwc", "float32_nchw")
-AXIS_ORDERS = ("nhwc", "nchw")
-INPUT_RANGES = {"0-255": (0.0, 255.0), "0-1": (0.0, 1.0), "-1-1": (-1.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ def _fixed_sizes(backend: Backend, order: str) -> tuple[tuple[int, int] | None, 
 
 def infer_io_layout(backend: Backend) -> str:
     """Our exporter's layout name for ``backend`` (metadata first, then the input's dtype)."""
-    layout = backend.metadata.get("stylize_rt.io_layout")
+    layout = backend.metadata.get(contract.IO_LAYOUT)
     if layout in LAYOUTS:
         return layout
     _check_image_to_image(backend)
@@ -116,16 +115,14 @@ class Stylizer:
 
     # -- convention -------------------------------------------------------------------
     def _convention(self, layout: str | None, input_range: str | None) -> IOConvention:
-        ours = self.backend.metadata.get("stylize_rt.io_layout")
+        ours = self.backend.metadata.get(contract.IO_LAYOUT)
         dtype = np.dtype(self._input.dtype)
         if dtype == np.dtype(object):
             raise BadInputError(f"unsupported model input type for {self._input.name!r}")
         if ours in LAYOUTS and layout is None:
             order = ours.split("_")[1]
             source = "metadata"
-            value_range = input_range or self.backend.metadata.get(
-                "stylize_rt.input_range", "0-255" if ours == "uint8_nhwc" else "0-1"
-            )
+            value_range = input_range or self.backend.metadata.get(contract.INPUT_RANGE, contract.DEFAULT_RANGE[ours])
         else:
             order = _axis_order(self.backend, layout)
             source = "flags" if layout or input_range else "graph"

@@ -7,17 +7,20 @@ GUI at all; that is detected up front and named, instead of failing on the first
 
 from __future__ import annotations
 
+import collections
 import os
 import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from stylize_rt.errors import MissingDependencyError
 from stylize_rt.runtime.frames import rgb_to_bgr
-from stylize_rt.runtime.overlay import ViewState, compose
-from stylize_rt.runtime.sinks import FrameInfo, write_image_atomic
+from stylize_rt.runtime.overlay import ViewState, compose, readout_lines
+from stylize_rt.imageio import write_image
+from stylize_rt.runtime.sinks import FrameInfo
 
 HEADLESS_HINT = (
     "this OpenCV build has no GUI (opencv-python-headless), so no window can open; for a window: "
@@ -28,8 +31,6 @@ HEADLESS_HINT = (
 
 def gui_available() -> bool:
     """True when OpenCV was built with a window toolkit (GTK, Qt, Win32, Cocoa)."""
-    import cv2
-
     for line in cv2.getBuildInformation().splitlines():
         if line.strip().startswith("GUI:"):
             return line.split(":", 1)[1].strip().upper() not in ("NONE", "NO", "")
@@ -73,37 +74,41 @@ class WindowSink:
         if not display_available():
             raise MissingDependencyError("no display to open a window on (DISPLAY is not set); "
                                          "write to a file with --output PATH, or use --no-display")
-        import cv2
-
         self.title = title
         self.view = view or ViewState(hud=True)
         self.screenshot_dir = Path(screenshot_dir)
         self.frames_written = 0
         cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
         self._last: np.ndarray | None = None
+        self._shown_at: collections.deque = collections.deque(maxlen=30)  # for the FPS readout
+
+    @property
+    def quit(self) -> bool:
+        """The viewer pressed q / Esc or closed the window: the run ends."""
+        return self.view.quit
 
     def _screenshot(self) -> None:
         if self._last is None:
             return
         path = self.screenshot_dir / time.strftime("stylize-rt-%Y%m%d-%H%M%S.png")
-        write_image_atomic(path, self._last)
+        write_image(path, self._last)
         print(f"stylize-rt: screenshot {path}", file=sys.stderr)
 
     def _poll(self, wait_ms: int) -> None:
-        import cv2
-
         if handle_key(cv2.waitKey(wait_ms), self.view) == "screenshot":
             self._screenshot()
         if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:  # closed with the mouse
             self.view.quit = True
 
     def write(self, frame: np.ndarray, info: FrameInfo | None = None) -> None:
-        import cv2
-
+        now = time.perf_counter()
+        self._shown_at.append(now)
         if info is not None and (self.view.hud or self.view.split):
             original = info.original if info.original is not None else frame
+            recent = self._shown_at
+            fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
             frame = compose(original, frame, ViewState(hud=self.view.hud, split=self.view.split, captions=False),
-                            None, info.hud_lines)
+                            None, readout_lines(info.stats, fps))
         self._last = frame
         cv2.imshow(self.title, rgb_to_bgr(frame))
         self.frames_written += 1
@@ -112,8 +117,6 @@ class WindowSink:
             self._poll(30)
 
     def close(self) -> None:
-        import cv2
-
         try:
             cv2.destroyWindow(self.title)
             cv2.waitKey(1)

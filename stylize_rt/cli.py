@@ -1,28 +1,26 @@
 """``stylize-rt``: one command, one subcommand per job; ``run`` is the default.
 
-Each stage folder contributes its subcommands through a ``register`` function; handlers
-import heavy libraries (torch, tensorrt) only when they run, so ``--help`` and the runtime
-commands work in an install without torch.
+Each stage contributes its subcommands through a ``register`` function; handlers import
+torch-backed modules only when they run, so ``--help`` and the runtime commands work in an
+install without torch. This module is the top of the layer order: it imports every stage.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from stylize_rt import __version__
+from stylize_rt.benchmarks import cli as benchmarks_cli
+from stylize_rt.engines import cli as engines_cli
 from stylize_rt.errors import run_reporting_errors
+from stylize_rt.export import cli as export_cli
+from stylize_rt.runtime import caption_cli
+from stylize_rt.runtime import cli as runtime_cli
+from stylize_rt.training import cli as training_cli
 
 # Modules that add subcommands (each has ``register(subparsers)``), in help order.
-COMMAND_MODULES = (
-    "runtime.cli",
-    "runtime.caption_cli",
-    "training.cli",
-    "export.cli",
-    "engines.cli",
-    "benchmarks.cli",
-)
+COMMAND_MODULES = (runtime_cli, caption_cli, training_cli, export_cli, engines_cli, benchmarks_cli)
 DEFAULT_COMMAND = "run"
 
 
@@ -37,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stylize-rt {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMAND_MODULES:
-        importlib.import_module(f"stylize_rt.{module}").register(subparsers)
+        module.register(subparsers)
     return parser
 
 

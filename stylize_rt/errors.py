@@ -38,6 +38,16 @@ class OutputError(StylizeError):
 EXIT_INTERRUPTED = 130
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none).
+
+    Library errors (ONNX Runtime, TensorRT, protobuf) carry whole logs in their message; a
+    one-line error quotes only the line that says what went wrong.
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def run_reporting_errors(job: Callable[[], int | None], prog: str = "stylize-rt") -> int:
     """Run ``job`` as a command: a ``StylizeError`` becomes its one-line message and exit code,
     Ctrl-C exits 130. The CLI and the ``python -m`` scripts share this, so every entry point

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,3 +72,24 @@ def check_writable_dir(directory: str | os.PathLike[str]) -> None:
         os.unlink(probe)
     except OSError as exc:
         raise output_error(directory, exc) from None
+
+
+def share_modes(tmp: Path) -> None:
+    """mkdtemp/mkstemp make private (0700/0600) entries; a saved model is for sharing (umask applies)."""
+    os.chmod(tmp, shareable_mode(directory=True))
+    for entry in tmp.rglob("*"):
+        os.chmod(entry, shareable_mode(directory=entry.is_dir()))
+
+
+def replace_dir(tmp: Path, target: Path) -> Path:
+    """Move a finished temp dir into place; an existing target is swapped out, not half-overwritten."""
+    share_modes(tmp)
+    old = None
+    if target.exists():
+        old = target.with_name(target.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target

@@ -29,7 +29,7 @@ def _cuda_reason() -> str | None:
 def _tensorrt_reason() -> str | None:
     if importlib.util.find_spec("tensorrt") is None:
         return "tensorrt is not installed (pip install 'stylize-rt[gpu]' on an NVIDIA machine)"
-    from stylize_rt.runtime.backends.cuda import gpu_count
+    from stylize_rt.gpu.cuda import gpu_count
 
     if gpu_count() == 0:
         return "no CUDA GPU visible to cuda-python (pip install 'stylize-rt[gpu]'; NVIDIA driver)"
@@ -53,7 +53,7 @@ TINY_CONFIG = {"channels": [4, 8, 8], "res_blocks": 1, "stem_kernel": 3, "stem":
 def tiny_generator():
     """A small random-weight generator (torch), fixed seed."""
     torch = pytest.importorskip("torch")
-    from stylize_rt.training.generator import Generator, GeneratorConfig
+    from stylize_rt.nets.generator import Generator, GeneratorConfig
 
     torch.manual_seed(0)
     return Generator(GeneratorConfig.from_dict(TINY_CONFIG)).eval()

@@ -68,7 +68,7 @@ def _tensorrt(model: str, precision: str):
 
         config = BuildConfig(precision=precision, min_shape="16x16", opt_shape="64x64", max_shape="128x128",
                              batch="1:2:3", progress=False)
-        return TensorrtBackend.from_onnx(models[model], config, cache_dir=models["cache"])
+        return TensorrtBackend.from_onnx(models[model], build=config, cache_dir=models["cache"])
 
     return open_
 
@@ -99,7 +99,7 @@ MODELS = ["tiny", "embedded"]
 def models(request, tiny_generator, tiny_onnx, tmp_path_factory):
     """Paths of one generator as ONNX (both layouts) and as a checkpoint, plus its torch module."""
     from stylize_rt.export.onnx_export import export_generator
-    from stylize_rt.training.checkpoint import load_generator, save_generator
+    from stylize_rt.nets.checkpoint import load_generator, save_generator
 
     root = tmp_path_factory.mktemp(f"models_{request.param}")
     if request.param == "tiny":
@@ -143,7 +143,7 @@ class LazyModels(dict):
 def reference(generator, frames: np.ndarray) -> np.ndarray:
     import torch
 
-    from stylize_rt.training.generator import UInt8NHWC
+    from stylize_rt.nets.generator import UInt8NHWC
 
     with torch.inference_mode():
         return UInt8NHWC(generator.eval())(torch.from_numpy(frames)).numpy()

@@ -11,7 +11,7 @@ import pytest
 
 from stylize_rt.errors import BadInputError, MissingDependencyError
 from stylize_rt.runtime.backends import OnnxRuntimeBackend, TensorrtBackend, TorchBackend, open_backend
-from stylize_rt.runtime.backends.cuda import DeviceArray, stream_handle
+from stylize_rt.gpu.cuda import DeviceArray, stream_handle
 from stylize_rt.runtime.backends.onnxruntime import resolve_providers
 from stylize_rt.runtime.backends.registry import available_backends, model_kind
 from stylize_rt.runtime.backends.torch_backend import cpu_flags, cpu_has_fast_bf16
@@ -21,7 +21,7 @@ HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
 @pytest.fixture(scope="module")
 def checkpoint(tiny_generator, tmp_path_factory):
-    from stylize_rt.training.checkpoint import save_generator
+    from stylize_rt.nets.checkpoint import save_generator
 
     return save_generator(tmp_path_factory.mktemp("ckpt") / "gen", tiny_generator)
 
@@ -43,7 +43,7 @@ def test_checkpoint_with_onnx_prefers_the_onnx(tiny_generator, tiny_onnx, tmp_pa
     """The embedded models ship generator.onnx beside the weights: auto runs the ONNX, torch stays available."""
     import shutil
 
-    from stylize_rt.training.checkpoint import save_generator
+    from stylize_rt.nets.checkpoint import save_generator
 
     ckpt = save_generator(tmp_path / "mosaic", tiny_generator)
     shutil.copy(tiny_onnx["uint8_nhwc"], ckpt / "generator.onnx")

@@ -78,7 +78,7 @@ def test_tiny_benchmark_through_the_cli(tiny_onnx, tmp_path):
 
 def test_conv_work_is_counted_from_the_onnx_graph(tiny_onnx):
     from stylize_rt.benchmarks.peak import onnx_conv_macs
-    from stylize_rt.training.generator import GeneratorConfig, estimate_macs
+    from stylize_rt.nets.generator import GeneratorConfig, estimate_macs
 
     from conftest import TINY_CONFIG
 
@@ -91,7 +91,7 @@ def test_conv_stem_work_is_counted_too(tmp_path):
     torch = pytest.importorskip("torch")
     from stylize_rt.benchmarks.peak import onnx_conv_macs
     from stylize_rt.export.onnx_export import export_generator
-    from stylize_rt.training.generator import Generator, GeneratorConfig, estimate_macs
+    from stylize_rt.nets.generator import Generator, GeneratorConfig, estimate_macs
 
     config = GeneratorConfig(channels=(4, 8, 8), res_blocks=1, stem_kernel=5, stem="conv", padding="reflect")
     torch.manual_seed(0)
@@ -163,7 +163,7 @@ def test_compare_flags_a_regression_and_exits_nonzero(tiny_onnx, tmp_path):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--sizes", "abc"], "bad size"),
+    (["--sizes", "abc"], "bad frame size"),
     (["--sizes", "8"], "minimum"),
     (["--batch", "0"], "batch"),
     (["--precision", "fp64"], "unknown precision"),
@@ -194,8 +194,8 @@ def tiny_captioner(tmp_path_factory):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
     from stylize_rt.export.captioner import export_captioner
-    from stylize_rt.runtime.tokenizer import Tokenizer
-    from stylize_rt.training.captioner_model import Captioner, CaptionerConfig
+    from stylize_rt.tokenizer import Tokenizer
+    from stylize_rt.nets.captioner import Captioner, CaptionerConfig
 
     tokenizer = Tokenizer.build(["a red ball on the grass", "two dogs run on a beach", "a cat sits on a box"])
     torch.manual_seed(0)
@@ -248,7 +248,7 @@ def test_checkpoint_directory_runs_torch_and_onnxruntime_in_one_run(tiny_generat
     pytest.importorskip("safetensors")
     from stylize_rt.benchmarks.cli import variant_unavailable
     from stylize_rt.export.onnx_export import export_generator
-    from stylize_rt.training.checkpoint import save_generator
+    from stylize_rt.nets.checkpoint import save_generator
 
     if variant_unavailable("torch"):
         pytest.skip(variant_unavailable("torch"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stylize_rt.benchmarks import report, run_cpu_matrix
+from stylize_rt.benchmarks import report
+from stylize_rt.recipes import cpu_matrix
 from stylize_rt.benchmarks.harness import BenchRecord
 
 
@@ -29,7 +30,7 @@ def document():
 
 
 def test_page_states_ratios_targets_and_reproducing_commands(tmp_path):
-    page = run_cpu_matrix.render(document(), "python -m stylize_rt.benchmarks.run_cpu_matrix",
+    page = cpu_matrix.render(document(), "python -m stylize_rt.recipes.cpu_matrix",
                                  Path(tmp_path / "r.json"), None)
     assert "**256x256**: fastest CPU path is **onnxruntime FP32** at 10.00 ms (p50), **3.00x**" in page
     assert "≥ 2x: **met**" in page
@@ -44,5 +45,5 @@ def test_page_states_ratios_targets_and_reproducing_commands(tmp_path):
 def test_render_from_a_result_file(tmp_path):
     path = report.write_json(document(), tmp_path / "cpu.json")
     out = tmp_path / "BENCH.md"
-    assert run_cpu_matrix.main(["--render", str(path), "--doc", str(out), "--plot", str(tmp_path / "none.png")]) == 0
+    assert cpu_matrix.main(["--render", str(path), "--doc", str(out), "--plot", str(tmp_path / "none.png")]) == 0
     assert out.read_text().startswith("# Benchmarks")

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from stylize_rt.errors import BadInputError  # noqa: E402
-from stylize_rt.runtime.tokenizer import Tokenizer  # noqa: E402
+from stylize_rt.tokenizer import Tokenizer  # noqa: E402
 from stylize_rt.training.caption_gan import (  # noqa: E402
     CaptionDiscriminator,
     GanConfig,
@@ -17,7 +17,7 @@ from stylize_rt.training.caption_gan import (  # noqa: E402
     generator_step,
     pad_after_eos,
 )
-from stylize_rt.training.captioner_model import (  # noqa: E402
+from stylize_rt.nets.captioner import (  # noqa: E402
     Captioner,
     CaptionerConfig,
     caption_loss,

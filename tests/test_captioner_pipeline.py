@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from stylize_rt.errors import BadInputError
-from stylize_rt.runtime.captioner import Captioner, read_image
-from stylize_rt.runtime.tokenizer import Tokenizer
+from stylize_rt.imageio import read_image
+from stylize_rt.runtime.captioner import Captioner
+from stylize_rt.tokenizer import Tokenizer
 from stylize_rt.training.scenes import make_scenes, render_scenes
 
 torch = pytest.importorskip("torch")
@@ -30,8 +31,8 @@ def run_cli(*args, timeout=120):
 def exported(tmp_path_factory):
     """A tiny captioner trained for a few steps on scenes, saved as a checkpoint and exported."""
     from stylize_rt.export.captioner import export_captioner
-    from stylize_rt.training.captioner_model import Captioner as TorchCaptioner
-    from stylize_rt.training.captioner_model import CaptionerConfig, caption_loss, save_captioner
+    from stylize_rt.nets.captioner import Captioner as TorchCaptioner
+    from stylize_rt.nets.captioner import CaptionerConfig, caption_loss, save_captioner
     from stylize_rt.training.scenes import scene_dataset
     from stylize_rt.training.train_captioner import CaptionBatches
 
@@ -85,7 +86,7 @@ def test_graphs_pass_the_tensorrt_lint(exported):
 
 def test_onnx_stepwise_decode_equals_pytorch_on_held_out_scenes(exported, held_out):
     from stylize_rt.export.captioner import verify_captioner_export
-    from stylize_rt.training.captioner_model import images_to_tensor, load_captioner
+    from stylize_rt.nets.captioner import images_to_tensor, load_captioner
 
     report = verify_captioner_export(exported["onnx"], exported["ckpt"], images=held_out)
     assert report["token_mismatches"] == 0 and report["encoder_scaled_err"] < 1e-5
@@ -99,7 +100,7 @@ def test_onnx_stepwise_decode_equals_pytorch_on_held_out_scenes(exported, held_o
 
 def test_verifier_catches_a_different_model(exported, held_out, tmp_path):
     from stylize_rt.export.captioner import VerificationError, verify_captioner_export
-    from stylize_rt.training.captioner_model import load_captioner
+    from stylize_rt.nets.captioner import load_captioner
 
     model, tokenizer, _ = load_captioner(exported["ckpt"])
     with torch.no_grad():
@@ -192,6 +193,6 @@ def test_vocabulary_mismatch_in_exported_folder(exported, tmp_path):
 
 
 def test_runtime_captioner_does_not_import_torch():
-    code = ("import sys, stylize_rt.runtime.captioner, stylize_rt.runtime.caption_cli, stylize_rt.runtime.tokenizer; "
+    code = ("import sys, stylize_rt.runtime.captioner, stylize_rt.runtime.caption_cli, stylize_rt.tokenizer; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from stylize_rt.errors import BadInputError
-from stylize_rt.runtime.tokenizer import SPECIALS, Tokenizer, split_words
+from stylize_rt.tokenizer import SPECIALS, Tokenizer, split_words
 
 CAPTIONS = ["Oh, there's a little red ball right next to a big blue box!", "i see two little green triangles"]
 

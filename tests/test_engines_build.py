@@ -6,7 +6,8 @@ import importlib.util
 
 import pytest
 
-from stylize_rt.engines.build import FP32_LAYERS_KEY, BuildConfig, _fp32_layer_names, build_engine, matches_node
+from stylize_rt.contract import FP32_LAYERS, fp32_layers
+from stylize_rt.engines.build import BuildConfig, build_engine, matches_node
 from stylize_rt.engines.build import resolve_build_profile
 from stylize_rt.errors import BadInputError, MissingDependencyError
 
@@ -35,12 +36,12 @@ def test_profiles_follow_the_onnx_layout(tiny_onnx):
 
 
 def test_fp32_layer_names_from_metadata():
-    assert _fp32_layer_names({}) == set()
-    names = _fp32_layer_names({FP32_LAYERS_KEY: '["/stem/norm/InstanceNormalization", "/head/Sigmoid"]'})
-    assert names == {"/stem/norm/InstanceNormalization", "/head/Sigmoid"}
+    assert fp32_layers({}) == []
+    names = fp32_layers({FP32_LAYERS: '["/stem/norm/InstanceNormalization", "/head/Sigmoid"]'})
+    assert set(names) == {"/stem/norm/InstanceNormalization", "/head/Sigmoid"}
     for bad in ("not json", '{"a": 1}', "[1, 2]"):
-        with pytest.raises(BadInputError, match=FP32_LAYERS_KEY):
-            _fp32_layer_names({FP32_LAYERS_KEY: bad})
+        with pytest.raises(BadInputError, match=FP32_LAYERS):
+            fp32_layers({FP32_LAYERS: bad})
 
 
 def test_layers_match_their_onnx_node():
@@ -56,9 +57,9 @@ def test_exported_graphs_carry_fp32_layers_that_name_real_nodes(tiny_onnx):
     onnx = pytest.importorskip("onnx")
     model = onnx.load(str(tiny_onnx["uint8_nhwc"]))
     meta = {p.key: p.value for p in model.metadata_props}
-    if FP32_LAYERS_KEY not in meta:
+    if FP32_LAYERS not in meta:
         pytest.skip("this export writes no stylize_rt.fp32_layers metadata")
-    names = _fp32_layer_names(meta)
+    names = set(fp32_layers(meta))
     nodes = {n.name for n in model.graph.node}
     assert names and names <= nodes, sorted(names - nodes)[:3]
     assert any("InstanceNormalization" in n for n in names)

@@ -33,7 +33,7 @@ def built(tiny_onnx, tmp_path_factory):
 
 def test_build_writes_engine_sidecar_and_timing_cache(built):
     from stylize_rt.engines.sidecar import read_sidecar
-    from stylize_rt.runtime.backends.tensorrt import running_environment
+    from stylize_rt.gpu.tensorrt import running_environment
 
     sidecar = read_sidecar(built["engine"])
     assert sidecar == built["sidecar"]
@@ -59,7 +59,7 @@ def test_backend_runs_odd_sizes_graphs_and_timings(built, frames, tiny_generator
     import torch
 
     from stylize_rt.runtime.backends.tensorrt import TensorrtBackend
-    from stylize_rt.training.generator import UInt8NHWC
+    from stylize_rt.nets.generator import UInt8NHWC
 
     with TensorrtBackend(built["engine"], timing=True) as be:
         assert be.warmup_seconds > 0 and be.inputs[0].shape == (None, None, None, 3)

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from stylize_rt.training.checkpoint import save_generator  # noqa: E402
+from stylize_rt.nets.checkpoint import save_generator  # noqa: E402
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -113,7 +113,7 @@ def test_verify_bad_inputs(ckpt, tmp_path, tiny_onnx):
     other = tmp_path / "other"
     import torch
 
-    from stylize_rt.training.generator import Generator, GeneratorConfig
+    from stylize_rt.nets.generator import Generator, GeneratorConfig
 
     torch.manual_seed(99)
     save_generator(other, Generator(GeneratorConfig.from_dict({"channels": [4, 8, 8], "res_blocks": 1, "stem_kernel": 3})))
@@ -127,8 +127,8 @@ def captioner_ckpt(tmp_path_factory):
     pytest.importorskip("stylize_rt.export.captioner")
     import torch
 
-    from stylize_rt.runtime.tokenizer import Tokenizer
-    from stylize_rt.training.captioner_model import Captioner, CaptionerConfig, save_captioner
+    from stylize_rt.tokenizer import Tokenizer
+    from stylize_rt.nets.captioner import Captioner, CaptionerConfig, save_captioner
 
     tokenizer = Tokenizer.build(["a red circle on grass", "two blue squares near a tree", "a cat on a mat"])
     torch.manual_seed(0)

@@ -7,6 +7,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
+from stylize_rt import contract  # noqa: E402
 from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR  # noqa: E402
 
 EMBEDDED = MODELS_DIR / DEFAULT_GENERATOR
@@ -29,8 +30,8 @@ def test_shipped_onnx_matches_shipped_checkpoint():
     report = verify_file(onnx_path, EMBEDDED, log=lines.append)
     assert report.passed, lines
     meta = metadata.read_metadata(onnx_path)
-    assert meta.get(metadata.IO_LAYOUT) in ("uint8_nhwc", "float32_nchw")
-    assert metadata.fp32_layers(meta), "the shipped graph should list its FP32 layers for FP16 engines"
+    assert meta.get(contract.IO_LAYOUT) in ("uint8_nhwc", "float32_nchw")
+    assert contract.fp32_layers(meta), "the shipped graph should list its FP32 layers for FP16 engines"
     assert lint_file(onnx_path, run_parser=False).ok
 
 

@@ -107,7 +107,7 @@ def _permute_then_cast_graph() -> onnx.ModelProto:
 def test_uint8_input_must_feed_a_cast_and_export_fixes_it(tiny_generator):
     """TensorRT lets a uint8 input feed only a Cast (TensorRT#3985): lint flags it, the fix-up mends it."""
     from stylize_rt.export.onnx_export import _trace, cast_uint8_inputs_first
-    from stylize_rt.export.verify import ort_session
+    from stylize_rt.export.parity import ort_session
 
     assert _errors(_trace(tiny_generator, "uint8_nhwc")) == []  # our wrapper casts first
     bad = _permute_then_cast_graph()

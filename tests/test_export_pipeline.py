@@ -10,11 +10,13 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
+from stylize_rt import contract  # noqa: E402
 from stylize_rt.export import fp16, metadata  # noqa: E402
 from stylize_rt.export.onnx_export import build_graph, export_checkpoint, export_generator  # noqa: E402
-from stylize_rt.export.verify import DEFAULT_SIZES, VerificationError, ort_session, verify_generator  # noqa: E402
-from stylize_rt.training.checkpoint import save_generator  # noqa: E402
-from stylize_rt.training.generator import Generator, GeneratorConfig  # noqa: E402
+from stylize_rt.export.parity import ort_session  # noqa: E402
+from stylize_rt.export.verify import DEFAULT_SIZES, VerificationError, verify_generator  # noqa: E402
+from stylize_rt.nets.checkpoint import save_generator  # noqa: E402
+from stylize_rt.nets.generator import Generator, GeneratorConfig  # noqa: E402
 
 TINY = {"channels": [4, 8, 8], "res_blocks": 1, "stem_kernel": 3}
 
@@ -58,14 +60,14 @@ def test_fp32_export_metadata_and_runtime(ckpt, tmp_path, layout, frames):
         assert min(s.within_1 for s in result.parity.sizes) >= 0.999
     backend = OnnxRuntimeBackend(out, threads=1)
     meta = backend.metadata
-    assert meta[metadata.KIND] == "generator"
-    assert meta[metadata.STYLE] == "mosaic"
-    assert meta[metadata.IO_LAYOUT] == layout
-    assert meta[metadata.PRECISION] == "fp32"
-    assert len(meta[metadata.CONFIG_HASH]) == 64
-    assert json.loads(meta[metadata.VERIFIED])["passed"] is True
+    assert meta[contract.KIND] == "generator"
+    assert meta[contract.STYLE] == "mosaic"
+    assert meta[contract.IO_LAYOUT] == layout
+    assert meta[contract.PRECISION] == "fp32"
+    assert len(meta[contract.CONFIG_HASH]) == 64
+    assert json.loads(meta[contract.VERIFIED])["passed"] is True
     norms = [n.name for n in onnx.load(str(out)).graph.node if n.op_type == "InstanceNormalization"]
-    assert set(norms) <= set(metadata.fp32_layers(meta)) and norms
+    assert set(norms) <= set(contract.fp32_layers(meta)) and norms
     # Dynamic batch/H/W in the graph itself, and the runtime serves odd sizes from it.
     dims = [d.dim_param for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim]
     assert dims.count("") == 1 and {"batch", "height", "width"} <= set(dims)
@@ -96,8 +98,8 @@ def test_export_generator_keeps_its_signature(tiny_generator, tmp_path):
     card = {"kind": "generator", "generator": TINY, "train": {"styles": ["/styles/wave.jpg"]}}
     path = export_generator(tiny_generator, tmp_path / "v.onnx", "float32_nchw", card=card, verify=True)
     meta = metadata.read_metadata(path)
-    assert meta[metadata.STYLE] == "wave" and meta[metadata.CONFIG_HASH] == metadata.config_hash(card)
-    assert json.loads(meta[metadata.VERIFIED])["passed"] is True
+    assert meta[contract.STYLE] == "wave" and meta[contract.CONFIG_HASH] == metadata.config_hash(card)
+    assert json.loads(meta[contract.VERIFIED])["passed"] is True
 
 
 @pytest.mark.parametrize("layout", ["uint8_nhwc", "float32_nchw"])
@@ -130,7 +132,7 @@ def test_instance_norm_overflow_detected_and_islands_prevent_nan(tmp_path):
     stem_norm = next(layer for layer in stats.layers if layer.node.startswith("/stem/norm"))
     assert 256 < stem_norm.max_input_abs < 65504 / 8
     assert "overflow" in stem_norm.reason and stem_norm.keep_fp32
-    from stylize_rt.export.verify import sample_frames
+    from stylize_rt.export.frames import sample_frames
 
     frames, _ = sample_frames(2, 64, 64, seed=5)
     verdict = fp16.naive_fp16_check(gen, frames, "float32_nchw")
@@ -143,7 +145,7 @@ def test_overflowing_conv_is_kept_fp32_and_marked(tmp_path):
     gen = _generator(stem_scale=2e5)
     ckpt = save_generator(tmp_path / "hotter", gen)
     result = export_checkpoint(ckpt, tmp_path / "g16.onnx", io_layout="float32_nchw", precision="fp16", log=_quiet)
-    keep = metadata.fp32_layers(result.metadata)
+    keep = contract.fp32_layers(result.metadata)
     assert "/stem/conv/conv.1/Conv" in keep
     model = onnx.load(str(tmp_path / "g16.onnx"))
     types = _types(model)
@@ -188,7 +190,7 @@ def test_no_verify_still_checks_and_writes(ckpt, tmp_path):
     out = tmp_path / "nv.onnx"
     result = export_checkpoint(ckpt, out, io_layout="float32_nchw", verify=False, log=_quiet)
     assert result.parity is None and out.is_file()
-    assert metadata.VERIFIED not in result.metadata and result.lint.ok
+    assert contract.VERIFIED not in result.metadata and result.lint.ok
     onnx.checker.check_model(onnx.load(str(out)), full_check=True)
 
 

@@ -228,8 +228,8 @@ def tiny_captioner(tmp_path_factory) -> Path:
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
     from stylize_rt.export.captioner import export_captioner
-    from stylize_rt.runtime.tokenizer import Tokenizer
-    from stylize_rt.training.captioner_model import Captioner, CaptionerConfig, save_captioner
+    from stylize_rt.tokenizer import Tokenizer
+    from stylize_rt.nets.captioner import Captioner, CaptionerConfig, save_captioner
 
     tokenizer = Tokenizer.build(["a red ball on the grass", "a blue sky over the sea"])
     torch.manual_seed(0)

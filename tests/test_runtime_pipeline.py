@@ -11,6 +11,7 @@ from test_runtime_helpers import SlowBackend, coded_frame, decode_index, identit
 
 from stylize_rt.errors import BadInputError, OutputError, StylizeError
 from stylize_rt.runtime.backends import OnnxRuntimeBackend
+from stylize_rt.runtime.caption_sink import CaptionSink
 from stylize_rt.runtime.caption_worker import CaptionWorker
 from stylize_rt.runtime.pipeline import PipelineConfig, StreamRunner, run_stream
 from stylize_rt.runtime.sinks import FrameInfo, ImageFolderSink, NullSink, VideoFileSink
@@ -162,7 +163,8 @@ def test_slow_captioner_never_stalls_frames(identity_path, tmp_path):
         stylizer = Stylizer(SlowBackend(OnnxRuntimeBackend(identity_path, threads=1), 0.01))
         sink = CollectSink()
         source = VideoFileSource(write_video(tmp_path / "in.mp4", 60))
-        StreamRunner(stylizer, source, sink, PipelineConfig(progress=False), captions=captions).run()
+        StreamRunner(stylizer, source, CaptionSink(sink, captions) if captions else sink,
+                     PipelineConfig(progress=False)).run()
         return sink, sink.times[-1] - sink.times[0]
 
     plain_sink, plain_s = run(None)
@@ -184,7 +186,7 @@ def test_failing_captioner_is_switched_off_and_frames_continue(identity, tmp_pat
     worker = CaptionWorker(broken, interval_s=0.0)
     sink = CollectSink()
     source = VideoFileSource(write_video(tmp_path / "in.mp4", 10))
-    StreamRunner(identity, source, sink, PipelineConfig(progress=False), captions=worker).run()
+    StreamRunner(identity, source, CaptionSink(sink, worker), PipelineConfig(progress=False)).run()
     assert len(sink.frames) == 10
     assert worker.error == "RuntimeError: decoder exploded"
 

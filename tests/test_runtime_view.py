@@ -66,12 +66,16 @@ def test_gstreamer_example_compiles(tmp_path):
 
 def test_window_draws_readout_and_split_from_info_only():
     """Files get the plain stylized frame; the window composes its readout/split from FrameInfo."""
+    from stylize_rt.runtime.overlay import readout_lines
     from stylize_rt.runtime.sinks import FrameInfo
+    from stylize_rt.runtime.stats import RunStats
 
     original = np.full((90, 160, 3), 10, np.uint8)
     stylized = np.full((90, 160, 3), 200, np.uint8)
-    info = FrameInfo(0, 0.0, original=original, hud_lines=["30.0 fps"])
-    shown = compose(info.original, stylized, ViewState(hud=True, split=True, captions=False), None, info.hud_lines)
+    info = FrameInfo(0, 0.0, original=original, stats=RunStats())
+    lines = readout_lines(info.stats, 30.0)
+    assert lines[0].startswith(" 30.0 fps") and lines[1] == "dropped 0"
+    shown = compose(info.original, stylized, ViewState(hud=True, split=True, captions=False), None, lines)
     assert (shown[-10:, :70] == 10).all() and (shown[-10:, 90:] == 200).all() and (shown[:10] != 200).any()
 
 

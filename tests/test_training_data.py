@@ -14,8 +14,8 @@ from stylize_rt.training.data import (  # noqa: E402
     held_out_photos,
     load_style,
     random_crop,
-    read_image,
 )
+from stylize_rt.imageio import decode_image  # noqa: E402
 
 
 def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -56,7 +56,7 @@ def test_messy_folder_is_converted_or_skipped_with_counts(messy_folder):
 def test_sixteen_bit_is_scaled_not_truncated(tmp_path):
     img16 = np.full((40, 40, 3), 65535, np.uint16)
     cv2.imwrite(str(tmp_path / "white16.png"), img16)
-    img, notes = read_image(tmp_path / "white16.png")
+    img, notes = decode_image(tmp_path / "white16.png")
     assert img.dtype == np.uint8 and int(img.min()) == 255 and "16-bit" in notes
 
 
@@ -65,7 +65,7 @@ def test_rgba_is_rgb_order_and_composited(tmp_path):
     bgra[..., 2] = 255  # red in BGR order
     bgra[..., 3] = 255
     cv2.imwrite(str(tmp_path / "red.png"), bgra)
-    img, notes = read_image(tmp_path / "red.png")
+    img, notes = decode_image(tmp_path / "red.png")
     assert tuple(img[0, 0]) == (255, 0, 0) and "alpha" in notes
 
 

@@ -21,7 +21,7 @@ def test_card_lists_small_existing_files_and_its_source():
     for role in ("onnx", "weights", "config"):
         path = model.path(role)
         assert path.is_file() and path.stat().st_size < 4_000_000, path
-    assert model.source.startswith("python -m stylize_rt.training.embedded")
+    assert model.source.startswith("python -m stylize_rt.recipes.embedded")
     assert model.extra["io_layout"] == "uint8_nhwc" and model.extra["train_wall_seconds"] > 0
     card = json.loads(model.path("config").read_text())
     assert card["kind"] == "generator" and card["train"]["stability"] > 0 and card["train"]["content"] == "builtin"
@@ -48,8 +48,8 @@ def test_onnx_matches_the_shipped_weights(frames):
     torch = pytest.importorskip("torch")
     from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
     from stylize_rt.runtime.stylizer import Stylizer
-    from stylize_rt.training.checkpoint import load_generator
-    from stylize_rt.training.generator import UInt8NHWC
+    from stylize_rt.nets.checkpoint import load_generator
+    from stylize_rt.nets.generator import UInt8NHWC
 
     generator, _ = load_generator(EMBEDDED)
     with torch.no_grad():

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from stylize_rt.training.generator import Generator, GeneratorConfig, UInt8NHWC  # noqa: E402
+from stylize_rt.nets.generator import Generator, GeneratorConfig, UInt8NHWC  # noqa: E402
 from stylize_rt.training.style_images import builtin_style, mosaic  # noqa: E402
 
 TINY = GeneratorConfig(channels=(4, 8, 8), res_blocks=1, stem_kernel=3)  # default layout: unshuffle stem
@@ -55,7 +55,7 @@ def test_nhwc_path_is_the_same_function(config):
 
 def test_space_to_depth_order_and_inverse():
     """Channel (dy*2 + dx)*C + c of the half-resolution tensor is pixel (2i+dy, 2j+dx), channel c."""
-    from stylize_rt.training.generator import _depth_to_space, _space_to_depth
+    from stylize_rt.nets.generator import _depth_to_space, _space_to_depth
 
     x = torch.rand(2, 8, 12, 3)
     y = _space_to_depth(x)

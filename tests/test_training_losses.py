@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from stylize_rt.errors import BadInputError  # noqa: E402
-from stylize_rt.training.discriminator import DiscriminatorConfig, PatchDiscriminator  # noqa: E402
+from stylize_rt.nets.discriminator import DiscriminatorConfig, PatchDiscriminator  # noqa: E402
 from stylize_rt.training.losses import (  # noqa: E402
     content_loss,
     discriminator_loss,

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from stylize_rt.training.captioner_model import Captioner, caption_loss
+from stylize_rt.nets.captioner import Captioner, caption_loss
 
 
 @dataclass

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from stylize_rt.errors import BadInputError
+from stylize_rt.training.caption_metrics import format_scores
+from stylize_rt.training.generator_cli import require_torch
+
 
 def register(kinds: argparse._SubParsersAction) -> None:
     """Add the ``captioner`` parser under ``stylize-rt train``."""
@@ -48,8 +52,6 @@ def register(kinds: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from stylize_rt.errors import BadInputError, MissingDependencyError
-
     if args.steps < 0 or args.batch_size < 1 or args.scenes < 1 or args.eval_scenes < 1 or args.gan_steps < 0:
         raise BadInputError("--batch-size, --scenes and --eval-scenes must be positive, --steps and --gan-steps >= 0")
     if args.steps == 0 and not (args.init and args.gan_steps):
@@ -58,13 +60,9 @@ def run_train(args: argparse.Namespace) -> int:
         raise BadInputError(f"--render-scale-max must be at least 1, got {args.render_scale_max}")
     if bool(args.coco) != bool(args.coco_images):
         raise BadInputError("--coco and --coco-images go together")
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("training needs torch: pip install 'stylize-rt[train]'") from None
-    from stylize_rt.benchmarks.caption_quality import format_scores
-    from stylize_rt.training.caption_gan import GanConfig
-    from stylize_rt.training.train_captioner import TrainConfig, train
+    require_torch()
+    from stylize_rt.training.caption_gan import GanConfig  # torch, checked just above
+    from stylize_rt.training.train_captioner import TrainConfig, train  # torch
 
     config = TrainConfig(
         out=args.out,

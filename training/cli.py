@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from stylize_rt.training import captioner_cli, generator_cli
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from stylize_rt.training import captioner_cli, generator_cli
-
     train = subparsers.add_parser("train", help="train a style generator or a captioner (needs torch)")
     kinds = train.add_subparsers(dest="kind", metavar="MODEL", required=True)
     generator_cli.register(kinds)

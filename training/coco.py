@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from stylize_rt.errors import BadInputError
+from stylize_rt.imageio import read_image
 
 
 @dataclass
@@ -41,13 +42,6 @@ class CaptionData:
 
     def all_captions(self) -> list[str]:
         return [c for refs in self.references for c in refs]
-
-
-def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB, or raise a one-line ``BadInputError``."""
-    from stylize_rt.runtime.captioner import read_image
-
-    return read_image(path)
 
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:
@@ -100,8 +94,8 @@ def load_coco_captions(
     ids = [i for i in files if i in captions]  # images without captions teach nothing
     images = np.empty((len(ids), image_size, image_size, 3), np.uint8)
     for k, image_id in enumerate(ids):
-        images[k] = resize_square(read_rgb(image_dir / files[image_id]), image_size)
+        images[k] = resize_square(read_image(image_dir / files[image_id]), image_size)
     return CaptionData(images, [captions[i] for i in ids], [files[i] for i in ids])
 
 
-__all__ = ["CaptionData", "load_coco_captions", "read_rgb", "resize_square"]
+__all__ = ["CaptionData", "load_coco_captions", "resize_square"]

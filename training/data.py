@@ -21,8 +21,10 @@ from typing import Sequence
 import numpy as np
 
 from stylize_rt.errors import BadInputError
+from stylize_rt.imageio import IMAGE_SUFFIXES, decode_image, to_rgb8
+from stylize_rt.training.style_images import BUILTIN_STYLES, builtin_style
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+IMAGE_EXTENSIONS = set(IMAGE_SUFFIXES)
 MIN_IMAGE_SIDE = 32  # smaller images carry no usable texture at any crop size; skipped
 PRELOAD_LIMIT = 2000  # folders with more files are read lazily (headers checked up front)
 BUILTIN_CONTENT = (
@@ -30,49 +32,6 @@ BUILTIN_CONTENT = (
     "hubble_deep_field", "retina", "camera", "brick", "grass", "gravel",
 )
 HELD_OUT = ("china", "flower")
-
-
-def to_rgb8(image: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Any decoded array (gray, gray+alpha, RGB, RGBA; uint8/uint16/float) -> HxWx3 uint8, plus notes."""
-    notes: list[str] = []
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-        notes.append("16-bit")
-    elif image.dtype.kind == "f":
-        scale = 255.0 if float(np.nanmax(image, initial=0.0)) <= 1.0 else 1.0
-        image = np.clip(np.nan_to_num(image) * scale, 0, 255).astype(np.uint8)
-        notes.append("float")
-    elif image.dtype != np.uint8:
-        raise BadInputError(f"unsupported pixel type {image.dtype}")
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
-        raise BadInputError(f"unsupported image shape {image.shape}")
-    channels = image.shape[2]
-    if channels in (2, 4):
-        alpha = image[..., -1:].astype(np.float32) / 255.0
-        color = image[..., :-1].astype(np.float32)
-        image = np.rint(color * alpha + 128.0 * (1.0 - alpha)).astype(np.uint8)
-        notes.append("alpha")
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-        notes.append("grayscale")
-    return np.ascontiguousarray(image), notes
-
-
-def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
-    """Decode a file to HxWx3 uint8 RGB (OpenCV keeps 16-bit and alpha, unlike a plain RGB read)."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    if data is None:
-        raise BadInputError(f"image not found: {path}")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise BadInputError(f"cannot decode image {path}")
-    if image.ndim == 3 and image.shape[2] >= 3:
-        image = image[..., [2, 1, 0, *range(3, image.shape[2])]]  # BGR(A) -> RGB(A)
-    return to_rgb8(image)
 
 
 _PIL_NOTES = {"L": ["grayscale"], "1": ["grayscale"], "LA": ["alpha", "grayscale"], "RGBA": ["alpha"],
@@ -151,7 +110,7 @@ class ContentImages:
         item = self.images[index]
         if isinstance(item, np.ndarray):
             return item
-        image, _ = read_image(item)
+        image, _ = decode_image(item)
         if min(image.shape[:2]) < MIN_IMAGE_SIDE:
             raise BadInputError(f"{item} is smaller than {MIN_IMAGE_SIDE}px")
         return _limit_side(image, self.max_side)
@@ -179,7 +138,7 @@ class ContentImages:
                 if lazy:
                     shape, notes = _probe(path)
                 else:
-                    decoded, notes = read_image(path)
+                    decoded, notes = decode_image(path)
                     shape = decoded.shape[:2]
             except BadInputError:
                 stats.skipped["unreadable"] += 1
@@ -260,8 +219,6 @@ def random_crop(image: np.ndarray, rng: np.random.Generator, size: int, max_zoom
 def load_style(spec: str, size: int = 512, seed: int = 0) -> np.ndarray:
     """A style image from a path (downsized to ``size`` on its long side if larger), or a
     built-in generated style by name (e.g. ``mosaic``, made at ``size``)."""
-    from stylize_rt.training.style_images import BUILTIN_STYLES, builtin_style
-
     if spec in BUILTIN_STYLES and not Path(spec).exists():
         return builtin_style(spec, size=size, seed=seed)
     path = Path(spec)
@@ -269,7 +226,7 @@ def load_style(spec: str, size: int = 512, seed: int = 0) -> np.ndarray:
         raise BadInputError(
             f"style image not found: {spec} (give an image file or a built-in style: {', '.join(BUILTIN_STYLES)})"
         )
-    image, _ = read_image(path)
+    image, _ = decode_image(path)
     if min(image.shape[:2]) < MIN_IMAGE_SIDE:
         raise BadInputError(f"style image {spec} is too small ({image.shape[1]}x{image.shape[0]}); need >= {MIN_IMAGE_SIDE}px")
     # The style's scale is set relative to ``size`` (Johnson et al. use 256-512 px), and a
@@ -293,6 +250,6 @@ def open_content(spec: str, max_side: int = 640, progress: bool = False) -> Cont
 
 
 __all__ = [
-    "ContentImages", "ContentStats", "read_image", "to_rgb8", "random_crop", "load_style",
+    "ContentImages", "ContentStats", "random_crop", "load_style",
     "held_out_photos", "open_content", "BUILTIN_CONTENT", "HELD_OUT", "MIN_IMAGE_SIDE",
 ]

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import sys
+
+from stylize_rt.errors import BadInputError, MissingDependencyError
 
 
 def _channels(text: str) -> tuple[int, int, int]:
@@ -82,16 +86,15 @@ _FIELDS = (
 )
 
 
+def require_torch() -> None:
+    """A one-line MissingDependencyError where torch is not installed (before any training module loads)."""
+    if importlib.util.find_spec("torch") is None:
+        raise MissingDependencyError("training needs torch: pip install 'stylize-rt[train]'")
+
+
 def run_train(args: argparse.Namespace) -> int:
-    import sys
-
-    from stylize_rt.errors import BadInputError, MissingDependencyError
-
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("training needs torch: pip install 'stylize-rt[train]'") from None
-    from stylize_rt.training.trainer import RESUME_OVERRIDABLE, TrainConfig, Trainer
+    require_torch()
+    from stylize_rt.training.trainer import RESUME_OVERRIDABLE, TrainConfig, Trainer  # torch, checked just above
 
     given = {name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None}
     if "styles" in given:

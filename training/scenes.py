@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from stylize_rt.training.coco import CaptionData
+
 SHAPES = {"ball": "balls", "box": "boxes", "triangle": "triangles"}
 COLORS = {
     "red": (215, 40, 35),
@@ -217,8 +219,6 @@ def render_scenes_rescaled(scenes: list[Scene], size: int, max_scale: float, see
 
 def scene_dataset(n: int, seed: int = 0, split: str = "train", size: int = DEFAULT_SIZE, max_scale: float = 1.0):
     """Rendered scenes with their references, as a ``CaptionData`` (see ``render_scenes_rescaled``)."""
-    from stylize_rt.training.coco import CaptionData
-
     scenes = make_scenes(n, seed, split)
     names = [f"{split}-{seed}-{i}" for i in range(n)]
     if max_scale > 1.0:

@@ -8,6 +8,7 @@ training never draws from) or from a held-out slice of a COCO-format set.
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,8 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from stylize_rt.errors import BadInputError
-from stylize_rt.runtime.tokenizer import Tokenizer
+from stylize_rt.errors import BadInputError, OutputError
+from stylize_rt.tokenizer import Tokenizer
 from stylize_rt.training.caption_gan import (
     CaptionDiscriminator,
     GanConfig,
@@ -25,14 +26,17 @@ from stylize_rt.training.caption_gan import (
     generator_step,
     pad_after_eos,
 )
-from stylize_rt.training.captioner_model import (
+from stylize_rt.nets.captioner import (
     Captioner,
     CaptionerConfig,
     caption_loss,
     images_to_tensor,
+    load_captioner,
     save_captioner,
 )
-from stylize_rt.training.coco import CaptionData
+from stylize_rt.training.caption_metrics import caption_scores, distinct_n, format_scores
+from stylize_rt.training.coco import CaptionData, load_coco_captions
+from stylize_rt.training.scenes import scene_dataset
 
 
 @dataclass
@@ -59,8 +63,6 @@ class TrainConfig:
 def load_data(config: TrainConfig) -> tuple[CaptionData, CaptionData]:
     """(train, held-out) data for ``config``."""
     if config.coco_json:
-        from stylize_rt.training.coco import load_coco_captions
-
         if not config.coco_images:
             raise BadInputError("--coco-images is required with --coco")
         data = load_coco_captions(config.coco_json, config.coco_images, config.image_size)
@@ -70,8 +72,6 @@ def load_data(config: TrainConfig) -> tuple[CaptionData, CaptionData]:
         cut = len(data) - n_eval
         split = lambda a, b: CaptionData(data.images[a:b], data.references[a:b], data.names[a:b])  # noqa: E731
         return split(0, cut), split(cut, len(data))
-    from stylize_rt.training.scenes import scene_dataset
-
     train = scene_dataset(config.train_scenes, config.seed, "train", config.image_size, config.render_scale_max)
     held_out = scene_dataset(config.eval_scenes, config.seed, "test", config.image_size)
     return train, held_out
@@ -123,8 +123,6 @@ def generate(model: Captioner, tokenizer: Tokenizer, images: np.ndarray, sample:
 
 def evaluate(model: Captioner, tokenizer: Tokenizer, data: CaptionData, seed: int = 0) -> dict:
     """Held-out BLEU/CIDEr/distinct-2 of greedy captions, and distinct-2 of sampled ones."""
-    from stylize_rt.benchmarks.caption_quality import caption_scores, distinct_n
-
     scores = caption_scores(generate(model, tokenizer, data.images), data.references)
     torch.manual_seed(seed)
     sampled = generate(model, tokenizer, data.images, sample=True)
@@ -198,10 +196,6 @@ def gan_finetune(model: Captioner, tokenizer: Tokenizer, batches: CaptionBatches
 
 def _check_writable(out: Path) -> None:
     """Fail before training, not after: the checkpoint's folder must be creatable and writable."""
-    import tempfile
-
-    from stylize_rt.errors import OutputError
-
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=out.name + ".", suffix=".probe", dir=out.parent):
@@ -212,8 +206,6 @@ def _check_writable(out: Path) -> None:
 
 def train(config: TrainConfig, log=tqdm.write) -> dict:
     """Train, evaluate on held-out data, write the checkpoint to ``config.out``; return the report."""
-    from stylize_rt.benchmarks.caption_quality import format_scores
-
     start = time.time()
     _check_writable(Path(config.out))
     if config.threads:
@@ -222,8 +214,6 @@ def train(config: TrainConfig, log=tqdm.write) -> dict:
     train_data, held_out = load_data(config)
     init_info = None
     if config.init:
-        from stylize_rt.training.captioner_model import load_captioner
-
         model, tokenizer, init_card = load_captioner(config.init)
         if model.config.image_size != config.image_size:
             raise BadInputError(

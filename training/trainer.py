@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 from stylize_rt.errors import BadInputError, OutputError, StylizeError
-from stylize_rt.training import checkpoint as ckpt_io
+from stylize_rt.nets import checkpoint as ckpt_io
 from stylize_rt.training.data import ContentImages, load_style, open_content
-from stylize_rt.training.discriminator import DiscriminatorConfig, PatchDiscriminator
-from stylize_rt.training.generator import LEGACY_LAYOUT, MIN_SIZE, PADDINGS, STEMS, Generator, GeneratorConfig
+from stylize_rt.nets.discriminator import DiscriminatorConfig, PatchDiscriminator
+from stylize_rt.nets.generator import LEGACY_LAYOUT, MIN_SIZE, PADDINGS, STEMS, Generator, GeneratorConfig
 from stylize_rt.training.losses import (
     content_loss,
     discriminator_loss,
@@ -48,6 +48,7 @@ from stylize_rt.training.losses import (
     total_variation,
 )
 from stylize_rt.training.perception import build_perception
+from stylize_rt.training.preview import write_contact_sheet
 
 
 @dataclass
@@ -63,7 +64,7 @@ class TrainConfig:
     channels: tuple[int, int, int] = (16, 32, 32)
     res_blocks: int = 3
     stem_kernel: int = 3
-    stem: str = "unshuffle"  # unshuffle | conv (see stylize_rt.training.generator)
+    stem: str = "unshuffle"  # unshuffle | conv (see stylize_rt.nets.generator)
     padding: str = "reflect"  # reflect | zeros
     lr_g: float = 1e-3
     lr_d: float = 2e-4
@@ -337,8 +338,6 @@ class Trainer:
 
     def preview(self, path: Path, count: int = 3) -> Path:
         """input | output rows for the first ``count`` content images (centre crops)."""
-        from stylize_rt.training.preview import write_contact_sheet
-
         rows = []
         self.generator.eval()
         with torch.no_grad():

@@ -16,8 +16,8 @@ import sys
 
 import numpy as np
 
-from stylize_rt.runtime.frames import parse_size
 from stylize_rt.runtime.session import open_stylizer
+from stylize_rt.sizes import parse_size
 
 
 def main() -> int:

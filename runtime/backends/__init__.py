@@ -4,14 +4,22 @@ Importing this package imports neither torch nor tensorrt: each backend imports 
 library when it is constructed.
 """
 
-from stylize_rt.runtime.backends.base import Backend, TensorSpec
+from stylize_rt.runtime.backends.base import Backend, BackendBase, TensorSpec
 from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
-from stylize_rt.runtime.backends.registry import available_backends, open_backend
+from stylize_rt.runtime.backends.options import BackendOptions, OnnxRuntimeOptions, TensorrtOptions, TorchOptions
+from stylize_rt.runtime.backends.registry import BACKENDS, BackendSpec, available_backends, open_backend
 from stylize_rt.runtime.backends.tensorrt import TensorrtBackend
 from stylize_rt.runtime.backends.torch_backend import TorchBackend
 
 __all__ = [
     "Backend",
+    "BackendBase",
+    "BackendOptions",
+    "OnnxRuntimeOptions",
+    "TensorrtOptions",
+    "TorchOptions",
+    "BackendSpec",
+    "BACKENDS",
     "TensorSpec",
     "OnnxRuntimeBackend",
     "TensorrtBackend",

@@ -1,24 +1,21 @@
-"""The backend protocol: load a model, describe its tensors, infer on a batch, close.
+"""The backend contract: load a model, describe its tensors, infer on a batch, close.
 
-Every engine kind (ONNX Runtime, TensorRT, PyTorch) is one class implementing this, so
-the runtime, the CLI and the benchmarks never branch on the engine underneath.
+Every engine kind (ONNX Runtime, TensorRT, PyTorch) is one class on :class:`BackendBase`, so
+the runtime, the CLI and the benchmarks never branch on the engine underneath. As in
+Polygraphy's runners, the public ``infer`` checks the feed once (names, dtypes, ranks,
+fixed dimensions) and then calls the backend's own ``_infer``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+import abc
+import time
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """Name, dtype and shape of a model input/output; dynamic dimensions are ``None``."""
-
-    name: str
-    dtype: np.dtype
-    shape: tuple[int | None, ...]
+from stylize_rt.contract import TensorSpec
+from stylize_rt.errors import BadInputError
 
 
 @runtime_checkable
@@ -40,6 +37,54 @@ class Backend(Protocol):
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
     def close(self) -> None: ...
+
+
+def check_tensor(spec: TensorSpec, dtype: Any, shape: tuple[int, ...], what: str = "input") -> None:
+    """A one-line ``BadInputError`` unless (dtype, shape) fits ``spec``: same dtype and rank,
+    and equal wherever the model fixes a dimension."""
+    if np.dtype(dtype) != spec.dtype:
+        raise BadInputError(f"{what} {spec.name!r} must be a {spec.dtype} array, got {np.dtype(dtype)}")
+    if len(shape) != len(spec.shape) or any(d is not None and d != s for d, s in zip(spec.shape, shape)):
+        dims = "x".join("?" if d is None else str(d) for d in spec.shape)
+        raise BadInputError(f"{what} {spec.name!r} must have shape {dims}, got {'x'.join(map(str, shape))}")
+
+
+def check_feeds(inputs: list[TensorSpec], feeds: dict[str, Any]) -> None:
+    """Every input present and fitting its spec (host numpy arrays or device arrays alike)."""
+    for spec in inputs:
+        array = feeds.get(spec.name)
+        if array is None:
+            raise BadInputError(f"missing input {spec.name!r} (model inputs: {[s.name for s in inputs]})")
+        check_tensor(spec, array.dtype, tuple(array.shape))
+
+
+class BackendBase(abc.ABC):
+    """What every backend here shares: the checked ``infer``, ``close`` and the context manager."""
+
+    name: ClassVar[str] = ""
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    metadata: dict[str, str]
+    warmup_seconds: float = 0.0
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on host arrays (checked against ``inputs`` first); returns host arrays."""
+        check_feeds(self.inputs, feeds)
+        return self._infer(feeds)
+
+    @abc.abstractmethod
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The backend's own run on a checked feed."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the engine and its buffers; safe to call twice."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def image_input_shape(spec: TensorSpec, height: int, width: int, batch: int = 1) -> tuple[int, ...] | None:
@@ -67,8 +112,6 @@ def warm_up(backend: Backend, runs: int, height: int, width: int) -> float:
     Only single-input image models are warmed up (a captioner's token inputs have no
     meaningful blank value); others return 0.0 and warm up on their first real call.
     """
-    import time
-
     if runs <= 0 or len(backend.inputs) != 1:
         return 0.0
     spec = backend.inputs[0]
@@ -80,3 +123,6 @@ def warm_up(backend: Backend, runs: int, height: int, width: int) -> float:
     for _ in range(runs):
         backend.infer(feeds)
     return time.perf_counter() - start
+
+
+__all__ = ["Backend", "BackendBase", "TensorSpec", "check_feeds", "check_tensor", "image_input_shape", "warm_up"]

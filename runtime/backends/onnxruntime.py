@@ -17,8 +17,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from stylize_rt.errors import BadInputError, MissingDependencyError
-from stylize_rt.runtime.backends.base import TensorSpec, warm_up
+from stylize_rt.contract import TensorSpec
+from stylize_rt.engines.cache import onnxruntime_trt_cache_dir
+from stylize_rt.engines.shapes import read_onnx_info, resolve_profile
+from stylize_rt.errors import BadInputError, MissingDependencyError, first_line
+from stylize_rt.gpu import cuda
+from stylize_rt.runtime.backends.base import BackendBase, check_feeds, warm_up
+from stylize_rt.runtime.backends.options import OnnxRuntimeOptions, make_options
 
 _ORT_DTYPES = {
     "tensor(float)": np.dtype(np.float32),
@@ -63,60 +68,91 @@ def resolve_providers(requested: str | Sequence[str], available: Sequence[str]) 
     return names
 
 
-class OnnxRuntimeBackend:
-    """Runs an ``.onnx`` file with ONNX Runtime.
+def open_session(path: Path, options: OnnxRuntimeOptions):
+    """Load ``path`` into an ``InferenceSession`` with the providers ``options`` ask for.
 
-    ``threads``: intra-op threads (0 = ORT's default, one per physical core); ``inter_threads``
-    likewise between independent nodes. ``providers``: "auto", a list of EP names, or aliases
-    ("tensorrt", "cuda", "cpu"). ``precision`` (auto = fp16, fp16, fp32, int8 for Q/DQ graphs)
-    and ``shapes`` (frame presets for the engine profile, default 360p..1080p) only concern the
-    TensorRT EP; the other EPs run the graph's own types. ``warmup`` runs on a
-    ``warmup_shape`` (H, W) blank frame at open, for image models; the cost is ``warmup_seconds``.
+    Returns (session, providers asked for); ORT silently falls back to a later provider when one
+    cannot start, which the backend reports.
+    """
+    import onnxruntime as ort  # a hard dependency, imported at open: ``--help`` stays fast
+
+    if not path.is_file():
+        raise BadInputError(f"model file not found: {path}")
+    if options.precision not in ("auto", "fp16", "fp32", "int8"):
+        raise BadInputError(f"unknown precision {options.precision!r} for ONNX Runtime (auto, fp16, fp32 or int8)")
+    names = resolve_providers(options.providers, ort.get_available_providers())
+    session_options = ort.SessionOptions()
+    session_options.intra_op_num_threads = options.threads
+    session_options.inter_op_num_threads = options.inter_threads
+    session_options.log_severity_level = 3
+    provider_list: list[Any] = []
+    for name in names:
+        if name == TENSORRT_EP:
+            provider_list.append((name, tensorrt_ep_options(path, options)))
+        elif name == CUDA_EP:
+            provider_list.append((name, {"device_id": str(options.device)}))
+        else:
+            provider_list.append(name)
+    try:
+        session = ort.InferenceSession(str(path), session_options, providers=provider_list)
+    except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
+        raise BadInputError(f"cannot load ONNX model {path}: {first_line(exc)}") from None
+    return session, names
+
+
+def tensorrt_ep_options(path: Path, options: OnnxRuntimeOptions) -> dict:
+    """The TensorRT EP's options: precision, engine/timing caches under our cache key, profile shapes."""
+    profile = resolve_profile(read_onnx_info(path).inputs, list(options.shapes))
+    cache = onnxruntime_trt_cache_dir(path, profile, options.precision, options.cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    precision = options.precision
+    ep = {
+        "device_id": str(options.device),
+        "trt_fp16_enable": "False" if precision == "fp32" else "True",
+        "trt_int8_enable": "True" if precision == "int8" else "False",  # Q/DQ graphs: explicit quantization
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(cache),
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": str(cache),
+    }
+    if profile.inputs:
+        def fmt(end: str) -> str:
+            return ",".join(f"{i.name}:{'x'.join(map(str, getattr(i, end)))}" for i in profile.inputs)
+
+        ep.update(trt_profile_min_shapes=fmt("min"), trt_profile_opt_shapes=fmt("opt"), trt_profile_max_shapes=fmt("max"))
+    return ep
+
+
+def missing_providers(requested: str | Sequence[str]) -> list[str]:
+    """The execution providers asked for that this onnxruntime build lacks ("auto" lacks none)."""
+    import onnxruntime as ort  # asked only when onnxruntime is installed
+
+    if isinstance(requested, str):
+        if requested.strip().lower() == "auto":
+            return []
+        requested = [p.strip() for p in requested.split(",") if p.strip()]
+    available = ort.get_available_providers()
+    return [name for name in (PROVIDER_ALIASES.get(str(p).lower(), str(p)) for p in requested) if name not in available]
+
+
+class OnnxRuntimeBackend(BackendBase):
+    """Runs an ``.onnx`` file with ONNX Runtime (options: :class:`OnnxRuntimeOptions`).
+
+    The TensorRT-EP-only options (precision: auto = fp16, fp16, fp32, int8 for Q/DQ graphs;
+    shapes: frame presets for the engine profile, default 360p..1080p) do not change what
+    the other EPs run: they run the graph's own types.
     """
 
     name = "onnxruntime"
 
-    def __init__(
-        self,
-        model_path: str | os.PathLike[str],
-        threads: int = 0,
-        providers: str | Sequence[str] = "auto",
-        device: int = 0,
-        precision: str = "fp16",
-        shapes: Sequence[str] = (),
-        cache_dir: str | os.PathLike[str] | None = None,
-        io_binding: bool = True,
-        inter_threads: int = 0,
-        warmup: int = 1,
-        warmup_shape: tuple[int, int] = (256, 256),
-    ) -> None:
-        import onnxruntime as ort
-
+    def __init__(self, model_path: str | os.PathLike[str], options: OnnxRuntimeOptions | None = None,
+                 **fields: Any) -> None:
+        options = make_options(OnnxRuntimeOptions, options, self.name, **fields)
         path = Path(model_path)
-        if not path.is_file():
-            raise BadInputError(f"model file not found: {path}")
-        if precision not in ("auto", "fp16", "fp32", "int8"):
-            raise BadInputError(f"unknown precision {precision!r} for ONNX Runtime (auto, fp16, fp32 or int8)")
-        names = resolve_providers(providers, ort.get_available_providers())
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = inter_threads
-        options.log_severity_level = 3
-        provider_list: list[Any] = []
-        for name in names:
-            if name == TENSORRT_EP:
-                provider_list.append((name, self._tensorrt_options(path, device, precision, shapes, cache_dir)))
-            elif name == CUDA_EP:
-                provider_list.append((name, {"device_id": str(device)}))
-            else:
-                provider_list.append(name)
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=provider_list)
-        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BadInputError(f"cannot load ONNX model {path}: {first}") from None
+        self._session, names = open_session(path, options)
+        self.options = options
         self.path = path
-        self.device = device
+        self.device = options.device
         self.inputs = [_spec(a) for a in self._session.get_inputs()]
         self.outputs = [_spec(a) for a in self._session.get_outputs()]
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
@@ -129,43 +165,11 @@ class OnnxRuntimeBackend:
                 file=sys.stderr,
             )
         self.on_gpu = self.providers[0] in GPU_PROVIDERS
-        self._binding = self._session.io_binding() if (self.on_gpu and io_binding) else None
+        self._binding = self._session.io_binding() if (self.on_gpu and options.io_binding) else None
         self._bound_outputs: dict[tuple, list] = {}
-        self._ort = ort
-        self.warmup_seconds = warm_up(self, warmup, *warmup_shape)
+        self.warmup_seconds = warm_up(self, options.warmup, *(options.warmup_shape or (256, 256)))
 
-    @staticmethod
-    def _tensorrt_options(path: Path, device: int, precision: str, shapes: Sequence[str], cache_dir) -> dict:
-        from stylize_rt.engines.cache import onnxruntime_trt_cache_dir
-        from stylize_rt.engines.shapes import read_onnx_info, resolve_profile
-
-        profile = resolve_profile(read_onnx_info(path).inputs, list(shapes))
-        cache = onnxruntime_trt_cache_dir(path, profile, precision, cache_dir)
-        cache.mkdir(parents=True, exist_ok=True)
-        options = {
-            "device_id": str(device),
-            "trt_fp16_enable": "False" if precision == "fp32" else "True",
-            "trt_int8_enable": "True" if precision == "int8" else "False",  # Q/DQ graphs: explicit quantization
-            "trt_engine_cache_enable": "True",
-            "trt_engine_cache_path": str(cache),
-            "trt_timing_cache_enable": "True",
-            "trt_timing_cache_path": str(cache),
-        }
-        if profile.inputs:
-            def fmt(end: str) -> str:
-                return ",".join(f"{i.name}:{'x'.join(map(str, getattr(i, end)))}" for i in profile.inputs)
-
-            options.update(
-                trt_profile_min_shapes=fmt("min"), trt_profile_opt_shapes=fmt("opt"), trt_profile_max_shapes=fmt("max")
-            )
-        return options
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for spec in self.inputs:
-            array = feeds.get(spec.name)
-            if array is None or array.dtype != spec.dtype:
-                got = "nothing" if array is None else str(array.dtype)
-                raise BadInputError(f"input {spec.name!r} must be a {spec.dtype} array, got {got}")
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._binding is None:
             results = self._session.run(None, feeds)
             return {spec.name: value for spec, value in zip(self.outputs, results)}
@@ -193,16 +197,16 @@ class OnnxRuntimeBackend:
         inputs are complete. Returns ``{name: DeviceArray}``; unbound outputs live in ORT-owned
         memory until the next call.
         """
-        from stylize_rt.runtime.backends import cuda
-
         if not self.on_gpu:
             raise BadInputError(f"infer_device needs a GPU provider; this session runs on {self.providers[0]}")
         if stream is not None:
             cudart = cuda.import_cudart()
             cuda.check(cudart.cudaStreamSynchronize(cuda.stream_handle(stream)), "cudaStreamSynchronize")
+        arrays = {name: cuda.DeviceArray.from_object(value) for name, value in inputs.items()}
+        check_feeds(self.inputs, arrays)
         binding = self._session.io_binding()
         for spec in self.inputs:
-            array = cuda.DeviceArray.from_object(inputs[spec.name])
+            array = arrays[spec.name]
             binding.bind_input(spec.name, "cuda", self.device, np.dtype(array.dtype), list(array.shape), array.ptr)
         for spec in self.outputs:
             if outputs and spec.name in outputs:
@@ -221,9 +225,3 @@ class OnnxRuntimeBackend:
         self._binding = None
         self._bound_outputs = {}
         self._session = None
-
-    def __enter__(self) -> "OnnxRuntimeBackend":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

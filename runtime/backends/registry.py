@@ -1,4 +1,4 @@
-"""Opening a model with the right backend: by ``--backend`` name, or by what the file is.
+"""The backends as a declared table, and opening a model with the right one.
 
 =====================  =========================================================
 model                  ``auto`` picks
@@ -13,25 +13,112 @@ checkpoint directory   its ``generator.onnx`` as above when it ships one (the
 =====================  =========================================================
 
 ``--backend onnxruntime``/``tensorrt`` on such a directory also take its ``generator.onnx``.
-
-Backends are imported only when chosen, so ``import stylize_rt.runtime.backends`` stays cheap
-and torch-free.
+Each :class:`BackendSpec` names its class by module path, so a backend's engine library is
+imported only when that backend is opened, and says why it is unavailable here, so the CLI
+and the benchmarks ask the table instead of re-deriving it.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
+from stylize_rt.contract import CHECKPOINT_CARD, CHECKPOINT_ONNX
 from stylize_rt.errors import BadInputError
+from stylize_rt.gpu.tensorrt import TRT_INSTALL_HINT, tensorrt_available
 from stylize_rt.runtime.backends.base import Backend
+from stylize_rt.runtime.backends.onnxruntime import missing_providers
+from stylize_rt.runtime.backends.options import (
+    BackendOptions,
+    OnnxRuntimeOptions,
+    TensorrtOptions,
+    TorchOptions,
+    make_options,
+)
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
 ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
-CHECKPOINT_CARD = "config.json"
-CHECKPOINT_ONNX = "generator.onnx"  # shipped beside the weights by the embedded models
+MODEL_KINDS = ("engine", "onnx", "checkpoint")
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One backend: its class (by module path), the model kinds it runs, its options type, and a
+    function that says why it cannot run here with given options (None: it can)."""
+
+    name: str
+    module: str
+    class_name: str
+    model_kinds: tuple[str, ...]
+    runs: str  # the model kinds in words, for errors
+    options: type[BackendOptions]
+    unavailable: Callable[[BackendOptions], str | None]
+
+    def backend_class(self) -> type:
+        return getattr(importlib.import_module(self.module), self.class_name)
+
+    def make_options(self, options: BackendOptions | None = None, **fields: Any) -> BackendOptions:
+        return make_options(self.options, options, self.name, **fields)
+
+
+def _onnxruntime_unavailable(options: OnnxRuntimeOptions) -> str | None:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "onnxruntime is not installed (pip install onnxruntime)"
+    missing = missing_providers(options.providers)
+    if missing:
+        return f"this ONNX Runtime build has no {missing[0]} (no onnxruntime-gpu / no GPU here)"
+    return None
+
+
+def _tensorrt_unavailable(options: TensorrtOptions) -> str | None:
+    if importlib.util.find_spec("tensorrt") is None:
+        return f"tensorrt is not installed ({TRT_INSTALL_HINT})"
+    if not tensorrt_available():
+        return "no CUDA GPU visible to cuda-python (NVIDIA driver, pip install 'stylize-rt[gpu]')"
+    return None
+
+
+def _torch_unavailable(options: TorchOptions) -> str | None:
+    if importlib.util.find_spec("torch") is None:
+        return "torch is not installed (pip install 'stylize-rt[train]')"
+    if options.device and options.device.startswith("cuda"):
+        import torch  # asked about the torch backend on CUDA: torch is found above
+
+        if not torch.cuda.is_available():
+            return "this torch build sees no CUDA GPU"
+    return None
+
+
+# Fastest first: what ``auto`` and ``available_backends`` go by.
+BACKENDS: dict[str, BackendSpec] = {
+    spec.name: spec
+    for spec in (
+        BackendSpec("tensorrt", "stylize_rt.runtime.backends.tensorrt", "TensorrtBackend", ("engine", "onnx"),
+                    "engines or .onnx files", TensorrtOptions, _tensorrt_unavailable),
+        BackendSpec("onnxruntime", "stylize_rt.runtime.backends.onnxruntime", "OnnxRuntimeBackend", ("onnx",),
+                    ".onnx files", OnnxRuntimeOptions, _onnxruntime_unavailable),
+        BackendSpec("torch", "stylize_rt.runtime.backends.torch_backend", "TorchBackend", ("checkpoint",),
+                    "generator checkpoint directories", TorchOptions, _torch_unavailable),
+    )
+}
+
+
+def backend_spec(name: str) -> BackendSpec:
+    """The table entry for ``name`` (aliases allowed); a one-line error for an unknown one."""
+    name = ALIASES.get(name, name)
+    if name not in BACKENDS:
+        raise BadInputError(f"unknown backend {name!r} (choose from auto, {', '.join(BACKENDS)})")
+    return BACKENDS[name]
+
+
+def unavailable(name: str, **fields: Any) -> str | None:
+    """Why backend ``name`` with these options cannot run on this machine, or None."""
+    spec = backend_spec(name)
+    return spec.unavailable(spec.make_options(**fields))
 
 
 def model_kind(path: Path) -> str:
@@ -51,62 +138,18 @@ def model_kind(path: Path) -> str:
     )
 
 
+def _runs(spec: BackendSpec, path: Path, kind: str) -> bool:
+    """Whether ``spec`` runs this model (a checkpoint shipping ``generator.onnx`` also runs as ONNX)."""
+    return kind in spec.model_kinds or (kind == "checkpoint" and "onnx" in spec.model_kinds
+                                        and (path / CHECKPOINT_ONNX).is_file())
+
+
 def available_backends(model: str | os.PathLike[str]) -> list[str]:
     """Backends that can run ``model`` on this machine, fastest first (what ``auto`` picks from)."""
-    from stylize_rt.runtime.backends.tensorrt import tensorrt_available
-
-    kind = model_kind(Path(model))
-    if kind == "engine":
-        return ["tensorrt"] if tensorrt_available() else []
     path = Path(model)
-    torch = ["torch"] if kind == "checkpoint" and importlib.util.find_spec("torch") is not None else []
-    if kind == "onnx" or (kind == "checkpoint" and (path / CHECKPOINT_ONNX).is_file()):
-        return (["tensorrt"] if tensorrt_available() else []) + ["onnxruntime"] + torch
-    return torch
-
-
-def open_backend(model: str | os.PathLike[str], backend: str = "auto", **options) -> Backend:
-    """Load ``model`` with ``backend`` (``auto`` picks, see the module doc); ``options`` go to it."""
-    path = Path(model)
-    if not path.exists():
-        raise BadInputError(f"model not found: {path}")
-    backend = ALIASES.get(backend, backend)
     kind = model_kind(path)
-    if kind == "checkpoint" and backend in ("auto", "onnxruntime", "tensorrt") and (path / CHECKPOINT_ONNX).is_file():
-        path, kind = path / CHECKPOINT_ONNX, "onnx"
-    if backend == "auto":
-        backend = _auto_backend(path, kind)
-    if backend not in BACKENDS:
-        raise BadInputError(f"unknown backend {backend!r} (choose from auto, {', '.join(BACKENDS)})")
-    if backend == "onnxruntime":
-        if kind != "onnx":
-            raise BadInputError(f"the onnxruntime backend runs .onnx files, not {path.name!r}")
-        from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(path, **options)
-    if backend == "tensorrt":
-        from stylize_rt.runtime.backends.tensorrt import TensorrtBackend
-
-        if kind == "engine":
-            return TensorrtBackend(path, **options)
-        if kind == "onnx":
-            from stylize_rt.engines.build import BuildConfig
-
-            build = options.pop("build_config", None) or BuildConfig(
-                precision=options.pop("precision", None) or "auto", shapes=list(options.pop("shapes", ()))
-            )
-            cache_dir = options.pop("cache_dir", None)
-            return TensorrtBackend.from_onnx(path, build, cache_dir=cache_dir, **options)
-        raise BadInputError(
-            f"the tensorrt backend runs engines or .onnx files; export {path.name} to ONNX first (stylize-rt export)"
-        )
-    if kind != "checkpoint":
-        raise BadInputError(f"the torch backend runs generator checkpoint directories, not {path.name!r}")
-    from stylize_rt.runtime.backends.torch_backend import TorchBackend
-
-    if "device" not in options:
-        options["device"] = _torch_device()
-    return TorchBackend(path, **options)
+    return [spec.name for spec in BACKENDS.values()
+            if _runs(spec, path, kind) and spec.unavailable(spec.make_options()) is None]
 
 
 def _auto_backend(path: Path, kind: str) -> str:
@@ -114,15 +157,32 @@ def _auto_backend(path: Path, kind: str) -> str:
         return "tensorrt"  # fails with TensorRT's install hint where absent: nothing else reads plans
     if kind == "checkpoint":
         return "torch"
-    from stylize_rt.runtime.backends.tensorrt import tensorrt_available
-
     return "tensorrt" if tensorrt_available() else "onnxruntime"
 
 
-def _torch_device() -> str:
-    import torch  # only reached when the torch backend is being opened anyway
+def open_backend(model: str | os.PathLike[str], backend: str = "auto", options: BackendOptions | None = None,
+                 **fields: Any) -> Backend:
+    """Load ``model`` with ``backend`` (``auto`` picks, see the module doc).
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    ``options`` (the chosen backend's options type) and ``fields`` (its field names; the
+    shared ``BackendOptions`` fields work for every backend) are checked, not probed.
+    """
+    path = Path(model)
+    if not path.exists():
+        raise BadInputError(f"model not found: {path}")
+    kind = model_kind(path)
+    if kind == "checkpoint" and backend in ("auto", "onnxruntime", "ort", "tensorrt", "trt") \
+            and (path / CHECKPOINT_ONNX).is_file():
+        path, kind = path / CHECKPOINT_ONNX, "onnx"
+    spec = backend_spec(_auto_backend(path, kind) if backend == "auto" else backend)
+    opts = spec.make_options(options, **fields)
+    if kind not in spec.model_kinds:
+        raise BadInputError(f"the {spec.name} backend runs {spec.runs}, not {path.name!r}")
+    cls = spec.backend_class()
+    if spec.name == "tensorrt" and kind == "onnx":
+        return cls.from_onnx(path, opts)
+    return cls(path, opts)
 
 
-__all__ = ["open_backend", "available_backends", "model_kind", "BACKENDS"]
+__all__ = ["BackendSpec", "BACKENDS", "backend_spec", "unavailable", "open_backend", "available_backends",
+           "model_kind"]

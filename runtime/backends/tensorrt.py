@@ -13,129 +13,57 @@ way, and one stream synchronize ends the call. Buffers grow when a larger shape 
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from stylize_rt.errors import BadInputError, MissingDependencyError
-from stylize_rt.runtime.backends import cuda
-from stylize_rt.runtime.backends.base import TensorSpec
+from stylize_rt.engines.build import BuildConfig
+from stylize_rt.engines.cache import ensure_engine
+from stylize_rt.engines.load import LoadedEngine, load_engine
+from stylize_rt.contract import TensorSpec
+from stylize_rt.engines.shapes import check_shape
+from stylize_rt.errors import BadInputError
+from stylize_rt.gpu import cuda
+from stylize_rt.runtime.backends.base import BackendBase, check_feeds, check_tensor, image_input_shape
+from stylize_rt.runtime.backends.options import TensorrtOptions, make_options
 
-TRT_INSTALL_HINT = "pip install 'stylize-rt[gpu]' (tensorrt) on a machine with an NVIDIA GPU"
 MAX_GRAPHS = 8  # captured CUDA graphs kept (one per distinct input shape set)
 
 
-def import_tensorrt():
-    """The ``tensorrt`` module; a one-line MissingDependencyError where absent."""
-    try:
-        import tensorrt as trt
-    except ModuleNotFoundError:
-        raise MissingDependencyError(f"TensorRT is not installed: {TRT_INSTALL_HINT}") from None
-    except (ImportError, OSError) as exc:  # the wheel is there but its libraries (libnvinfer, CUDA) are not
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MissingDependencyError(f"TensorRT is installed but cannot load ({detail}): {TRT_INSTALL_HINT}") from None
-    return trt
-
-
-def tensorrt_available() -> bool:
-    """tensorrt and cuda-python importable and a GPU visible (cheap: nothing heavy is imported)."""
-    return importlib.util.find_spec("tensorrt") is not None and cuda.gpu_count() > 0
-
-
-def running_environment(device: int = 0):
-    """The TensorRT version and GPU here, as the sidecar records them."""
-    from stylize_rt.engines.sidecar import Environment
-
-    trt = import_tensorrt()
-    name, capability = cuda.gpu_info(device)
-    return Environment(str(trt.__version__), name, capability)
-
-
-def numpy_dtype(trt, dtype) -> np.dtype:
-    return np.dtype(trt.nptype(dtype))
-
-
-class TensorrtBackend:
+class TensorrtBackend(BackendBase):
     """Runs a ``.plan``/``.engine`` built by ``stylize-rt build-engine`` (or trtexec).
 
-    Options: ``device`` (CUDA ordinal), ``cuda_graph`` (capture each repeated input shape once
-    and replay it: fewer launch overheads for small models), ``warmup`` (runs at open, at the
-    profile's opt shape or ``warmup_shape``; the cost is in ``warmup_seconds``), ``timing``
-    (CUDA events per call; read ``last_timings``), ``copy_outputs`` (False returns views into
-    the pinned output buffer, valid until the next call), ``verify_hash`` (SHA-256 of the
-    engine against its sidecar). ``threads`` is accepted for a uniform interface and unused;
-    ``precision``, when given, must be the one the engine was built with (an engine's precision
-    is fixed at build time: asking for another is an error, not a silent fallback).
+    Options: :class:`TensorrtOptions`. ``warmup`` runs at the profile's opt shape or
+    ``warmup_shape``; ``threads`` is unused (the GPU does the work). Loading (sidecar checks,
+    deserializing) is ``engines.load``'s; this class runs what it loaded.
     """
 
     name = "tensorrt"
 
-    def __init__(
-        self,
-        engine_path: str | os.PathLike[str],
-        device: int = 0,
-        cuda_graph: bool = True,
-        warmup: int = 2,
-        warmup_shape: tuple[int, ...] | None = None,  # (H, W) or a full input shape; default: profile opt
-        timing: bool = False,
-        copy_outputs: bool = True,
-        verify_hash: bool = True,
-        threads: int = 0,
-        precision: str | None = None,
-    ) -> None:
-        from stylize_rt.engines.sidecar import check_compatible, check_engine_file, read_sidecar, sidecar_path
-
-        path = Path(engine_path)
-        if not path.is_file():
-            raise BadInputError(f"engine file not found: {path}")
-        trt = import_tensorrt()
-        cudart = cuda.import_cudart()
-        cuda.require_gpu(device)
-        cuda.check(cudart.cudaSetDevice(device), "cudaSetDevice")
-        self.path, self.device = path, device
-        self.warnings: list[str] = []
-        self.sidecar = None
-        if sidecar_path(path).is_file():
-            self.sidecar = read_sidecar(path)
-            self.warnings += check_compatible(self.sidecar, running_environment(device), path.name)
-            check_engine_file(path, self.sidecar, verify_hash=verify_hash)
-            if precision and precision not in ("auto", self.sidecar.precision):
-                raise BadInputError(
-                    f"{path.name} is a {self.sidecar.precision} engine; for {precision}, build one with "
-                    f"stylize-rt build-engine --precision {precision}"
-                )
-        else:
-            self.warnings.append(f"{path.name} has no sidecar: its TensorRT version and GPU cannot be checked")
-        for message in self.warnings:
-            print(f"stylize-rt: warning: {message}", file=sys.stderr)
-
-        self._trt = trt
-        self._cudart = cudart
-        self._runtime, self._engine = self._deserialize(trt, path)
+    def __init__(self, engine: str | os.PathLike[str] | LoadedEngine, options: TensorrtOptions | None = None,
+                 **fields: Any) -> None:
+        options = make_options(TensorrtOptions, options, self.name, **fields)
+        loaded = engine if isinstance(engine, LoadedEngine) else load_engine(
+            engine, options.device, options.verify_hash, options.precision)
+        self._loaded = loaded
+        self._trt = loaded.trt
+        self._cudart = cuda.import_cudart()
+        self._engine = loaded.engine
+        self.path, self.device = loaded.path, options.device
+        self.options = options
+        self.sidecar = loaded.sidecar
+        self.warnings = loaded.warnings
         self._context = self._engine.create_execution_context()
         if self._context is None:
-            raise cuda.CudaError(f"cannot create a TensorRT execution context for {path.name} (GPU out of memory?)")
-
-        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
-        is_input = {n: self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
-        self._dtypes = {n: numpy_dtype(trt, self._engine.get_tensor_dtype(n)) for n in names}
-
-        def spec(n: str) -> TensorSpec:
-            dims = tuple(int(d) for d in self._engine.get_tensor_shape(n))
-            return TensorSpec(n, self._dtypes[n], tuple(None if d < 0 else d for d in dims))
-
-        self.inputs = [spec(n) for n in names if is_input[n]]
-        self.outputs = [spec(n) for n in names if not is_input[n]]
-        self.profile = self._read_profile()
-        self.metadata = dict(self.sidecar.metadata) if self.sidecar else {}
-        if self.sidecar:
-            self.metadata.setdefault("stylize_rt.engine.precision", self.sidecar.precision)
+            raise cuda.CudaError(f"cannot create a TensorRT execution context for {self.path.name} (GPU out of memory?)")
+        self.inputs = loaded.inputs
+        self.outputs = loaded.outputs
+        self.profile = loaded.profile
+        self.metadata = loaded.metadata
+        names = [spec.name for spec in self.inputs + self.outputs]
 
         self._stream = cuda.Stream()
         self._device_buffers = {n: cuda.DeviceBuffer() for n in names}
@@ -146,49 +74,15 @@ class TensorrtBackend:
         self._graphs: OrderedDict[tuple, Any] = OrderedDict()  # key -> (graph, graph_exec), None: can't
         self._seen: set[tuple] = set()  # keys run once uncaptured (CUDA graphs are captured after that)
         self._input_names = {s.name for s in self.inputs}
-        self.cuda_graph = cuda_graph
-        self.copy_outputs = copy_outputs
-        self._timer = cuda.EventTimer() if timing else None
+        self.cuda_graph = options.cuda_graph
+        self.copy_outputs = options.copy_outputs
+        self._timer = cuda.EventTimer() if options.timing else None
 
         self.warmup_seconds = 0.0
-        if warmup > 0:
-            self.warmup_seconds = self._warm_up(warmup, warmup_shape)
-
-    # -- loading ---------------------------------------------------------------------------
-    @staticmethod
-    def _deserialize(trt, path: Path):
-        plan = path.read_bytes()
-        if not plan:
-            raise BadInputError(f"engine file {path} is empty")
-        logger = trt.Logger(trt.Logger.ERROR)
-        runtime = trt.Runtime(logger)
-        try:
-            engine = runtime.deserialize_cuda_engine(plan)
-        except Exception as exc:  # some versions raise instead of returning None
-            engine, detail = None, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        else:
-            detail = "see TensorRT's message above"
-        if engine is None:
-            raise BadInputError(
-                f"TensorRT {trt.__version__} cannot load {path.name} ({detail}): the file is corrupt, truncated, "
-                "or was built for another TensorRT version or GPU; rebuild it with stylize-rt build-engine"
-            )
-        return (logger, runtime), engine  # kept: an engine must not outlive its runtime and logger
-
-    def _read_profile(self):
-        """Profile 0 as the engine itself reports it (the sidecar is informative; the engine decides)."""
-        from stylize_rt.engines.shapes import InputProfile, Profile
-
-        items = []
-        for spec in self.inputs:
-            if None in spec.shape:
-                lo, opt, hi = (tuple(int(d) for d in s) for s in self._engine.get_tensor_profile_shape(spec.name, 0))
-                items.append(InputProfile(spec.name, lo, opt, hi))
-        return Profile(tuple(items))
+        if options.warmup > 0:
+            self.warmup_seconds = self._warm_up(options.warmup, options.warmup_shape)
 
     def _warm_up(self, runs: int, shape: tuple[int, ...] | None) -> float:
-        from stylize_rt.runtime.backends.base import image_input_shape
-
         feeds = {}
         for spec in self.inputs:
             if shape is not None and len(self.inputs) == 1:
@@ -207,8 +101,6 @@ class TensorrtBackend:
 
     # -- shapes and buffers ----------------------------------------------------------------
     def _set_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
-        from stylize_rt.engines.shapes import check_shape
-
         for spec in self.inputs:
             shape = shapes[spec.name]
             check_shape(self.profile, spec.name, shape)
@@ -239,15 +131,8 @@ class TensorrtBackend:
         self._addresses_dirty = False
 
     # -- running ---------------------------------------------------------------------------
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        arrays = []
-        for spec in self.inputs:
-            array = feeds.get(spec.name)
-            if array is None:
-                raise BadInputError(f"missing input {spec.name!r} (engine inputs: {[s.name for s in self.inputs]})")
-            if array.dtype != spec.dtype:
-                raise BadInputError(f"input {spec.name!r} must be {spec.dtype}, got {array.dtype}")
-            arrays.append(array)
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        arrays = [feeds[spec.name] for spec in self.inputs]
         key = tuple(a.shape for a in arrays)
         if key != self._key:
             self._set_shapes({s.name: a.shape for s, a in zip(self.inputs, arrays)})
@@ -328,14 +213,10 @@ class TensorrtBackend:
         Nothing is synchronized: the caller orders later work on the same stream.
         """
         handle = cuda.stream_handle(stream) or self._stream.handle
-        from stylize_rt.engines.shapes import check_shape
-
+        arrays = {name: cuda.DeviceArray.from_object(value) for name, value in inputs.items()}
+        check_feeds(self.inputs, arrays)
         for spec in self.inputs:
-            if spec.name not in inputs:
-                raise BadInputError(f"missing input {spec.name!r}")
-            array = cuda.DeviceArray.from_object(inputs[spec.name])
-            if np.dtype(array.dtype) != spec.dtype:
-                raise BadInputError(f"input {spec.name!r} must be {spec.dtype}, got {array.dtype}")
+            array = arrays[spec.name]
             check_shape(self.profile, spec.name, array.shape)
             if not self._context.set_input_shape(spec.name, array.shape):
                 raise BadInputError(f"engine {self.path.name} rejects input {spec.name!r} of shape {array.shape}")
@@ -345,10 +226,7 @@ class TensorrtBackend:
             dims = tuple(int(d) for d in self._context.get_tensor_shape(spec.name))
             if outputs and spec.name in outputs:
                 array = cuda.DeviceArray.from_object(outputs[spec.name])
-                if tuple(array.shape) != dims or np.dtype(array.dtype) != spec.dtype:
-                    raise BadInputError(
-                        f"output {spec.name!r} needs a {spec.dtype} buffer of shape {dims}, got {array.dtype} {array.shape}"
-                    )
+                check_tensor(TensorSpec(spec.name, spec.dtype, dims), array.dtype, array.shape, what="output")
             else:
                 buffer = self._device_buffers[spec.name]
                 if buffer.ensure(int(np.prod(dims, dtype=np.int64)) * spec.dtype.itemsize):
@@ -363,12 +241,8 @@ class TensorrtBackend:
         return result
 
     def layer_information(self) -> str:
-        """TensorRT's engine inspector JSON: each layer's kernel and precision (FP32 islands show here).
-
-        Names only, unless the engine was built with ``--detailed-profiling``.
-        """
-        inspector = self._engine.create_engine_inspector()
-        return inspector.get_engine_information(self._trt.LayerInformationFormat.JSON)
+        """TensorRT's per-layer information of the running engine (see ``LoadedEngine``)."""
+        return self._loaded.layer_information()
 
     @property
     def last_timings(self) -> dict[str, float]:
@@ -400,22 +274,20 @@ class TensorrtBackend:
         self._stream.close()
         self._context = None
         self._engine = None
-        self._runtime = None
-
-    def __enter__(self) -> "TensorrtBackend":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self._loaded.release()
 
     @classmethod
-    def from_onnx(cls, onnx_path: str | os.PathLike[str], build_config=None, cache_dir=None, **options) -> "TensorrtBackend":
-        """Build (once, through the engine cache) and open an engine for ``onnx_path``."""
-        from stylize_rt.engines.cache import ensure_engine
+    def from_onnx(cls, onnx_path: str | os.PathLike[str], options: TensorrtOptions | None = None,
+                  **fields: Any) -> "TensorrtBackend":
+        """Build (once, through the engine cache) and open an engine for ``onnx_path``.
 
-        engine = ensure_engine(onnx_path, build_config, root=cache_dir, device=options.get("device", 0))
-        options.pop("precision", None)  # decided by build_config
-        return cls(engine, **options)
+        The build follows ``options.build`` (an ``engines.build.BuildConfig``), else
+        ``options.precision`` and ``options.shapes``; the engine's precision is then the build's.
+        """
+        options = make_options(TensorrtOptions, options, cls.name, **fields)
+        build = options.build or BuildConfig(precision=options.precision, shapes=list(options.shapes))
+        engine = ensure_engine(onnx_path, build, root=options.cache_dir, device=options.device)
+        return cls(engine, make_options(TensorrtOptions, options, cls.name, precision="auto"))
 
 
-__all__ = ["TensorrtBackend", "import_tensorrt", "tensorrt_available", "running_environment"]
+__all__ = ["TensorrtBackend"]

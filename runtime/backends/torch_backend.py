@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
 import numpy as np
 
-from stylize_rt import __version__
+from stylize_rt import __version__, contract
+from stylize_rt.contract import IO_LAYOUTS, TensorSpec
 from stylize_rt.errors import BadInputError, MissingDependencyError
-from stylize_rt.runtime.backends.base import TensorSpec, warm_up
+from stylize_rt.runtime.backends.base import BackendBase, warm_up
+from stylize_rt.runtime.backends.options import TorchOptions, make_options
 
-IO_LAYOUTS = ("uint8_nhwc", "float32_nchw")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
@@ -45,45 +48,34 @@ def cpu_has_fast_bf16(flags: set[str] | None = None) -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
-class TorchBackend:
+class TorchBackend(BackendBase):
     """Runs a generator checkpoint (``config.json`` + ``generator.safetensors``) with PyTorch.
 
-    Options: ``device`` ("cpu", "cuda", "cuda:1"), ``precision`` (auto/fp32/fp16/bf16),
-    ``compile`` (``torch.compile`` with dynamic shapes; the first call per new shape compiles),
-    ``channels_last`` (NHWC memory for the convolutions: what oneDNN and cuDNN prefer),
-    ``io_layout`` (uint8_nhwc or float32_nchw), ``threads`` (CPU intra-op threads, 0 = torch's
-    default), ``warmup`` runs at ``warmup_shape`` (H, W) at open; their cost is ``warmup_seconds``;
-    ``timing`` (CUDA) records events per call, read as ``last_timings``.
+    Options: :class:`TorchOptions`. ``compile``: the first call per new shape compiles;
+    ``threads``: CPU intra-op threads (0 = torch's default); ``timing`` (CUDA) records events
+    per call, read as ``last_timings``.
     """
 
     name = "torch"
 
-    def __init__(
-        self,
-        checkpoint: str | os.PathLike[str],
-        device: str = "cpu",
-        precision: str = "auto",
-        compile: bool = False,
-        channels_last: bool = True,
-        io_layout: str = "uint8_nhwc",
-        threads: int = 0,
-        warmup: int = 1,
-        warmup_shape: tuple[int, int] = (256, 256),
-        timing: bool = False,
-    ) -> None:
+    def __init__(self, checkpoint: str | os.PathLike[str], options: TorchOptions | None = None, **fields: Any) -> None:
+        options = make_options(TorchOptions, options, self.name, **fields)
         try:
             # Idle OpenMP workers that spin steal the core the caller's thread needs; on a 2-core VM the
             # main thread ran 5x slower (893 vs 169 ms at 512x512). Only effective before torch loads.
             os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-            import torch
+            import torch  # the optional torch backend: the runtime imports torch nowhere else
         except ImportError:
             raise MissingDependencyError("the torch backend needs PyTorch: pip install 'stylize-rt[train]'") from None
-        from stylize_rt.training.checkpoint import load_generator
+        from stylize_rt.nets.checkpoint import load_generator  # the networks need torch, loaded just above
 
+        io_layout, precision, threads = options.io_layout, options.precision, options.threads
+        device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        compile, channels_last = options.compile, options.channels_last
         if io_layout not in IO_LAYOUTS:
             raise BadInputError(f"unknown io_layout {io_layout!r} (choose from {', '.join(IO_LAYOUTS)})")
         if precision not in PRECISIONS:
-            raise BadInputError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+            raise BadInputError(f"unknown precision {precision!r} for torch (choose from {', '.join(PRECISIONS)})")
         self._torch = torch
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -116,7 +108,8 @@ class TorchBackend:
         self._staging = None  # pinned host buffer for CUDA uploads
         # CUDA events around upload / model / download, for the benchmarks (``last_timings``).
         self._events = (
-            [torch.cuda.Event(enable_timing=True) for _ in range(4)] if timing and self.device.type == "cuda" else None
+            [torch.cuda.Event(enable_timing=True) for _ in range(4)] if options.timing and self.device.type == "cuda"
+            else None
         )
 
         if io_layout == "uint8_nhwc":
@@ -126,22 +119,17 @@ class TorchBackend:
             self.inputs = [TensorSpec("input", np.dtype(np.float32), (None, 3, None, None))]
             self.outputs = [TensorSpec("output", np.dtype(np.float32), (None, 3, None, None))]
         self.metadata = {
-            "stylize_rt.version": __version__,
-            "stylize_rt.io_layout": io_layout,
-            "stylize_rt.torch.precision": precision,
-            "stylize_rt.torch.device": str(self.device),
-            "stylize_rt.torch.compile": str(bool(compile)).lower(),
+            contract.VERSION: __version__,
+            contract.IO_LAYOUT: io_layout,
+            contract.TORCH_PRECISION: precision,
+            contract.TORCH_DEVICE: str(self.device),
+            contract.TORCH_COMPILE: str(bool(compile)).lower(),
         }
-        self.warmup_seconds = warm_up(self, warmup, *warmup_shape)
+        self.warmup_seconds = warm_up(self, options.warmup, *(options.warmup_shape or (256, 256)))
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
-        array = feeds.get("input")
-        spec = self.inputs[0]
-        if array is None:
-            raise BadInputError("missing input 'input'")
-        if array.dtype != spec.dtype or array.ndim != 4:
-            raise BadInputError(f"input must be a 4-D {spec.dtype} array, got {array.dtype} {array.shape}")
+        array = feeds["input"]
         events = self._events
         x = torch.from_numpy(np.ascontiguousarray(array))
         if self.device.type == "cuda":
@@ -182,12 +170,6 @@ class TorchBackend:
     def close(self) -> None:
         self._model = None
         self._staging = None
-
-    def __enter__(self) -> "TorchBackend":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _wrapper_class(torch):

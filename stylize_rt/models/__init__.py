@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stylize_rt.errors import BadInputError
+
 MODELS_DIR = Path(__file__).resolve().parent
 DEFAULT_GENERATOR = "mosaic"
 
@@ -53,6 +55,4 @@ def get_model(name: str) -> EmbeddedModel:
         if model.name == name:
             return model
     names = ", ".join(m.name for m in list_models()) or "none"
-    from stylize_rt.errors import BadInputError
-
     raise BadInputError(f"no embedded model named {name!r} (embedded: {names})")

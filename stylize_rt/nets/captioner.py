@@ -16,11 +16,22 @@ any runtime is the training-time computation, not an approximation of it.
 
 from __future__ import annotations
 
+import json
+import tempfile
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from stylize_rt import __version__
+from stylize_rt.contract import CAPTIONER_TOKENIZER_FILE as TOKENIZER_FILE
+from stylize_rt.contract import CHECKPOINT_CARD as CONFIG_FILE
+from stylize_rt.errors import BadInputError, OutputError
+from stylize_rt.fileio import replace_dir
+from stylize_rt.nets.checkpoint import load_weights, read_card, save_weights
+from stylize_rt.tokenizer import Tokenizer
 
 
 @dataclass
@@ -199,7 +210,6 @@ __all__ = [
 
 # --- checkpoints: CKPT/config.json + captioner.safetensors + tokenizer.json ---------------
 WEIGHTS_FILE = "captioner.safetensors"
-TOKENIZER_FILE = "tokenizer.json"
 
 
 def vocab_digest(tokenizer) -> str:
@@ -209,14 +219,6 @@ def vocab_digest(tokenizer) -> str:
 
 def save_captioner(path, model: Captioner, tokenizer, extra: dict | None = None):
     """Write a captioner checkpoint directory atomically (built beside, then renamed)."""
-    import json
-    import tempfile
-    from pathlib import Path
-
-    from stylize_rt import __version__
-    from stylize_rt.errors import OutputError
-    from stylize_rt.training.checkpoint import CONFIG_FILE, _replace_dir, save_weights
-
     if len(tokenizer) != model.config.vocab_size:
         raise ValueError(f"tokenizer has {len(tokenizer)} words, model {model.config.vocab_size}")
     ckpt = Path(path)
@@ -235,17 +237,11 @@ def save_captioner(path, model: Captioner, tokenizer, extra: dict | None = None)
         (tmp / CONFIG_FILE).write_text(json.dumps(card, indent=2) + "\n")
     except OSError as exc:
         raise OutputError(f"cannot write checkpoint {ckpt}: {exc.strerror or exc}") from None
-    return _replace_dir(tmp, ckpt)
+    return replace_dir(tmp, ckpt)
 
 
 def load_captioner(path):
     """Load ``CKPT/`` -> (eval-mode Captioner, Tokenizer, card); one-line errors on any mismatch."""
-    from pathlib import Path
-
-    from stylize_rt.errors import BadInputError
-    from stylize_rt.runtime.tokenizer import Tokenizer
-    from stylize_rt.training.checkpoint import CONFIG_FILE, load_weights, read_card
-
     ckpt = Path(path)
     card = read_card(ckpt, kind="captioner")
     try:

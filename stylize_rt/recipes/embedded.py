@@ -1,6 +1,6 @@
 """Train, export and ship the embedded default generator (``make models``).
 
-``python -m stylize_rt.training.embedded`` trains the ``mosaic`` generator on CPU from
+``python -m stylize_rt.recipes.embedded`` trains the ``mosaic`` generator on CPU from
 scikit-image's bundled photos and the generated mosaic style (with the stability loss),
 exports it as uint8-NHWC ONNX, and writes ``stylize_rt/models/mosaic/``::
 
@@ -25,7 +25,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from stylize_rt.errors import EXIT_INTERRUPTED, OutputError, run_reporting_errors
+import torch
+
+from stylize_rt.contract import CHECKPOINT_CARD as CONFIG_FILE
+from stylize_rt.contract import GENERATOR_WEIGHTS as GENERATOR_FILE
+from stylize_rt.errors import EXIT_INTERRUPTED, BadInputError, OutputError, run_reporting_errors
+from stylize_rt.export.onnx_export import export_checkpoint
+from stylize_rt.fileio import replace_dir
+from stylize_rt.models import MODELS_DIR
+from stylize_rt.nets.generator import Generator, GeneratorConfig, count_parameters, estimate_macs
+from stylize_rt.training.preview import write_png
+from stylize_rt.training.style_images import builtin_style
+from stylize_rt.training.trainer import TrainConfig, Trainer
 
 NAME = "mosaic"
 DEFAULT_STEPS = 800
@@ -52,15 +63,7 @@ RECIPE = dict(
 )
 
 
-def _models_dir() -> Path:
-    from stylize_rt.models import MODELS_DIR
-
-    return MODELS_DIR
-
-
 def train_recipe(out: Path, steps: int, stability: float, progress: bool = True):
-    from stylize_rt.training.trainer import TrainConfig, Trainer
-
     recipe = dict(RECIPE, stability=stability, steps=steps, out=str(out), progress=progress)
     if (out / "final").is_dir():
         shutil.rmtree(out)  # a fresh run: reproducing means starting from the seed
@@ -70,20 +73,13 @@ def train_recipe(out: Path, steps: int, stability: float, progress: bool = True)
 def export_onnx(checkpoint: Path, onnx_path: Path) -> Path:
     """uint8-NHWC FP32 ONNX via the export stage's verified pipeline (parity against PyTorch,
     TensorRT lint, metadata incl. style name and config hash)."""
-    from stylize_rt.export.onnx_export import export_checkpoint
-
     result = export_checkpoint(checkpoint, onnx_path, io_layout="uint8_nhwc", precision="fp32", log=lambda _m: None)
     return result.path
 
 
 def ship(checkpoint: Path, source: str, wall_seconds: float, steps_per_second: float) -> Path:
     """Assemble the model folder beside the target, then swap it into place."""
-    from stylize_rt.training.checkpoint import CONFIG_FILE, GENERATOR_FILE, _replace_dir
-    from stylize_rt.training.generator import GeneratorConfig, count_parameters, estimate_macs, Generator
-    from stylize_rt.training.preview import write_png
-    from stylize_rt.training.style_images import builtin_style
-
-    target = _models_dir() / NAME
+    target = MODELS_DIR / NAME
     card = json.loads((checkpoint / CONFIG_FILE).read_text())
     gen_config = GeneratorConfig.from_dict(card["generator"])
     try:
@@ -119,15 +115,13 @@ def ship(checkpoint: Path, source: str, wall_seconds: float, steps_per_second: f
         tmp.chmod(0o755)
         for f in tmp.iterdir():
             f.chmod(0o644)
-        return _replace_dir(tmp, target)
+        return replace_dir(tmp, target)
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
 def _export_only(runs: Path) -> int:
-    from stylize_rt.errors import BadInputError
-
-    card_path = _models_dir() / NAME / "model.json"
+    card_path = MODELS_DIR / NAME / "model.json"
     if not card_path.is_file() or not (runs / NAME / "final").is_dir():
         raise BadInputError(f"--export-only needs a finished run in {runs / NAME} and a shipped {card_path}")
     card = json.loads(card_path.read_text())
@@ -140,7 +134,7 @@ def _export_only(runs: Path) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m stylize_rt.training.embedded", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m stylize_rt.recipes.embedded", description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})")
     p.add_argument("--runs", default="runs", help="where the training runs go (default runs/)")
     p.add_argument("--skip-baseline", action="store_true", help="do not train the no-stability baseline")
@@ -158,10 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     runs = Path(args.runs)
     if args.threads > 0:
-        import torch
-
         torch.set_num_threads(args.threads)
-    source = " ".join(["python -m stylize_rt.training.embedded", *map(shlex.quote, argv)]).strip()
+    source = " ".join(["python -m stylize_rt.recipes.embedded", *map(shlex.quote, argv)]).strip()
     return run_reporting_errors(lambda: _make(args, runs, source))
 
 

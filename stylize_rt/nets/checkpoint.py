@@ -30,15 +30,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from stylize_rt import __version__
-from stylize_rt.errors import BadInputError, OutputError
-from stylize_rt.fileio import shareable_mode
-from stylize_rt.training.generator import Generator, GeneratorConfig
-
-CONFIG_FILE = "config.json"
-GENERATOR_FILE = "generator.safetensors"
+from stylize_rt.contract import CHECKPOINT_CARD as CONFIG_FILE
+from stylize_rt.contract import GENERATOR_WEIGHTS as GENERATOR_FILE
+from stylize_rt.errors import BadInputError, OutputError, first_line
+from stylize_rt.fileio import replace_dir
+from stylize_rt.nets.generator import Generator, GeneratorConfig
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 TRAINING_STATE_FILE = "training_state.pt"
 
@@ -64,8 +65,6 @@ def read_card(path: str | os.PathLike[str], kind: str | None = None) -> dict[str
 
 def load_weights(model: nn.Module, path: Path) -> None:
     """Load a safetensors state dict into ``model`` exactly (no missing/unexpected/misshaped keys)."""
-    from safetensors.torch import load_file
-
     if not path.is_file():
         raise BadInputError(f"checkpoint weights not found: {path}")
     try:
@@ -85,8 +84,6 @@ def load_weights(model: nn.Module, path: Path) -> None:
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
-
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path))
 
@@ -118,11 +115,9 @@ def save_generator(
         if discriminator is not None:
             save_weights(discriminator, tmp / DISCRIMINATOR_FILE)
         if optimizer_states is not None:
-            import torch
-
             torch.save(optimizer_states, tmp / TRAINING_STATE_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(card, indent=2) + "\n")
-        return _replace_dir(tmp, ckpt)
+        return replace_dir(tmp, ckpt)
     except OSError as exc:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -135,8 +130,6 @@ def load_training_state(path: str | os.PathLike[str], discriminator: nn.Module |
     Raises ``BadInputError`` when the checkpoint holds only a generator (e.g. an
     embedded model), or when ``training_state.pt`` is corrupt.
     """
-    import torch
-
     ckpt = Path(path)
     state_path = ckpt / TRAINING_STATE_FILE
     if not state_path.is_file():
@@ -146,32 +139,10 @@ def load_training_state(path: str | os.PathLike[str], discriminator: nn.Module |
     try:
         state = torch.load(str(state_path), map_location="cpu", weights_only=True)
     except Exception as exc:  # zip/pickle errors on truncation, UnpicklingError on code-bearing pickles
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInputError(f"corrupt training state {state_path}: {first[:200]}") from None
+        raise BadInputError(f"corrupt training state {state_path}: {first_line(exc)[:200]}") from None
     if not isinstance(state, dict):
         raise BadInputError(f"corrupt training state {state_path}: not a dict")
     return state
-
-
-def _share_modes(tmp: Path) -> None:
-    """mkdtemp/mkstemp make private (0700/0600) entries; a saved model is for sharing (umask applies)."""
-    os.chmod(tmp, shareable_mode(directory=True))
-    for entry in tmp.rglob("*"):
-        os.chmod(entry, shareable_mode(directory=entry.is_dir()))
-
-
-def _replace_dir(tmp: Path, target: Path) -> Path:
-    """Move a finished temp dir into place; an existing target is swapped out, not half-overwritten."""
-    _share_modes(tmp)
-    old = None
-    if target.exists():
-        old = target.with_name(target.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 def load_generator(path: str | os.PathLike[str]) -> tuple[Generator, dict[str, Any]]:

@@ -1,0 +1,113 @@
+"""Typed options of each backend: one dataclass per backend, the shared fields in a base.
+
+Options are checked when they are made, not discovered by trying a constructor: an option a
+backend does not have is a one-line error naming the ones it has. Code that does not care
+which backend runs (``run``, ``demo``, the benchmarks) names only the shared fields of
+``BackendOptions``, which every backend has; each backend keeps its own defaults for the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Sequence, TypeVar
+
+from stylize_rt.errors import BadInputError
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+
+
+@dataclass
+class BackendOptions:
+    """What every backend understands.
+
+    ``threads``: CPU intra-op threads (0 = the library's default; GPU backends ignore it).
+    ``precision``: ``auto`` lets the backend pick; a backend that cannot honour an explicit
+    one says so when it opens. ``warmup`` runs at ``warmup_shape`` ((H, W), or a full input
+    shape for TensorRT; None = the engine's profile opt shape) are done at open and reported
+    as ``warmup_seconds``.
+    """
+
+    threads: int = 0
+    precision: str = "auto"
+    warmup: int = 1
+    warmup_shape: tuple[int, ...] | None = (256, 256)
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise BadInputError(f"threads must be 0 or more (got {self.threads})")
+        if self.precision not in PRECISIONS:
+            raise BadInputError(f"unknown precision {self.precision!r} (choose from {', '.join(PRECISIONS)})")
+        if self.warmup < 0:
+            raise BadInputError(f"warmup must be 0 or more (got {self.warmup})")
+
+
+@dataclass
+class OnnxRuntimeOptions(BackendOptions):
+    """ONNX Runtime: ``providers`` "auto" (TensorRT EP, CUDA EP, CPU, whichever the build has), a
+    list of EP names or aliases ("tensorrt", "cuda", "cpu"); ``inter_threads`` between independent
+    nodes; ``device`` the CUDA ordinal; ``shapes`` (frame presets for the TensorRT EP's profile) and
+    ``cache_dir`` concern the TensorRT EP only; ``io_binding`` keeps GPU outputs on the device."""
+
+    providers: str | Sequence[str] = "auto"
+    inter_threads: int = 0
+    device: int = 0
+    shapes: Sequence[str] = ()
+    cache_dir: str | None = None
+    io_binding: bool = True
+
+
+@dataclass
+class TensorrtOptions(BackendOptions):
+    """TensorRT: ``device`` (CUDA ordinal), ``cuda_graph`` (capture each repeated input shape and
+    replay it), ``timing`` (CUDA events per call, read as ``last_timings``), ``copy_outputs`` (False
+    returns views into the pinned output buffer, valid until the next call), ``verify_hash``
+    (SHA-256 of the engine against its sidecar); for an ``.onnx`` model, ``build`` (an
+    ``engines.build.BuildConfig``; default: ``precision`` and ``shapes``) and ``cache_dir``."""
+
+    warmup: int = 2
+    warmup_shape: tuple[int, ...] | None = None
+    device: int = 0
+    cuda_graph: bool = True
+    timing: bool = False
+    copy_outputs: bool = True
+    verify_hash: bool = True
+    shapes: Sequence[str] = ()
+    build: Any = None
+    cache_dir: str | None = None
+
+
+@dataclass
+class TorchOptions(BackendOptions):
+    """PyTorch: ``device`` ("cpu", "cuda", "cuda:1"; None = CUDA where torch sees a GPU, else CPU),
+    ``compile`` (``torch.compile`` with dynamic shapes), ``channels_last`` (NHWC memory for the
+    convolutions), ``io_layout`` (uint8_nhwc or float32_nchw), ``timing`` (CUDA events per call)."""
+
+    device: str | None = None
+    compile: bool = False
+    channels_last: bool = True
+    io_layout: str = "uint8_nhwc"
+    timing: bool = False
+
+
+Options = TypeVar("Options", bound=BackendOptions)
+
+
+def make_options(kind: type[Options], options: Options | None = None, backend: str = "", **fields: Any) -> Options:
+    """``kind`` from ``options`` (already of that kind, or None for the defaults) updated by ``fields``.
+
+    An unknown field, or options made for another backend, is a one-line ``BadInputError``.
+    """
+    names = {f.name for f in dataclasses.fields(kind)}
+    label = backend or kind.__name__
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise BadInputError(f"backend {label} has no option {unknown[0]!r} (options: {', '.join(sorted(names))})")
+    if options is None:
+        return kind(**fields)
+    if type(options) is not kind:
+        raise BadInputError(f"{type(options).__name__} are not options of backend {label}")
+    return dataclasses.replace(options, **fields)
+
+
+__all__ = ["PRECISIONS", "BackendOptions", "OnnxRuntimeOptions", "TensorrtOptions", "TorchOptions", "make_options"]

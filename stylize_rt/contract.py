@@ -1,0 +1,81 @@
+"""The model contract: what every stage agrees on about a model file, written down once.
+
+The exporter writes these ONNX metadata keys, the engine builder carries them into engine
+sidecars, and the runtime and the benchmarks read them back; checkpoints and exported
+captioners use these file names. A model says its IO convention here (tensor layout,
+element type, value range) so that no stage has to guess it from the graph.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from stylize_rt.errors import BadInputError
+
+# -- ONNX metadata keys (namespaced so they never collide with what other tools add) ---------
+KIND = "stylize_rt.kind"  # "generator" | "captioner"
+STYLE = "stylize_rt.style"
+IO_LAYOUT = "stylize_rt.io_layout"  # one of IO_LAYOUTS
+INPUT_RANGE = "stylize_rt.input_range"  # one of INPUT_RANGES; default by layout (DEFAULT_RANGE)
+PRECISION = "stylize_rt.precision"  # one of GRAPH_PRECISIONS
+CONFIG_HASH = "stylize_rt.config_sha256"
+VERSION = "stylize_rt.version"
+OPSET = "stylize_rt.opset"
+# JSON list of ONNX node names that must run in FP32 in an FP16 engine (read by engines/).
+FP32_LAYERS = "stylize_rt.fp32_layers"
+# JSON object: what the verification measured at export time (parity, PSNR).
+VERIFIED = "stylize_rt.verified"
+# INT8 graphs: worst held-out PSNR (dB) against the FP32 graph, measured at export.
+INT8_PSNR = "stylize_rt.int8_psnr_db"
+# Captioner graphs: the model config (JSON) and which part of the captioner a graph is.
+CAPTIONER_CONFIG = "stylize_rt.captioner_config"
+PART = "stylize_rt.part"
+# What a backend adds about how it runs a model (not written into files).
+ENGINE_PRECISION = "stylize_rt.engine.precision"
+TORCH_PRECISION = "stylize_rt.torch.precision"
+TORCH_DEVICE = "stylize_rt.torch.device"
+TORCH_COMPILE = "stylize_rt.torch.compile"
+
+# -- IO conventions -----------------------------------------------------------------------------
+IO_LAYOUTS = ("uint8_nhwc", "float32_nchw")
+AXIS_ORDERS = ("nhwc", "nchw")
+INPUT_RANGES: dict[str, tuple[float, float]] = {"0-255": (0.0, 255.0), "0-1": (0.0, 1.0), "-1-1": (-1.0, 1.0)}
+DEFAULT_RANGE = {"uint8_nhwc": "0-255", "float32_nchw": "0-1"}
+GRAPH_PRECISIONS = ("fp32", "fp16", "int8")  # what an exported generator graph computes in
+
+# -- Files -----------------------------------------------------------------------------------
+CHECKPOINT_CARD = "config.json"  # a checkpoint directory's card
+GENERATOR_WEIGHTS = "generator.safetensors"
+CHECKPOINT_ONNX = "generator.onnx"  # shipped beside the weights by the embedded models
+CAPTIONER_FORMAT = "stylize_rt.captioner"  # captioner.json's "format"
+CAPTIONER_CONFIG_FILE = "captioner.json"
+CAPTIONER_ENCODER_FILE = "encoder.onnx"
+CAPTIONER_DECODER_FILE = "decoder_step.onnx"
+CAPTIONER_TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, dtype and shape of a model input/output; dynamic dimensions are ``None``."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...]
+
+
+def fp32_layers(meta: dict[str, str]) -> list[str]:
+    """The node names an FP16 engine must keep in FP32 (empty when the key is absent)."""
+    raw = meta.get(FP32_LAYERS)
+    if not raw:
+        return []
+    try:
+        names = json.loads(raw)
+    except json.JSONDecodeError:
+        raise BadInputError(f"ONNX metadata {FP32_LAYERS} is not a JSON list of node names: {raw[:60]!r}") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BadInputError(f"ONNX metadata {FP32_LAYERS} is not a JSON list of node names")
+    return names
+
