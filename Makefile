@@ -8,6 +8,13 @@ FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 PYTEST_ARGS ?=
+# A strict editable install: a tree of links under build/ that Python and the static tools
+# (lint-imports, ruff) both see as the one package stylize_rt with its stage subpackages.
+# It links each file, so a new or removed file needs a reinstall: the file list decides.
+PACKAGE_FILES := $(sort $(wildcard src/stylize_rt/*.py src/stylize_rt/*/*.py src/stylize_rt/models/*/* \
+                   training/*.py export/*.py engines/*.py runtime/*.py runtime/*/*.py benchmarks/*.py))
+FILE_LIST := $(VENV)/.package-files
+$(shell mkdir -p $(VENV) && (echo '$(PACKAGE_FILES)' | cmp -s - $(FILE_LIST) || echo '$(PACKAGE_FILES)' > $(FILE_LIST)))
 
 .PHONY: demo test setup setup-dev clean models bench-cpu
 
@@ -15,6 +22,8 @@ demo: $(RUNTIME_STAMP)
 	$(VENV)/bin/stylize-rt demo --output-dir out/demo
 
 test: $(DEV_STAMP)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 setup: $(RUNTIME_STAMP)
@@ -23,9 +32,9 @@ setup-dev: $(DEV_STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(RUNTIME_STAMP): pyproject.toml requirements/runtime.txt | $(PY)
+$(RUNTIME_STAMP): pyproject.toml requirements/runtime.txt $(FILE_LIST) | $(PY)
 	$(PIP) -r requirements/runtime.txt
-	$(PIP) --no-deps -e .
+	$(PIP) --no-deps -e . --config-settings editable_mode=strict
 	touch $@
 
 $(DEV_STAMP): $(RUNTIME_STAMP) requirements/dev.txt
@@ -38,7 +47,7 @@ models: $(DEV_STAMP)
 	$(PY) -m stylize_rt.recipes.embedded --threads 1
 	$(CAPTIONER_TRAIN) -o runs/captioner_ms_mle --steps 1500
 	$(CAPTIONER_TRAIN) -o runs/captioner_ms_gan --init runs/captioner_ms_mle --steps 0 --gan-steps 60
-	$(PY) -m stylize_rt.export.captioner runs/captioner_ms_gan stylize_rt/models/captioner --embedded \
+	$(PY) -m stylize_rt.export.captioner runs/captioner_ms_gan src/stylize_rt/models/captioner --embedded \
 		--source "make models (stylize-rt train captioner: 1500 MLE steps, then 60 GAN steps; see Makefile)"
 
 # Re-measure the CPU matrix in docs/BENCHMARKS.md (minutes; run on a quiet machine).
@@ -46,4 +55,4 @@ bench-cpu: $(DEV_STAMP)
 	$(PY) -m stylize_rt.recipes.cpu_matrix
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache build

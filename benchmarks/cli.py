@@ -193,7 +193,7 @@ def onnx_precision(path: Path) -> str:
         return "fp32"
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and friends
+    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
         raise BadInputError(f"cannot read ONNX model {path}: {first_line(exc)}") from None
     meta = {p.key: p.value for p in model.metadata_props}
     if meta.get(contract.PRECISION) in PRECISIONS:

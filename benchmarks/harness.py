@@ -430,7 +430,7 @@ class WorkCounter:
                 return estimate_macs(GeneratorConfig.from_dict(card["generator"]), height, width)
         except ImportError as exc:
             self.error = f"cannot count FLOPs: {exc.name} is not installed"
-        except Exception as exc:  # a FLOP count is optional; the latency still stands
+        except Exception as exc:  # noqa: BLE001 - a FLOP count is optional; the latency still stands
             self.error = f"cannot count FLOPs of {self.model.name}: {exc}"
         return None
 

@@ -36,7 +36,7 @@ def _blas_name() -> str:
     try:
         config = np.show_config(mode="dicts")
         return str(config["Build Dependencies"]["blas"]["name"])
-    except Exception:  # the config layout differs between numpy versions
+    except Exception:  # noqa: BLE001 - the config layout differs between numpy versions
         return "unknown"
 
 

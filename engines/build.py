@@ -17,6 +17,7 @@ the INT8 flag, TensorRT 11 reads the Q/DQ types from the graph; calibration is n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from stylize_rt import __version__
+from stylize_rt.contract import FP32_LAYERS, fp32_layers
 from stylize_rt.engines.shapes import Profile, read_onnx_info, resolve_profile
 from stylize_rt.engines.sidecar import (
     HARDWARE_COMPATIBILITY,
@@ -37,7 +39,6 @@ from stylize_rt.engines.sidecar import (
     file_sha256,
     write_sidecar,
 )
-from stylize_rt.contract import FP32_LAYERS, fp32_layers
 from stylize_rt.errors import BadInputError, StylizeError
 from stylize_rt.fileio import write_atomic
 from stylize_rt.gpu import cuda
@@ -347,13 +348,11 @@ def _progress_monitor(trt):
             self.cancelled = False
 
         def phase_start(self, phase_name, parent_phase, num_steps):
-            try:
+            with contextlib.suppress(Exception):  # a drawing problem must never break the build
                 self._bars[phase_name] = tqdm(
                     total=num_steps, desc=phase_name, position=len(self._bars), leave=False,
                     file=sys.stderr, unit="step", dynamic_ncols=True,
                 )
-            except Exception:  # a drawing problem must never break the build
-                pass
 
         def step_complete(self, phase_name, step):
             bar = self._bars.get(phase_name)

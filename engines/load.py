@@ -67,7 +67,7 @@ def deserialize(trt, path: Path):
     runtime = trt.Runtime(logger)
     try:
         engine = runtime.deserialize_cuda_engine(plan)
-    except Exception as exc:  # some versions raise instead of returning None
+    except Exception as exc:  # noqa: BLE001 - some versions raise instead of returning None
         engine, detail = None, first_line(exc)
     else:
         detail = "see TensorRT's message above"

@@ -301,7 +301,7 @@ def read_onnx_info(path) -> OnnxModelInfo:
         return _read_with_onnxruntime(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # DecodeError and friends
+    except Exception as exc:  # noqa: BLE001 - DecodeError and friends
         raise BadInputError(f"cannot read ONNX file {path}: {first_line(exc)}") from None
     initializers = {t.name for t in model.graph.initializer}
 
@@ -325,7 +325,7 @@ def _read_with_onnxruntime(path) -> OnnxModelInfo:
     options.log_severity_level = 3
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types
         raise BadInputError(f"cannot read ONNX file {path}: {first_line(exc)}") from None
 
     def info(arg) -> InputInfo:

@@ -296,9 +296,9 @@ def check_fp16_graph(original, half, keep_fp32: list[str]) -> list[str]:
     producer = {o: n for n in half.graph.node for o in n.output}
     for node in half.graph.node:
         first = producer.get(node.input[0]) if node.op_type == "Cast" and node.input else None
-        if first is not None and first.op_type == "Cast" and _cast_to(node) == FLOAT and _cast_to(first) == FLOAT16:
-            if types.get(first.input[0]) == FLOAT:
-                problems.append(f"{first.name} -> {node.name} round-trips an FP32 tensor through FP16")
+        if (first is not None and first.op_type == "Cast" and _cast_to(node) == FLOAT and _cast_to(first) == FLOAT16
+                and types.get(first.input[0]) == FLOAT):
+            problems.append(f"{first.name} -> {node.name} round-trips an FP32 tensor through FP16")
     if not any(init.data_type == FLOAT16 for init in half.graph.initializer):
         problems.append("no FP16 weights at all")
     return problems

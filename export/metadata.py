@@ -15,6 +15,7 @@ from stylize_rt import __version__
 from stylize_rt.contract import CONFIG_HASH, IO_LAYOUT, KIND, OPSET, PRECISION, STYLE, VERSION
 from stylize_rt.errors import BadInputError, first_line
 
+
 def config_hash(card: dict[str, Any]) -> str:
     """SHA-256 of the checkpoint card's model config (canonical JSON): ties a graph to its config.
 
@@ -82,6 +83,6 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         raise BadInputError(f"model file not found: {path}")
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf DecodeError and friends
+    except Exception as exc:  # noqa: BLE001 - protobuf DecodeError and friends
         raise BadInputError(f"not an ONNX model: {path}: {first_line(exc)}") from None
     return get_metadata(model)

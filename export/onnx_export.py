@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
-
-import onnx
 
 from stylize_rt import __version__, contract
 from stylize_rt.errors import BadInputError, OutputError

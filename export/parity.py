@@ -27,7 +27,7 @@ def ort_session(model, optimize: bool = True, threads: int = 1):
     source = str(model) if isinstance(model, (str, os.PathLike)) else model.SerializeToString()
     try:
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types
         raise BadInputError(f"ONNX Runtime cannot load the model: {first_line(exc)}") from None
 
 

@@ -42,7 +42,7 @@ def simplify(model, feeds: list[dict[str, np.ndarray]]):
     original.CopyFrom(model)
     try:
         slim = onnxslim.slim(original)
-    except Exception as exc:  # a simplifier failure must never fail the export
+    except Exception as exc:  # noqa: BLE001 - a simplifier failure must never fail the export
         return model, SimplifyReport(before, before, False, f"onnxslim failed: {exc}")
     if slim is None:
         return model, SimplifyReport(before, before, False, "onnxslim returned nothing")
@@ -54,7 +54,7 @@ def simplify(model, feeds: list[dict[str, np.ndarray]]):
     slim.metadata_props.extend(model.metadata_props)
     try:
         onnx.checker.check_model(slim, full_check=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a simplifier failure must never fail the export
         return model, SimplifyReport(before, after, False, f"simplified graph fails the checker: {exc}")
     reference = ort_session(model, optimize=False)
     candidate = ort_session(slim, optimize=False)

@@ -28,31 +28,16 @@ MIN_OPSET, MAX_OPSET = 9, 20
 
 # "Y" in onnx-tensorrt's operator support matrix (docs/operators.md).
 SUPPORTED_OPS = frozenset(
-    """Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization
-    Cast Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum
-    DepthToSpace DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor
-    Gather GatherElements GatherND Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater
-    GreaterOrEqual GRU HardSigmoid Identity If ImageScaler InstanceNormalization IsNaN LeakyRelu Less
-    LessOrEqual Log LogSoftmax Loop LRN LSTM LpNormalization LpPool MatMul Max MaxPool Mean Min Mul
-    Neg NonMaxSuppression Not Or Pad ParametricSoftplus Pow PRelu QuantizeLinear RandomUniform
-    RandomUniformLike Range ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean
-    ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize ReverseSequence RNN Round
-    ScaledTanh Scan Scatter ScatterElements ScatterND Selu Shape Sigmoid Sign Sin Sinh Size Slice
-    Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile
-    TopK Transpose Unsqueeze Upsample Where Xor""".split()
+    ["Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Asinh", "Atan", "Atanh", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Celu", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "ConvTranspose", "Cos", "Cosh", "CumSum", "DepthToSpace", "DequantizeLinear", "Div", "Dropout", "Einsum", "Elu", "Equal", "Erf", "Exp", "Expand", "EyeLike", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gemm", "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "GRU", "HardSigmoid", "Identity", "If", "ImageScaler", "InstanceNormalization", "IsNaN", "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "Loop", "LRN", "LSTM", "LpNormalization", "LpPool", "MatMul", "Max", "MaxPool", "Mean", "Min", "Mul", "Neg", "NonMaxSuppression", "Not", "Or", "Pad", "ParametricSoftplus", "Pow", "PRelu", "QuantizeLinear", "RandomUniform", "RandomUniformLike", "Range", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "Resize", "ReverseSequence", "RNN", "Round", "ScaledTanh", "Scan", "Scatter", "ScatterElements", "ScatterND", "Selu", "Shape", "Sigmoid", "Sign", "Sin", "Sinh", "Size", "Slice", "Softmax", "Softplus", "Softsign", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Tile", "TopK", "Transpose", "Unsqueeze", "Upsample", "Where", "Xor"]
 )
 # Listed as unsupported in older matrices, added by newer parsers: flagged as warnings, to be
 # confirmed by the real parser (``parser_check``) rather than assumed either way.
 NEWER_OPS = frozenset(
-    """Gelu GridSample GroupNormalization HardSwish IsInf LayerNormalization Mod NonZero OneHot
-    Reciprocal RoiAlign Shrink Trilu RandomNormal RandomNormalLike""".split()
+    ["Gelu", "GridSample", "GroupNormalization", "HardSwish", "IsInf", "LayerNormalization", "Mod", "NonZero", "OneHot", "Reciprocal", "RoiAlign", "Shrink", "Trilu", "RandomNormal", "RandomNormalLike"]
 )
 # Explicitly "N" in the support matrix: the parser rejects these.
 UNSUPPORTED_OPS = frozenset(
-    """Bernoulli BitShift Compress ConcatFromSequence ConvInteger Det DynamicQuantizeLinear Hardmax
-    MatMulInteger MaxRoiPool MaxUnpool MeanVarianceNormalization Multinomial NegativeLogLikelihoodLoss
-    QLinearConv QLinearMatMul SequenceAt SequenceConstruct SequenceEmpty SequenceErase SequenceInsert
-    SequenceLength SoftmaxCrossEntropyLoss SplitToSequence StringNormalizer TfIdfVectorizer Unique""".split()
+    ["Bernoulli", "BitShift", "Compress", "ConcatFromSequence", "ConvInteger", "Det", "DynamicQuantizeLinear", "Hardmax", "MatMulInteger", "MaxRoiPool", "MaxUnpool", "MeanVarianceNormalization", "Multinomial", "NegativeLogLikelihoodLoss", "QLinearConv", "QLinearMatMul", "SequenceAt", "SequenceConstruct", "SequenceEmpty", "SequenceErase", "SequenceInsert", "SequenceLength", "SoftmaxCrossEntropyLoss", "SplitToSequence", "StringNormalizer", "TfIdfVectorizer", "Unique"]
 )
 PAD_MODES = ("constant", "reflect", "edge", "wrap")
 RESIZE_COORD_MODES = ("half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners")
@@ -308,7 +293,7 @@ def lint_file(path: str | os.PathLike[str], run_parser: bool = True) -> LintRepo
     if run_parser and importlib.util.find_spec("tensorrt") is not None:
         try:
             ok, errors = parser_check(path)
-        except Exception as exc:  # no GPU / driver: report, do not fail the static lint
+        except Exception as exc:  # noqa: BLE001 - no GPU / driver: report, do not fail the static lint
             report.parser = f"could not run: {first_line(exc)}"
         else:
             report.parser = "parsed OK" if ok else "FAILED: " + "; ".join(errors[:3])

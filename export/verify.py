@@ -214,7 +214,7 @@ def verify_file(
     model = onnx.load(str(path))
     try:
         onnx.checker.check_model(model, full_check=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - onnx.checker raises its own types
         raise BadInputError(f"{path} fails onnx.checker: {first_line(exc)}") from None
     kind = meta.get(contract.KIND, "generator")
     if kind != "generator":

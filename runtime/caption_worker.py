@@ -17,6 +17,8 @@ from typing import Callable
 
 import numpy as np
 
+from stylize_rt.errors import first_line
+
 
 @dataclass(frozen=True)
 class Caption:
@@ -80,8 +82,8 @@ class CaptionWorker:
             last_start = time.perf_counter()
             try:
                 text = str(self.caption_fn(frame)).strip()
-            except Exception as exc:  # a captioner failure must not stop the video
-                self.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            except Exception as exc:  # noqa: BLE001 - a captioner failure must not stop the video
+                self.error = f"{type(exc).__name__}: {first_line(exc)}"
                 print(f"stylize-rt: warning: captions turned off, the captioner failed: {self.error}", file=sys.stderr)
                 return
             done = time.perf_counter()

@@ -6,6 +6,8 @@ conversion happens once, at the edge (sources and sinks), never in the middle.
 
 from __future__ import annotations
 
+import contextlib
+
 import cv2
 import numpy as np
 
@@ -34,7 +36,5 @@ def rgb_to_bgr(frame: np.ndarray) -> np.ndarray:
 
 def quiet_opencv() -> None:
     """OpenCV logs backend probing noise (``[ WARN:0] ...``) to stderr; our errors say it better."""
-    try:
+    with contextlib.suppress(AttributeError):  # very old builds
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    except AttributeError:  # very old builds
-        pass

@@ -20,6 +20,7 @@ output file with every frame written so far.
 from __future__ import annotations
 
 import collections
+import contextlib
 import sys
 import threading
 import time
@@ -293,10 +294,8 @@ class StreamRunner:
             except BaseException as exc:  # noqa: BLE001
                 error = error or exc
             if not self._threads[0].is_alive():  # never release a capture another thread is inside
-                try:
+                with contextlib.suppress(Exception):  # closing a source must not mask the real outcome
                     self.source.close()
-                except Exception:  # noqa: BLE001 - closing a source must not mask the real outcome
-                    pass
         error = error or self._results.error or self._frames.error
         if error is not None:
             raise error

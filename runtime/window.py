@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 
 from stylize_rt.errors import MissingDependencyError
+from stylize_rt.imageio import write_image
 from stylize_rt.runtime.frames import rgb_to_bgr
 from stylize_rt.runtime.overlay import ViewState, compose, readout_lines
-from stylize_rt.imageio import write_image
 from stylize_rt.runtime.sinks import FrameInfo
 
 HEADLESS_HINT = (

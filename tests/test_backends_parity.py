@@ -11,16 +11,16 @@ listed too and skip with the reason where the hardware or package is absent.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
 
 from stylize_rt.errors import BadInputError
+from stylize_rt.models import MODELS_DIR
 from stylize_rt.runtime.stylizer import Stylizer
 
-EMBEDDED = Path(__file__).resolve().parents[1] / "stylize_rt" / "models" / "mosaic"
+EMBEDDED = MODELS_DIR / "mosaic"
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ def _ort(model: str, providers: str, **kw):
 
     def open_(models):
         import onnxruntime as ort
+
         from stylize_rt.runtime.backends.onnxruntime import PROVIDER_ALIASES
 
         if PROVIDER_ALIASES.get(providers, providers) not in ort.get_available_providers():
@@ -108,7 +109,7 @@ def models(request, tiny_generator, tiny_onnx, tmp_path_factory):
         checkpoint = save_generator(root / "ckpt", generator)
     else:
         if not (EMBEDDED / "config.json").is_file():
-            pytest.skip("the embedded default model (stylize_rt/models/mosaic) is not in this checkout yet")
+            pytest.skip("the embedded default model (src/stylize_rt/models/mosaic) is not in this checkout yet")
         generator, _ = load_generator(EMBEDDED)
         checkpoint = EMBEDDED
         onnx = {
@@ -220,7 +221,7 @@ def test_raw_output_is_finite(backend, frames):
     assert y.dtype == be.outputs[0].dtype
     assert np.isfinite(y.astype(np.float32)).all()
     if case.layout == "float32_nchw":
-        assert 0.0 <= float(y.min()) and float(y.max()) <= 1.0  # a sigmoid head
+        assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0  # a sigmoid head
 
 
 def test_wrong_dtype_is_a_clear_error(backend):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from stylize_rt.errors import BadInputError, MissingDependencyError
-from stylize_rt.runtime.backends import OnnxRuntimeBackend, TensorrtBackend, TorchBackend, open_backend
 from stylize_rt.gpu.cuda import DeviceArray, stream_handle
+from stylize_rt.runtime.backends import OnnxRuntimeBackend, TensorrtBackend, TorchBackend, open_backend
 from stylize_rt.runtime.backends.onnxruntime import resolve_providers
 from stylize_rt.runtime.backends.registry import available_backends, model_kind
 from stylize_rt.runtime.backends.torch_backend import cpu_flags, cpu_has_fast_bf16

@@ -18,7 +18,7 @@ def bench(*args, timeout=120):
 
 
 def one_line_error(proc) -> str:
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("stylize-rt: error:")]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("stylize-rt: error:")]
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     return lines[0]
@@ -65,7 +65,7 @@ def test_tiny_benchmark_through_the_cli(tiny_onnx, tmp_path):
         assert r.iters == 6 and r.backend == "onnxruntime" and r.device == "cpu"
         assert 0 < r.min_ms <= r.p50_ms <= r.p90_ms <= r.p99_ms <= r.max_ms
         assert r.fps == pytest.approx(r.batch * 1000 / r.mean_ms)
-        assert r.gflops > 0 and 0 < r.peak_fraction
+        assert r.gflops > 0 and r.peak_fraction > 0
         assert r.command.startswith("stylize-rt bench ")
     pipelines = [r for r in records if r.mode == "pipeline"]
     assert pipelines and all(r.overhead is not None and r.pipeline for r in pipelines)
@@ -77,10 +77,10 @@ def test_tiny_benchmark_through_the_cli(tiny_onnx, tmp_path):
 
 
 def test_conv_work_is_counted_from_the_onnx_graph(tiny_onnx):
+    from conftest import TINY_CONFIG
+
     from stylize_rt.benchmarks.peak import onnx_conv_macs
     from stylize_rt.nets.generator import GeneratorConfig, estimate_macs
-
-    from conftest import TINY_CONFIG
 
     config = GeneratorConfig.from_dict(TINY_CONFIG)
     for layout in ("uint8_nhwc", "float32_nchw"):
@@ -194,8 +194,8 @@ def tiny_captioner(tmp_path_factory):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
     from stylize_rt.export.captioner import export_captioner
-    from stylize_rt.tokenizer import Tokenizer
     from stylize_rt.nets.captioner import Captioner, CaptionerConfig
+    from stylize_rt.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.build(["a red ball on the grass", "two dogs run on a beach", "a cat sits on a box"])
     torch.manual_seed(0)
@@ -211,7 +211,7 @@ def test_captioner_timings_through_the_cli(tiny_onnx, tiny_captioner, tmp_path):
     assert proc.returncode == 0, proc.stderr
     [row] = json.loads((tmp_path / "r.json").read_text())["captioner"]
     assert 1 <= row["tokens"] <= 9 and row["iters"] == 4
-    assert 0 < row["token_ms"] and 0 < row["encoder_ms"] < row["caption_ms"]
+    assert row["token_ms"] > 0 and 0 < row["encoder_ms"] < row["caption_ms"]
     assert row["captions_s"] == pytest.approx(1000 / row["caption_ms"])
     assert "per-token" in proc.stdout
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from stylize_rt.benchmarks import report
-from stylize_rt.recipes import cpu_matrix
 from stylize_rt.benchmarks.harness import BenchRecord
+from stylize_rt.recipes import cpu_matrix
 
 
 def rec(backend, precision, size, p50, mode="model", overhead=None):

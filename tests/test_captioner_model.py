@@ -9,6 +9,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from stylize_rt.errors import BadInputError  # noqa: E402
+from stylize_rt.nets.captioner import (  # noqa: E402
+    Captioner,
+    CaptionerConfig,
+    caption_loss,
+    load_captioner,
+    save_captioner,
+)
 from stylize_rt.tokenizer import Tokenizer  # noqa: E402
 from stylize_rt.training.caption_gan import (  # noqa: E402
     CaptionDiscriminator,
@@ -16,13 +23,6 @@ from stylize_rt.training.caption_gan import (  # noqa: E402
     discriminator_step,
     generator_step,
     pad_after_eos,
-)
-from stylize_rt.nets.captioner import (  # noqa: E402
-    Captioner,
-    CaptionerConfig,
-    caption_loss,
-    load_captioner,
-    save_captioner,
 )
 from stylize_rt.training.scenes import scene_dataset  # noqa: E402
 from stylize_rt.training.train_captioner import CaptionBatches  # noqa: E402

@@ -110,10 +110,10 @@ def test_verifier_catches_a_different_model(exported, held_out, tmp_path):
 
 
 def _sequence_logprob(cap: Captioner, image: np.ndarray, tokens: list[int]) -> float:
-    state = cap._encode(image[None])
+    state = cap._encode(image[None])  # noqa: SLF001 - scoring a sequence needs the raw graph outputs
     prev, total = cap.spec.bos_id, 0.0
     for tok in [*tokens, cap.spec.eos_id][: cap.spec.max_len]:
-        logits, state = cap._step(np.array([prev]), state)
+        logits, state = cap._step(np.array([prev]), state)  # noqa: SLF001 - likewise
         logits = logits[0].astype(np.float64)
         total += logits[tok] - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))
         prev = tok

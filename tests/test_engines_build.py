@@ -7,8 +7,7 @@ import importlib.util
 import pytest
 
 from stylize_rt.contract import FP32_LAYERS, fp32_layers
-from stylize_rt.engines.build import BuildConfig, build_engine, matches_node
-from stylize_rt.engines.build import resolve_build_profile
+from stylize_rt.engines.build import BuildConfig, build_engine, matches_node, resolve_build_profile
 from stylize_rt.errors import BadInputError, MissingDependencyError
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None

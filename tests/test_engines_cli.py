@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from test_engines_sidecar import make_engine
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None

@@ -58,8 +58,8 @@ def test_timing_cache_is_reused_by_a_second_build(built, tiny_onnx):
 def test_backend_runs_odd_sizes_graphs_and_timings(built, frames, tiny_generator):
     import torch
 
-    from stylize_rt.runtime.backends.tensorrt import TensorrtBackend
     from stylize_rt.nets.generator import UInt8NHWC
+    from stylize_rt.runtime.backends.tensorrt import TensorrtBackend
 
     with TensorrtBackend(built["engine"], timing=True) as be:
         assert be.warmup_seconds > 0 and be.inputs[0].shape == (None, None, None, 3)

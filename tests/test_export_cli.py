@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from stylize_rt.nets.checkpoint import save_generator  # noqa: E402
+from stylize_rt.nets.checkpoint import save_generator
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -127,8 +127,8 @@ def captioner_ckpt(tmp_path_factory):
     pytest.importorskip("stylize_rt.export.captioner")
     import torch
 
-    from stylize_rt.tokenizer import Tokenizer
     from stylize_rt.nets.captioner import Captioner, CaptionerConfig, save_captioner
+    from stylize_rt.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.build(["a red circle on grass", "two blue squares near a tree", "a cat on a mat"])
     torch.manual_seed(0)

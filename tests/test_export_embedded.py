@@ -7,8 +7,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from stylize_rt import contract  # noqa: E402
-from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR  # noqa: E402
+from stylize_rt import contract
+from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR
 
 EMBEDDED = MODELS_DIR / DEFAULT_GENERATOR
 HAS_CHECKPOINT = (EMBEDDED / "config.json").is_file() and (EMBEDDED / "generator.safetensors").is_file()

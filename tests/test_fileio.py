@@ -14,10 +14,9 @@ from stylize_rt.fileio import atomic_file, output_error, shareable_mode, write_a
 def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / "result.json"
     write_atomic(target, "old\n")
-    with pytest.raises(RuntimeError):
-        with atomic_file(target, "w") as handle:
-            handle.write("half of the new")
-            raise RuntimeError("writer failed mid-way")
+    with pytest.raises(RuntimeError), atomic_file(target, "w") as handle:
+        handle.write("half of the new")
+        raise RuntimeError("writer failed mid-way")
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
 

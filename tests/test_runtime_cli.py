@@ -181,8 +181,8 @@ def test_demo_on_a_tiny_clip(tiny_onnx, tmp_path):
 
 
 def test_demo_without_embedded_model_says_what_to_do(tmp_path):
-    from stylize_rt.models import get_model
     from stylize_rt.errors import BadInputError
+    from stylize_rt.models import get_model
 
     try:
         get_model("mosaic").path("onnx")
@@ -228,8 +228,8 @@ def tiny_captioner(tmp_path_factory) -> Path:
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
     from stylize_rt.export.captioner import export_captioner
-    from stylize_rt.tokenizer import Tokenizer
     from stylize_rt.nets.captioner import Captioner, CaptionerConfig, save_captioner
+    from stylize_rt.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.build(["a red ball on the grass", "a blue sky over the sea"])
     torch.manual_seed(0)

@@ -8,6 +8,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from stylize_rt.errors import BadInputError  # noqa: E402
+from stylize_rt.imageio import decode_image  # noqa: E402
 from stylize_rt.training.data import (  # noqa: E402
     BUILTIN_CONTENT,
     ContentImages,
@@ -15,7 +16,6 @@ from stylize_rt.training.data import (  # noqa: E402
     load_style,
     random_crop,
 )
-from stylize_rt.imageio import decode_image  # noqa: E402
 
 
 def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The shipped default generator (stylize_rt/models/mosaic): complete, small, consistent, and it keeps content."""
+"""The shipped default generator (src/stylize_rt/models/mosaic): complete, small, consistent, and it keeps content."""
 
 from __future__ import annotations
 
@@ -46,10 +46,10 @@ def test_onnx_runs_through_the_runtime_at_odd_sizes_and_keeps_edges(frames):
 @needs_model
 def test_onnx_matches_the_shipped_weights(frames):
     torch = pytest.importorskip("torch")
-    from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from stylize_rt.runtime.stylizer import Stylizer
     from stylize_rt.nets.checkpoint import load_generator
     from stylize_rt.nets.generator import UInt8NHWC
+    from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from stylize_rt.runtime.stylizer import Stylizer
 
     generator, _ = load_generator(EMBEDDED)
     with torch.no_grad():

@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 
 from stylize_rt.errors import BadInputError  # noqa: E402
 from stylize_rt.nets.checkpoint import load_generator, load_training_state, save_generator  # noqa: E402
-from stylize_rt.training.data import ContentImages, ContentStats  # noqa: E402
 from stylize_rt.nets.generator import Generator, GeneratorConfig  # noqa: E402
+from stylize_rt.training.data import ContentImages, ContentStats  # noqa: E402
 from stylize_rt.training.trainer import TrainConfig, Trainer, _to_tensor  # noqa: E402
 
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from stylize_rt.errors import BadInputError
+from stylize_rt.errors import BadInputError, first_line
 
 # torchvision's ``cfgs`` "D" (VGG16) and "E" (VGG19); "M" is a 2x2 max pool.
 VGG_LAYOUTS = {
@@ -101,9 +101,8 @@ def load_vgg(path: str | os.PathLike[str], arch: str | None = None) -> VGGFeatur
         raise BadInputError(f"VGG weights file not found: {file}")
     try:
         state = torch.load(str(file), map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors on corrupt files, UnpicklingError on non-tensor pickles
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInputError(f"cannot read VGG weights {file}: {first[:200]}") from None
+    except Exception as exc:  # noqa: BLE001 - pickle/zip errors on corrupt files, UnpicklingError on non-tensor pickles
+        raise BadInputError(f"cannot read VGG weights {file}: {first_line(exc)[:200]}") from None
     if not isinstance(state, dict) or not any(isinstance(k, str) and k.startswith("features.") for k in state):
         raise BadInputError(f"{file} is not a torchvision VGG state dict (no 'features.N.weight' keys)")
     if arch is None:

@@ -18,14 +18,6 @@ import torch
 from tqdm import tqdm
 
 from stylize_rt.errors import BadInputError, OutputError
-from stylize_rt.tokenizer import Tokenizer
-from stylize_rt.training.caption_gan import (
-    CaptionDiscriminator,
-    GanConfig,
-    discriminator_step,
-    generator_step,
-    pad_after_eos,
-)
 from stylize_rt.nets.captioner import (
     Captioner,
     CaptionerConfig,
@@ -33,6 +25,14 @@ from stylize_rt.nets.captioner import (
     images_to_tensor,
     load_captioner,
     save_captioner,
+)
+from stylize_rt.tokenizer import Tokenizer
+from stylize_rt.training.caption_gan import (
+    CaptionDiscriminator,
+    GanConfig,
+    discriminator_step,
+    generator_step,
+    pad_after_eos,
 )
 from stylize_rt.training.caption_metrics import caption_scores, distinct_n, format_scores
 from stylize_rt.training.coco import CaptionData, load_coco_captions

@@ -35,9 +35,9 @@ import torch
 
 from stylize_rt.errors import BadInputError, OutputError, StylizeError
 from stylize_rt.nets import checkpoint as ckpt_io
-from stylize_rt.training.data import ContentImages, load_style, open_content
 from stylize_rt.nets.discriminator import DiscriminatorConfig, PatchDiscriminator
 from stylize_rt.nets.generator import LEGACY_LAYOUT, MIN_SIZE, PADDINGS, STEMS, Generator, GeneratorConfig
+from stylize_rt.training.data import ContentImages, load_style, open_content
 from stylize_rt.training.losses import (
     content_loss,
     discriminator_loss,

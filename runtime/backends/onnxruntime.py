@@ -95,7 +95,7 @@ def open_session(path: Path, options: OnnxRuntimeOptions):
             provider_list.append(name)
     try:
         session = ort.InferenceSession(str(path), session_options, providers=provider_list)
-    except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidProtobuf/... types
         raise BadInputError(f"cannot load ONNX model {path}: {first_line(exc)}") from None
     return session, names
 

@@ -39,6 +39,7 @@ from stylize_rt.runtime.backends.options import (
     TorchOptions,
     make_options,
 )
+from stylize_rt.runtime.backends.torch_backend import torch_unavailable
 
 ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
@@ -82,17 +83,6 @@ def _tensorrt_unavailable(options: TensorrtOptions) -> str | None:
     return None
 
 
-def _torch_unavailable(options: TorchOptions) -> str | None:
-    if importlib.util.find_spec("torch") is None:
-        return "torch is not installed (pip install 'stylize-rt[train]')"
-    if options.device and options.device.startswith("cuda"):
-        import torch  # asked about the torch backend on CUDA: torch is found above
-
-        if not torch.cuda.is_available():
-            return "this torch build sees no CUDA GPU"
-    return None
-
-
 # Fastest first: what ``auto`` and ``available_backends`` go by.
 BACKENDS: dict[str, BackendSpec] = {
     spec.name: spec
@@ -102,7 +92,7 @@ BACKENDS: dict[str, BackendSpec] = {
         BackendSpec("onnxruntime", "stylize_rt.runtime.backends.onnxruntime", "OnnxRuntimeBackend", ("onnx",),
                     ".onnx files", OnnxRuntimeOptions, _onnxruntime_unavailable),
         BackendSpec("torch", "stylize_rt.runtime.backends.torch_backend", "TorchBackend", ("checkpoint",),
-                    "generator checkpoint directories", TorchOptions, _torch_unavailable),
+                    "generator checkpoint directories", TorchOptions, torch_unavailable),
     )
 }
 

@@ -20,10 +20,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from stylize_rt.contract import TensorSpec
 from stylize_rt.engines.build import BuildConfig
 from stylize_rt.engines.cache import ensure_engine
 from stylize_rt.engines.load import LoadedEngine, load_engine
-from stylize_rt.contract import TensorSpec
 from stylize_rt.engines.shapes import check_shape
 from stylize_rt.errors import BadInputError
 from stylize_rt.gpu import cuda

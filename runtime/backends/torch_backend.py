@@ -15,6 +15,7 @@ FP32, at most 2-3). ``auto`` = fp16 on CUDA, fp32 on CPU.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,18 @@ def cpu_has_fast_bf16(flags: set[str] | None = None) -> bool:
     """AVX-512-BF16 or AMX-BF16: the CPUs where bfloat16 convolutions beat float32."""
     flags = cpu_flags() if flags is None else flags
     return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def torch_unavailable(options: TorchOptions) -> str | None:
+    """Why the torch backend cannot run here with ``options`` (the backend table asks), or None."""
+    if importlib.util.find_spec("torch") is None:
+        return "torch is not installed (pip install 'stylize-rt[train]')"
+    if options.device and options.device.startswith("cuda"):
+        import torch  # asked about the torch backend on CUDA: torch is found above
+
+        if not torch.cuda.is_available():
+            return "this torch build sees no CUDA GPU"
+    return None
 
 
 class TorchBackend(BackendBase):

@@ -2,7 +2,7 @@
 
 ``python -m stylize_rt.recipes.embedded`` trains the ``mosaic`` generator on CPU from
 scikit-image's bundled photos and the generated mosaic style (with the stability loss),
-exports it as uint8-NHWC ONNX, and writes ``stylize_rt/models/mosaic/``::
+exports it as uint8-NHWC ONNX, and writes ``src/stylize_rt/models/mosaic/``::
 
     generator.onnx          uint8 NHWC RGB in/out, dynamic batch/height/width
     generator.safetensors   the weights (the checkpoint's)

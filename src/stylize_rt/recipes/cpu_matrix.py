@@ -255,7 +255,7 @@ def render(document: dict, command: str, json_path: Path, plot_path: Path | None
         "- Any model, sizes and batches: `stylize-rt bench --engine my.onnx --sizes 256,720p --batch 1,4 "
         "--json out.json --markdown out.md --plot out.png` (`--engine` also takes a checkpoint directory, "
         "a TensorRT engine or an embedded model name; a directory holding a checkpoint and its ONNX exports, "
-        "like `stylize_rt/models/mosaic/`, runs both PyTorch and ONNX Runtime).",
+        "like `src/stylize_rt/models/mosaic/`, runs both PyTorch and ONNX Runtime).",
         "- INT8 rows: unless an INT8 ONNX sits beside the model, the bench quantizes the FP32 ONNX itself "
         "with the export stage's static QDQ path (calibrated on bundled photos) into a temporary file.",
         "- Regression gate: `stylize-rt bench ... --json new.json --compare benchmarks/results/cpu_matrix.json` "

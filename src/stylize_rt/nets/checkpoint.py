@@ -40,6 +40,7 @@ from stylize_rt.contract import GENERATOR_WEIGHTS as GENERATOR_FILE
 from stylize_rt.errors import BadInputError, OutputError, first_line
 from stylize_rt.fileio import replace_dir
 from stylize_rt.nets.generator import Generator, GeneratorConfig
+
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 TRAINING_STATE_FILE = "training_state.pt"
 
@@ -69,7 +70,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
         raise BadInputError(f"checkpoint weights not found: {path}")
     try:
         state = load_file(str(path))
-    except Exception as exc:  # safetensors raises SafetensorError/OSError on truncation
+    except Exception as exc:  # noqa: BLE001 - safetensors raises SafetensorError/OSError on truncation
         raise BadInputError(f"corrupt or truncated weights {path}: {exc}") from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -138,7 +139,7 @@ def load_training_state(path: str | os.PathLike[str], discriminator: nn.Module |
         load_weights(discriminator, ckpt / DISCRIMINATOR_FILE)
     try:
         state = torch.load(str(state_path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # zip/pickle errors on truncation, UnpicklingError on code-bearing pickles
+    except Exception as exc:  # noqa: BLE001 - zip/pickle errors on truncation, UnpicklingError on code-bearing pickles
         raise BadInputError(f"corrupt training state {state_path}: {first_line(exc)[:200]}") from None
     if not isinstance(state, dict):
         raise BadInputError(f"corrupt training state {state_path}: not a dict")
