@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from stylize_rt.benchmarks.harness import BenchRecord
 from stylize_rt.errors import BadInputError, MissingDependencyError, OutputError
-from stylize_rt.fileio import write_atomic
+from stylize_rt.fileio import read_json, write_atomic
 
 SCHEMA = "stylize-rt-bench/1"
 REQUIRED_FIELDS = ("backend", "device", "precision", "batch", "height", "width", "iters",
@@ -44,12 +44,7 @@ def write_json(document: dict, path: str | os.PathLike[str]) -> Path:
 def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate a result file; every problem is a one-line ``BadInputError``."""
     path = Path(path)
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BadInputError(f"benchmark result not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInputError(f"not a readable benchmark result {path}: {exc}") from None
+    document = read_json(path, "benchmark result")
     validate_document(document, str(path))
     return document
 

@@ -14,7 +14,6 @@ call per word, the cheapest thing to run beside a real-time stylizer.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from stylize_rt.contract import CAPTIONER_ENCODER_FILE as ENCODER_FILE
 from stylize_rt.contract import CAPTIONER_FORMAT as FORMAT
 from stylize_rt.contract import CAPTIONER_TOKENIZER_FILE as TOKENIZER_FILE
 from stylize_rt.errors import BadInputError
+from stylize_rt.fileio import read_json
 from stylize_rt.models import get_model
 from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from stylize_rt.tokenizer import Tokenizer
@@ -62,12 +62,7 @@ class CaptionerSpec:
 
     @classmethod
     def load(cls, path: Path) -> "CaptionerSpec":
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise BadInputError(f"not an exported captioner: {path} not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadInputError(f"corrupt {path}: {exc}") from None
+        data = read_json(path, "exported captioner config")
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise BadInputError(f"{path} is not a stylize-rt captioner config")
         try:

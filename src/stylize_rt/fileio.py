@@ -8,14 +8,15 @@ and renamed into place. Failures become one-line ``OutputError``s; a full disk s
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
-from stylize_rt.errors import OutputError
+from stylize_rt.errors import BadInputError, OutputError
 
 
 def shareable_mode(directory: bool = False) -> int:
@@ -60,6 +61,18 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes | memoryview) -
     with atomic_file(path, "w" if isinstance(data, str) else "wb") as handle:
         handle.write(data)
     return Path(path)
+
+
+def read_json(path: str | os.PathLike[str], what: str) -> Any:
+    """A JSON file's content; missing, unreadable or malformed files are one-line ``BadInputError``s
+    naming ``what`` the file should have been."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInputError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"corrupt {what} {path}: {exc}") from None
 
 
 def check_writable_dir(directory: str | os.PathLike[str]) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from stylize_rt.errors import BadInputError
-from stylize_rt.fileio import write_atomic
+from stylize_rt.fileio import read_json, write_atomic
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -100,12 +100,7 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "Tokenizer":
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise BadInputError(f"tokenizer not found: {path}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadInputError(f"corrupt tokenizer {path}: {exc}") from None
+        data = read_json(path, "tokenizer")
         if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("vocab"), list):
             raise BadInputError(f"{path} is not a stylize-rt tokenizer JSON")
         vocab = data["vocab"]

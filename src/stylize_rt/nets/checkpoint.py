@@ -38,7 +38,7 @@ from stylize_rt import __version__
 from stylize_rt.contract import CHECKPOINT_CARD as CONFIG_FILE
 from stylize_rt.contract import GENERATOR_WEIGHTS as GENERATOR_FILE
 from stylize_rt.errors import BadInputError, OutputError, first_line
-from stylize_rt.fileio import replace_dir
+from stylize_rt.fileio import read_json, replace_dir
 from stylize_rt.nets.generator import Generator, GeneratorConfig
 
 DISCRIMINATOR_FILE = "discriminator.safetensors"
@@ -53,10 +53,7 @@ def read_card(path: str | os.PathLike[str], kind: str | None = None) -> dict[str
         raise BadInputError(f"{ckpt} is a file; a checkpoint is a directory holding {CONFIG_FILE}")
     if not card_path.is_file():
         raise BadInputError(f"not a checkpoint: {card_path} not found")
-    try:
-        card = json.loads(card_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInputError(f"corrupt checkpoint card {card_path}: {exc}") from None
+    card = read_json(card_path, "checkpoint card")
     if not isinstance(card, dict) or "kind" not in card:
         raise BadInputError(f"corrupt checkpoint card {card_path}: no 'kind'")
     if kind is not None and card["kind"] != kind:
