@@ -36,6 +36,7 @@ class OutputError(StylizeError):
 
 
 EXIT_INTERRUPTED = 130
+EXIT_SKIPPED = 4  # the run finished and wrote the rest, but some inputs could not be read (each named)
 
 
 def first_line(exc: BaseException) -> str:
