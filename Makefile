@@ -7,6 +7,7 @@ PIP := $(PY) -m pip install -q --disable-pip-version-check
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
+SYSTEM_STAMP := $(VENV)/.system-packages
 PYTEST_ARGS ?=
 # A strict editable install: a tree of links under build/ that Python and the static tools
 # (lint-imports, ruff) both see as the one package stylize_rt with its stage subpackages.
@@ -21,13 +22,13 @@ $(shell mkdir -p $(VENV) && (echo '$(PACKAGE_FILES)' | cmp -s - $(FILE_LIST) || 
 demo: $(RUNTIME_STAMP)
 	$(VENV)/bin/stylize-rt demo --output-dir out/demo
 
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) $(SYSTEM_STAMP)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 setup: $(RUNTIME_STAMP)
-setup-dev: $(DEV_STAMP)
+setup-dev: $(DEV_STAMP) $(SYSTEM_STAMP)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,19 @@ $(RUNTIME_STAMP): pyproject.toml requirements/runtime.txt $(FILE_LIST) | $(PY)
 
 $(DEV_STAMP): $(RUNTIME_STAMP) requirements/dev.txt
 	$(PIP) $(FIND_LINKS) -r requirements/dev.txt
+	touch $@
+
+# Debian packages the tests use: ffmpeg/ffprobe (an independent reader of the videos we write) and
+# chromium (plays them in a real <video> element). Installed where apt-get exists and we are root;
+# elsewhere the tests that need them skip and say why.
+SYSTEM_TOOLS := ffmpeg chromium
+$(SYSTEM_STAMP): | $(PY)
+	@if command -v ffprobe >/dev/null && command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "apt-get install $(SYSTEM_TOOLS) (for the video and browser tests)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_TOOLS) >/dev/null) \
+			|| echo "note: apt-get could not install $(SYSTEM_TOOLS); the tests that need them will skip"; \
+	else echo "note: $(SYSTEM_TOOLS) not installed (needs root and apt-get); the tests that need them will skip"; fi
 	touch $@
 
 # Retrain and re-export the embedded default models (wall times: docs/MODELS.md, docs/CAPTIONER.md).

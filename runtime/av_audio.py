@@ -131,8 +131,8 @@ class AudioCopy:
 
     def _write(self, output, track: _Track, packet, start: float, end_s: float) -> None:
         duration = float(packet.duration * packet.time_base) if packet.duration else 0.0
-        if start + duration <= 0 and duration > 0:
-            return  # wholly before the first video frame
+        if start + duration < 0:
+            return  # wholly before the first video frame (the packet ending at 0 is the decoder's priming: kept)
         if track.copy:
             shift = round(self.audio.origin_s / packet.time_base)
             packet.pts -= shift

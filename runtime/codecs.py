@@ -76,6 +76,9 @@ DEFAULT_CRF = {"libx264": 23, "libx265": 28, "libvpx-vp9": 32, "libsvtav1": 35, 
 QSCALE_ENCODERS = ("mjpeg", "mpeg4")
 QSCALE_DEFAULT = 3  # 2 (best) .. 31
 QP2LAMBDA = 118  # FFmpeg's FF_QP2LAMBDA: global_quality is in lambda units
+# Speed settings for a real-time pipeline where the encoder has no presets.
+DEFAULT_OPTIONS = {"libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "row-mt": "1"},
+                   "libvpx": {"deadline": "realtime", "cpu-used": "8"}}
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                 "placebo")
 DEFAULT_PRESET = {"libx264": "veryfast", "libx265": "veryfast", "libsvtav1": "10", "h264_nvenc": "p4",
@@ -196,9 +199,9 @@ def _pix_fmt(encoder: str, width: int, height: int) -> tuple[str, str | None]:
         return supported[0], None
     for fmt in ("yuv444p", "gbrp"):
         if not supported or fmt in supported:
-            return fmt, (f"{width}x{height} has an odd side, which 4:2:0 H.264/HEVC cannot keep: encoded as {fmt} "
-                         "at the exact size (some players and browsers do not play it; --size with even sides, "
-                         "or .webm, gives 4:2:0)")
+            return fmt, (f"{width}x{height} has an odd side, which 4:2:0 H.264/HEVC cannot store: encoded as {fmt} "
+                         "at the exact size, which browsers and phones do not play; --codec vp9 keeps the exact "
+                         "size in 4:2:0 (browsers play it), --size with even sides keeps H.264 4:2:0")
     return supported[0], None
 
 
@@ -216,7 +219,7 @@ def _has_option(encoder: str, name: str) -> bool:
 
 
 def _encoder_options(encoder: str, options: EncodeOptions, stream: bool) -> tuple[dict[str, str], int | None]:
-    opts: dict[str, str] = {}
+    opts: dict[str, str] = dict(DEFAULT_OPTIONS.get(encoder, {}))
     bit_rate = parse_bitrate(options.bitrate) if options.bitrate else None
     preset = options.preset or DEFAULT_PRESET.get(encoder)
     if preset is not None:
