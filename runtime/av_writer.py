@@ -23,6 +23,7 @@ from stylize_rt.errors import BadInputError, OutputError, first_line
 from stylize_rt.runtime.codecs import ContainerSpec, EncodeOptions, EncoderChoice, choose_encoder, configure
 
 TIME_BASE = Fraction(1, 90000)
+STREAM_GOP_S = 2.0  # keyframe interval of network outputs
 BT709 = 1  # AVCOL_SPC/PRI/TRC_BT709
 BT470BG = 5  # AVCOL_SPC_BT470BG: the BT.601 matrix that JPEG uses
 RANGE_MPEG, RANGE_JPEG = 1, 2
@@ -101,6 +102,8 @@ class VideoWriter:
         ctx = stream.codec_context
         configure(ctx, choice, width, height)
         ctx.time_base = self._time_base
+        if self.stream_output:
+            ctx.gop_size = max(1, round(STREAM_GOP_S * self.fps))  # a receiver that joins late waits <= 2 s
         jpeg = choice.pix_fmt.startswith("yuvj")
         matrix, value_range = (BT470BG, RANGE_JPEG) if jpeg else (BT709, RANGE_MPEG)
         if not choice.pix_fmt.startswith("gbr"):

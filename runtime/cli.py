@@ -20,7 +20,7 @@ from stylize_rt.runtime.codecs import HWACCELS, EncodeOptions
 from stylize_rt.runtime.demo import print_result, run_demo
 from stylize_rt.runtime.pipeline import PipelineConfig
 from stylize_rt.runtime.session import ModelChoice, RunConfig, open_run
-from stylize_rt.runtime.sources import DEFAULT_RECONNECTS
+from stylize_rt.runtime.sources import DEFAULT_RECONNECTS, DEFAULT_TIMEOUT_S
 from stylize_rt.sizes import parse_size
 
 EXIT_CODES = ("exit codes: 0 ok, 1 error, 2 bad input or missing dependency, 3 output error, "
@@ -69,6 +69,8 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--camera", type=int, metavar="N", help="camera device index (/dev/videoN on Linux)")
     src.add_argument("--input", metavar="PATH|URL|-",
                      help="video file, image, image folder, rtsp/rtmp/udp/srt/http(s)/HLS URL, or - for raw frames on stdin")
+    src.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                     help=f"seconds a network stream may send nothing before it counts as lost (default {DEFAULT_TIMEOUT_S:g})")
     src.add_argument("--reconnect", type=int, default=DEFAULT_RECONNECTS, metavar="N",
                      help=f"reopen a lost network stream up to N times with backoff (default {DEFAULT_RECONNECTS}; 0: never)")
     src.add_argument("--camera-size", metavar="WxH", help="ask the camera for this capture size")
@@ -134,7 +136,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         raise BadInputError(f"--batch must be >= 1 (got {args.batch})")
     if args.max_frames is not None and args.max_frames < 1:
         raise BadInputError(f"--max-frames must be >= 1 (got {args.max_frames})")
-    for flag, value in (("--fps", args.fps), ("--camera-fps", args.camera_fps), ("--scale", args.scale)):
+    for flag, value in (("--fps", args.fps), ("--camera-fps", args.camera_fps), ("--scale", args.scale),
+                        ("--timeout", args.timeout)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise BadInputError(f"{flag} must be a number above 0 (got {value:g})")
     if args.reconnect < 0:
@@ -151,7 +154,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         camera_size=parse_size(args.camera_size, "--camera-size") if args.camera_size else None,
         camera_fps=args.camera_fps, raw_size=raw_size, pix_fmt=args.pix_fmt, fps=args.fps, output=args.output,
         encode=EncodeOptions(args.codec, args.crf, args.bitrate, args.preset, args.hwaccel),
-        audio=not args.no_audio, reconnect=args.reconnect, display=not args.no_display, screenshot_dir=args.screenshot_dir, pipeline=pipeline,
+        audio=not args.no_audio, reconnect=args.reconnect, timeout_s=args.timeout, display=not args.no_display, screenshot_dir=args.screenshot_dir, pipeline=pipeline,
         caption_engine=args.caption_engine, caption_interval=args.caption_interval, caption_log=args.caption_log,
     )
 

@@ -10,6 +10,7 @@ opened for writing, and refuses with one line (exit 2).
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Iterable
@@ -34,6 +35,15 @@ def _fd_is(fd_file, path: Path) -> bool:
     except (OSError, ValueError, AttributeError):
         return False
     return (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino)
+
+
+def _same_stream(a, b) -> bool:
+    """Two standard streams open on the same regular file."""
+    try:
+        sa, sb = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return stat.S_ISREG(sa.st_mode) and (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def planned_outputs(output: str | None, input_files: Iterable[Path]) -> list[Path]:
@@ -67,6 +77,8 @@ def refuse_overwriting_inputs(input_files: list[Path], output: str | None, extra
         for source in reads:
             if _fd_is(sys.stdout, source):
                 raise BadInputError(f"stdout is redirected onto the input file {source}: that would destroy it")
+        if stdin_is_input and _same_stream(sys.stdin, sys.stdout):
+            raise BadInputError("stdout is redirected onto the file on stdin: writing it would destroy the input")
 
 
 __all__ = ["planned_outputs", "refuse_overwriting_inputs"]

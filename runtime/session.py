@@ -29,7 +29,7 @@ from stylize_rt.runtime.guard import refuse_overwriting_inputs
 from stylize_rt.runtime.overlay import ViewState
 from stylize_rt.runtime.pipeline import PipelineConfig, StreamRunner
 from stylize_rt.runtime.sinks import NullSink, Sink, TeeSink, open_sink, output_kind
-from stylize_rt.runtime.sources import DEFAULT_RECONNECTS, Source, open_source
+from stylize_rt.runtime.sources import DEFAULT_RECONNECTS, DEFAULT_TIMEOUT_S, Source, open_source
 from stylize_rt.runtime.stats import RunStats
 from stylize_rt.runtime.stylizer import Stylizer
 from stylize_rt.runtime.window import WindowSink
@@ -96,6 +96,7 @@ class RunConfig:
     encode: EncodeOptions = field(default_factory=EncodeOptions)  # --codec --crf --bitrate --preset --hwaccel
     audio: bool = True  # False: --no-audio
     reconnect: int = DEFAULT_RECONNECTS  # --reconnect N for network inputs
+    timeout_s: float = DEFAULT_TIMEOUT_S  # --timeout: a network input silent this long is lost
     display: bool = True  # False: --no-display
     screenshot_dir: str = "."
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
@@ -133,7 +134,8 @@ class RunSession:
             output_kind(cfg.output)  # an output we cannot write is exit 2 before any input opens
         self.source = open_source(cfg.input, camera=cfg.camera, camera_size=cfg.camera_size,
                                   camera_fps=cfg.camera_fps, raw_size=cfg.raw_size, pix_fmt=cfg.pix_fmt, fps=cfg.fps,
-                                  hwaccel=cfg.encode.hwaccel, reconnect=cfg.reconnect)
+                                  hwaccel=cfg.encode.hwaccel, reconnect=cfg.reconnect,
+                                  timeout_s=cfg.timeout_s)
         self._stack.callback(self._close_unless_started, self.source)
         engine = Path(cfg.model.engine) if cfg.model.engine else None
         refuse_overwriting_inputs(getattr(self.source, "input_files", []), cfg.output, [cfg.caption_log],

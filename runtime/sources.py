@@ -39,6 +39,7 @@ LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")
 FILE_LIKE_SCHEMES = ("http", "https")
 PIX_FMTS = ("rgb24", "bgr24")
 DEFAULT_RECONNECTS = 5  # --reconnect: attempts before a lost live stream ends the run
+DEFAULT_TIMEOUT_S = 10.0  # --timeout: a network stream silent this long counts as lost
 # Containers may estimate their frame count; fewer decoded frames than this share short of
 # it (and more than 2 frames short) means the file is cut short or damaged.
 _TRUNCATION_TOLERANCE = 0.02
@@ -460,7 +461,7 @@ class StreamSource:
     frame_name = None
     input_files: list[Path] = []
 
-    def __init__(self, url: str, timeout_s: float = 10.0, reconnect: int = DEFAULT_RECONNECTS,
+    def __init__(self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S, reconnect: int = DEFAULT_RECONNECTS,
                  hwaccel: str = "auto", backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)) -> None:
         scheme = url.split("://", 1)[0].lower()
         if scheme not in LIVE_SCHEMES + FILE_LIKE_SCHEMES:
@@ -594,6 +595,7 @@ def open_source(
     stdin: BinaryIO | None = None,
     hwaccel: str = "auto",
     reconnect: int = DEFAULT_RECONNECTS,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> Source:
     """The source for ``--camera N`` or ``--input PATH|URL|-`` (what the CLI calls)."""
     if camera is not None:
@@ -610,7 +612,7 @@ def open_source(
                                 "(e.g. ffmpeg -i in.mp4 -f rawvideo -pix_fmt rgb24 - | stylize-rt --input - ...)")
         return RawPipeSource(stdin or sys.stdin.buffer, raw_size, pix_fmt, fps or 30.0)
     if "://" in spec:
-        return StreamSource(spec, reconnect=reconnect, hwaccel=hwaccel)
+        return StreamSource(spec, timeout_s=timeout_s, reconnect=reconnect, hwaccel=hwaccel)
     path = Path(spec)
     if path.is_dir():
         return ImageFolderSource(path)
