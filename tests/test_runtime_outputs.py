@@ -111,9 +111,9 @@ def test_folder_output_keeps_every_input_and_says_what_was_written(identity, tmp
 
 
 def test_case_only_collisions_are_numbered():
-    from stylize_rt.runtime.sinks import FrameInfo, ImageFolderSink
-
     import tempfile
+
+    from stylize_rt.runtime.sinks import FrameInfo, ImageFolderSink
 
     with tempfile.TemporaryDirectory() as tmp:
         sink = ImageFolderSink(tmp)

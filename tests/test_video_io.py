@@ -6,7 +6,6 @@ kept, encoder options and hardware fallback, and the faults (double Ctrl-C, clos
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
