@@ -507,8 +507,9 @@ class StreamSource:
             container = open_input(self.url, self.hwaccel, self._options(), timeout=(self.timeout_s, self.timeout_s))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             if first:
-                raise BadInputError(f"cannot open stream {self.url}: {_reason(exc)} "
+                raise BadInputError(f"cannot open stream {self.url}: {self._why(exc)} "
                                     "(unreachable, refused, timed out, or not a video)") from None
+            self._open_error = self._why(exc)
             return False
         if not container.streams.video:
             container.close()
@@ -541,7 +542,12 @@ class StreamSource:
         try:
             return next(self._frames, None), None
         except (av.error.FFmpegError, OSError) as exc:
-            return None, _reason(exc)
+            return None, self._why(exc)
+
+    def _why(self, exc: BaseException) -> str:
+        if isinstance(exc, av.error.ExitError):  # PyAV's timeout interrupts FFmpeg's wait
+            return f"no data for {self.timeout_s:g} s"
+        return _reason(exc)
 
     def _deliver(self, frame) -> np.ndarray:
         now = time.perf_counter()
@@ -566,12 +572,16 @@ class StreamSource:
         for attempt in range(self.reconnect):
             delay = self.backoff_s[min(attempt, len(self.backoff_s) - 1)]
             print(f"stylize-rt: warning: lost stream {self.url} ({reason}); reconnecting in {delay:g} s", file=sys.stderr)
+            reason = "reconnect failed"
             time.sleep(delay)
             if self._open():
                 self.reconnects += 1
                 print(f"stylize-rt: stream {self.url} is back", file=sys.stderr)
                 return True
+            reason = f"reopening failed: {self._open_error}"
         return False
+
+    _open_error = ""
 
     def _close_container(self) -> None:
         container, self._container = getattr(self, "_container", None), None
