@@ -264,3 +264,28 @@ def test_writer_errors_are_one_line_output_errors():
             writer.write(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), i / 25, 1 / 25)
         writer.close()
     assert "\n" not in str(caught.value)
+
+
+def _nvidia() -> bool:
+    from stylize_rt.runtime.codecs import nvidia_driver_present
+
+    return nvidia_driver_present()
+
+
+@pytest.mark.skipif(not _nvidia(), reason="no NVIDIA driver: NVDEC/NVENC are checked on GPU machines (-k nvidia)")
+def test_nvidia_decode_and_encode_or_one_line_fallback(identity, tmp_path):
+    """On an NVIDIA machine: NVDEC decodes the clip, and NVENC encodes it (or, on a GPU without
+    NVENC such as H100/H200, the run says so in one line and encodes in software)."""
+    from stylize_rt.runtime.av_reader import open_input
+    from stylize_rt.runtime.codecs import CONTAINERS, EncodeOptions, choose_encoder
+
+    src = write_video(tmp_path / "in.mp4", 20)
+    with open_input(str(src), "cuda") as container:
+        assert container.streams.video[0].codec_context.is_hwaccel, "NVDEC was not used"
+        assert sum(1 for _ in container.decode(video=0)) == 20
+    choice = choose_encoder(EncodeOptions(hwaccel="cuda"), CONTAINERS[".mp4"], ".mp4", (64, 48))
+    assert choice.name == "h264_nvenc" or any("h264_nvenc cannot open" in n for n in choice.notes), choice
+    out = tmp_path / "out.mp4"
+    stderr = _ok(run_cli("--engine", identity, "--input", src, "--output", out, "--hwaccel", "cuda", "--no-progress"))
+    assert f"writing {out}: {choice.name}" in stderr
+    assert [decode_index(f) for f in read_video(out)] == list(range(20))

@@ -46,7 +46,7 @@ class Receiver(threading.Thread):
 
     def run(self) -> None:
         try:
-            listening = "rtsp_flags" in self.options  # FFmpeg's RTSP server side times out by itself
+            listening = "rtsp_flags" in self.options or "listen" in self.options  # FFmpeg's server side times out itself
             timeout = None if listening else (self.timeout_s, 5.0)
             with av.open(self.url, options=self.options, timeout=timeout) as container:
                 self.codec = container.streams.video[0].codec_context.name
@@ -71,10 +71,12 @@ def test_udp_output_is_an_mpegts_h264_stream(identity, tmp_path):
     assert [decode_index(f) for f in receiver.frames] == list(range(30))
 
 
-def test_rtsp_output_pushes_to_a_listening_server(identity, tmp_path):
+@pytest.mark.parametrize("scheme, listen", [("rtsp", {"rtsp_flags": "listen", "listen_timeout": "20"}),
+                                            ("rtmp", {"listen": "1", "timeout": "20"})])
+def test_rtsp_and_rtmp_outputs_push_to_a_listening_server(identity, tmp_path, scheme, listen):
     src = write_video(tmp_path / "in.mp4", 20, fps=20)
-    url = f"rtsp://127.0.0.1:{_free_port()}/live"
-    receiver = Receiver(url, {"rtsp_flags": "listen", "listen_timeout": "20"})
+    url = f"{scheme}://127.0.0.1:{_free_port()}/live/stream"
+    receiver = Receiver(url, listen)
     receiver.start()
     time.sleep(0.5)
     result = run_cli("--engine", identity, "--input", src, "--output", url, "--no-progress", timeout=90)
