@@ -69,7 +69,7 @@ def play_in_browser(video: Path, timeout_s: float = 60.0) -> dict:
     done = threading.Event()
 
     class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's name
+        def do_POST(self):
             result.update(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()
