@@ -143,15 +143,13 @@ class VideoWriter:
     # -- finishing ----------------------------------------------------------------------
     def close(self) -> None:
         """Flush the encoder, audio up to the last frame's end, the container index."""
-        output, self._output = self._output, None
-        if output is None:
+        if self._output is None:
             return
-        self._output = output
         try:
             self._mux(self._stream.encode(None))
             if self.audio is not None:
-                self.audio.finish(output, self.end_s)
-            self._output = None
+                self.audio.finish(self._output, self.end_s)
+            output, self._output = self._output, None
             output.close()
         except (av.error.FFmpegError, OSError) as exc:
             self._abandon()
