@@ -207,6 +207,8 @@ def demo_command(args: argparse.Namespace) -> int:
         raise BadInputError(f"--frames must be >= 1 (got {args.frames})")
     if not 1 <= args.batch <= 64:
         raise BadInputError(f"--batch must be in 1..64 (got {args.batch})")
+    if not (math.isfinite(args.fps) and args.fps > 0):
+        raise BadInputError(f"--fps must be a number above 0 (got {args.fps:g})")
     size = parse_size(args.size)
     _install_sigterm()
     result = run_demo(Path(args.output_dir), args.frames, size, args.fps, model_choice(args), args.batch,

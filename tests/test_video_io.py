@@ -289,3 +289,40 @@ def test_nvidia_decode_and_encode_or_one_line_fallback(identity, tmp_path):
     stderr = _ok(run_cli("--engine", identity, "--input", src, "--output", out, "--hwaccel", "cuda", "--no-progress"))
     assert f"writing {out}: {choice.name}" in stderr
     assert [decode_index(f) for f in read_video(out)] == list(range(20))
+
+
+def test_source_timestamps_reach_the_sink_and_the_latency_figures(identity, tmp_path):
+    """A live source's capture stamp (here 80 ms before read() returns, as a slow driver would) is
+    where the latency is measured from; its presentation times are what the file gets."""
+    from stylize_rt.runtime.pipeline import PipelineConfig, run_stream
+    from stylize_rt.runtime.session import open_stylizer
+    from stylize_rt.runtime.sinks import VideoFileSink
+    from stylize_rt.runtime.sources import FrameTiming
+
+    class LateCamera:
+        live, frame_count, name, fps, size = True, None, "late camera", 20.0, (64, 48)
+
+        def __init__(self):
+            self.i, self.timing = 0, None
+
+        def read(self):
+            if self.i >= 8:
+                return None
+            captured = time.perf_counter()
+            time.sleep(0.08)
+            self.timing = FrameTiming(0.1 * self.i, 0.1, captured)  # 10 fps of real time
+            self.i += 1
+            return coded_frame(self.i - 1)
+
+        def close(self):
+            pass
+
+    out = tmp_path / "rec.mp4"
+    stylizer = open_stylizer(identity)
+    try:
+        stats = run_stream(stylizer, LateCamera(), VideoFileSink(out, 20.0), PipelineConfig(progress=False))
+    finally:
+        stylizer.close()
+    assert min(stats.stage("latency").samples) >= 0.08
+    times = frame_times(ffprobe(out, frames=True))
+    assert len(times) >= 2 and all(abs(t / 0.1 - round(t / 0.1)) < 1e-3 for t in times)  # 0.1 s steps, not 1/20
