@@ -215,7 +215,12 @@ def _supported_pix_fmts(encoder: str) -> list[str]:
 
 def _has_option(encoder: str, name: str) -> bool:
     """The encoder has this private AVOption (crf, preset, tune)."""
-    return any(o.name == name for o in av.CodecContext.create(encoder, "w").supported_options.private)
+    codec = av.codec.Codec(encoder, "w")
+    if hasattr(codec, "descriptor"):  # PyAV <= 17
+        options = codec.descriptor.options
+    else:  # PyAV 18 lists them on a codec context
+        options = av.CodecContext.create(encoder, "w").supported_options.private
+    return any(o.name == name for o in options)
 
 
 def _encoder_options(encoder: str, options: EncodeOptions, stream: bool) -> tuple[dict[str, str], int | None]:
