@@ -259,7 +259,10 @@ def configure(ctx, choice: EncoderChoice, width: int, height: int) -> None:
         ctx.bit_rate = choice.bit_rate
     if choice.qscale:
         ctx.qscale = True
-        ctx.global_quality = choice.qscale * QP2LAMBDA
+        if hasattr(ctx, "global_quality"):  # PyAV 18
+            ctx.global_quality = choice.qscale * QP2LAMBDA
+        else:  # PyAV 17: pin the quantizer range instead
+            ctx.qmin = ctx.qmax = choice.qscale
     ctx.options = dict(choice.options)
 
 
