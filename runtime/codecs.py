@@ -76,9 +76,11 @@ DEFAULT_CRF = {"libx264": 23, "libx265": 28, "libvpx-vp9": 32, "libsvtav1": 35, 
 QSCALE_ENCODERS = ("mjpeg", "mpeg4")
 QSCALE_DEFAULT = 3  # 2 (best) .. 31
 QP2LAMBDA = 118  # FFmpeg's FF_QP2LAMBDA: global_quality is in lambda units
-# Speed settings for a real-time pipeline where the encoder has no presets.
+# Speed settings for a real-time pipeline where the encoder has no presets;
+# x265 logs its banner to stderr unless told (errors still surface through FFmpeg).
 DEFAULT_OPTIONS = {"libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "row-mt": "1"},
-                   "libvpx": {"deadline": "realtime", "cpu-used": "8"}}
+                   "libvpx": {"deadline": "realtime", "cpu-used": "8"},
+                   "libx265": {"x265-params": "log-level=error"}}
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                 "placebo")
 DEFAULT_PRESET = {"libx264": "veryfast", "libx265": "veryfast", "libsvtav1": "10", "h264_nvenc": "p4",
