@@ -40,6 +40,7 @@ FILE_LIKE_SCHEMES = ("http", "https")
 PIX_FMTS = ("rgb24", "bgr24")
 DEFAULT_RECONNECTS = 5  # --reconnect: attempts before a lost live stream ends the run
 DEFAULT_TIMEOUT_S = 10.0  # --timeout: a network stream silent this long counts as lost
+_MAX_STREAM_JUMP_S = 5.0  # a live stream's clock jumping further (or backwards) is a restarted sender
 # Containers may estimate their frame count; fewer decoded frames than this share short of
 # it (and more than 2 frames short) means the file is cut short or damaged.
 _TRUNCATION_TOLERANCE = 0.02
@@ -482,6 +483,7 @@ class StreamSource:
         self.timing: FrameTiming | None = None
         self.frames_read = 0
         self._last: FrameTiming | None = None
+        self._origin: float | None = None
         self._open(first=True)
         stream = self._container.streams.video[0]
         self.live = scheme in LIVE_SCHEMES or self._container.duration is None
@@ -557,10 +559,12 @@ class StreamSource:
         if t is None:
             pts = (self._last.pts + (self._last.duration or 0)) if self._last and self._last.pts is not None else 0.0
         else:
-            if self._origin is None:  # first frame of this connection: continue the timeline
+            jumped = self._origin is not None and self._last is not None and not (
+                self._last.pts < t - self._origin < self._last.pts + _MAX_STREAM_JUMP_S)
+            if self._origin is None or jumped:  # a new connection, or the sender restarted its clock
                 gap = now - self._last.captured_at if self._last and self._last.captured_at else 0.0
                 base = (self._last.pts or 0.0) + max(gap, self._last.duration or 0.0) if self._last else 0.0
-                self._origin = t - base
+                self._origin = t - base  # the timeline continues by the arrival time in between
             pts = t - self._origin
         duration = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else default
         self.timing = self._last = FrameTiming(pts, duration, now)

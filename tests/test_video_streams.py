@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from test_runtime_cli import CLI, _env, run_cli
 from test_runtime_helpers import decode_index, identity_onnx, read_video, write_video
-from video_helpers import ffmpeg, need_ffmpeg
+from video_helpers import ffmpeg, ffprobe, frame_times, need_ffmpeg
 
 av = pytest.importorskip("av")
 
@@ -134,6 +134,8 @@ def test_udp_input_rides_out_a_sender_restart(identity, tmp_path):
     indexes = [decode_index(f) for f in read_video(out)]
     assert any(i < 40 for i in indexes) and any(i >= 100 for i in indexes)  # both bursts, in one file
     assert indexes == sorted(indexes)
+    times = frame_times(ffprobe(out, frames=True))  # one timeline across the gap, real spacing throughout
+    assert all(later - earlier >= 0.02 for earlier, later in zip(times, times[1:])), times
 
 
 def test_hls_playlist_over_http_is_read_like_a_file(identity, tmp_path):
