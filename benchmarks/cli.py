@@ -25,7 +25,7 @@ from stylize_rt.benchmarks.environment import cpu_has
 from stylize_rt.benchmarks.harness import Skipped, Variant
 from stylize_rt.benchmarks.peak import measure_sgemm_peak
 from stylize_rt.errors import BadInputError, MissingDependencyError, OutputError, StylizeError, first_line
-from stylize_rt.models import get_model
+from stylize_rt.models import resolve_model
 from stylize_rt.runtime.backends import registry
 from stylize_rt.sizes import PRESETS
 from stylize_rt.sizes import parse_sizes as parse_frame_sizes
@@ -128,43 +128,20 @@ def precision_unsupported(variant: str, precision: str) -> str | None:
 
 def resolve_engine(engine: str | None) -> ModelSource:
     """``--engine``: a file (.onnx/.plan/.engine), a checkpoint directory, or an embedded model name."""
-    if engine is None:
-        engine = DEFAULT_ENGINE
-    path = Path(engine)
-    if path.exists():
-        if path.is_dir():
-            return _directory_source(path)
-        if path.suffix == ".onnx":
-            kind = onnx_precision(path)
-            if kind == "fp32":
-                return ModelSource(label=str(path), onnx=path)
-            return ModelSource(label=str(path), variants={f"onnx_{kind}": path})
-        if path.suffix in (".plan", ".engine"):
-            return ModelSource(label=str(path), plan=path)
-        raise BadInputError(f"cannot benchmark {path.name!r}: expected .onnx, .plan/.engine or a checkpoint directory")
-    if "/" in engine or engine.endswith((".onnx", ".plan", ".engine")):
-        raise BadInputError(f"model not found: {engine}")
-    try:
-        model = get_model(engine)
-    except BadInputError as exc:
-        hint = " (pass --engine MODEL.onnx)" if engine == DEFAULT_ENGINE else ""
-        raise BadInputError(f"{exc}{hint}") from None
-    source = ModelSource(label=engine)
-    for role, rel in model.files.items():
-        file = model.directory / rel
-        if not file.exists():
-            continue
-        if file.suffix == ".onnx":
-            kind = onnx_precision(file)  # the graph says what it is, whatever the role is called
-            if kind == "fp32" and (role == "onnx" or source.onnx is None):
-                source.onnx = file
-            elif kind != "fp32":
-                source.variants.setdefault(f"onnx_{kind}", file)
-        elif role in ("plan", "engine") or file.suffix in (".plan", ".engine"):
-            source.plan = file
-    if (model.directory / "config.json").is_file():
-        source.checkpoint = model.directory
-    return source
+    path = resolve_model(engine or DEFAULT_ENGINE)
+    if path.is_dir():
+        source = _directory_source(path)
+        if engine is None or not Path(engine).exists():
+            source.label = engine or DEFAULT_ENGINE  # tables name an embedded model by its name
+        return source
+    if path.suffix == ".onnx":
+        kind = onnx_precision(path)
+        if kind == "fp32":
+            return ModelSource(label=str(path), onnx=path)
+        return ModelSource(label=str(path), variants={f"onnx_{kind}": path})
+    if path.suffix in (".plan", ".engine"):
+        return ModelSource(label=str(path), plan=path)
+    raise BadInputError(f"cannot benchmark {path.name!r}: expected .onnx, .plan/.engine or a checkpoint directory")
 
 
 def _directory_source(path: Path) -> ModelSource:
@@ -436,6 +413,20 @@ def run_matrix(args, plan, source: ModelSource, sizes, batches, budget, peak, wo
     return records
 
 
+def nothing_ran_reason(source: ModelSource, skipped: list[Skipped]) -> str:
+    """One line for a run in which no configuration could run (the full list is printed above it)."""
+    gpu_only = {k[len("onnx_"):] for k in source.variants} & {"fp16"}
+    if gpu_only and source.onnx is None and source.checkpoint is None and source.plan is None:
+        return (f"{source.label} is an FP16 graph, and FP16 graphs are for GPUs (TensorRT, ONNX Runtime's "
+                "CUDA/TensorRT providers); on this machine benchmark the FP32 export (stylize-rt export "
+                "--precision fp32) or the checkpoint folder")
+    if not skipped:
+        return "no configuration could run here (nothing requested)"
+    first = skipped[0]
+    more = f"; {len(skipped) - 1} more skipped, listed above" if len(skipped) > 1 else ""
+    return f"no configuration could run here ({first.backend} {first.precision}: {first.reason}{more})"
+
+
 def print_summary(document: dict, notes: list[str]) -> None:
     records = report.records_of(document)
     if records:
@@ -507,8 +498,7 @@ def run_bench(args) -> int:
         report.append_history(document, args.history)
 
     if not records and not failed and not captioner_rows:
-        reasons = "; ".join(f"{s.backend} {s.precision}: {s.reason}" for s in skipped) or "nothing requested"
-        raise MissingDependencyError(f"no configuration could run here ({reasons})")
+        raise MissingDependencyError(nothing_ran_reason(source, skipped))
     if failed:
         raise StylizeError(f"{len(failed)} configuration(s) failed: {failed[0].reason}")
     if baseline is not None:

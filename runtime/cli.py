@@ -13,14 +13,15 @@ import sys
 import threading
 from pathlib import Path
 
-from stylize_rt.errors import BadInputError
+from stylize_rt.errors import EXIT_SKIPPED, BadInputError
 from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, list_models
 from stylize_rt.runtime.demo import print_result, run_demo
 from stylize_rt.runtime.pipeline import PipelineConfig
-from stylize_rt.runtime.session import ModelChoice, RunConfig, open_run
+from stylize_rt.runtime.session import ModelChoice, RunConfig, describe_model, open_run
 from stylize_rt.sizes import parse_size
 
-EXIT_CODES = "exit codes: 0 ok, 1 error, 2 bad input or missing dependency, 3 output error, 130 interrupted"
+EXIT_CODES = ("exit codes: 0 ok, 1 error, 2 bad input or missing dependency, 3 output error, "
+              "4 done but some inputs skipped (named on stderr), 130 interrupted")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -137,6 +138,7 @@ def run_command(args: argparse.Namespace) -> int:
     config = run_config(args)
     _install_sigterm()
     with open_run(config) as session:
+        print(f"stylize-rt: model: {describe_model(config.model, session.stylizer)}", file=sys.stderr)
         try:
             stats = session.run()
         except BaseException:
@@ -149,6 +151,11 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         print(f"stylize-rt: {stats.frames_out} frames, {stats.fps:.1f} frames/s"
               + (f", {stats.dropped_capture} stale frames dropped" if live else ""), file=sys.stderr)
+    if stats.skipped:
+        shown = ", ".join(stats.skipped[:5]) + (f" and {len(stats.skipped) - 5} more" if len(stats.skipped) > 5 else "")
+        print(f"stylize-rt: skipped {len(stats.skipped)} frame(s) the model could not process: {shown}",
+              file=sys.stderr)
+        return EXIT_SKIPPED
     return 0
 
 

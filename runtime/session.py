@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from stylize_rt.errors import BadInputError, OutputError
-from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, get_model
+from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, get_model, resolve_model
 from stylize_rt.runtime.backends.registry import open_backend
 from stylize_rt.runtime.caption_sink import CaptionSink
 from stylize_rt.runtime.caption_worker import CaptionWorker
@@ -27,7 +27,7 @@ from stylize_rt.runtime.captioner import Captioner
 from stylize_rt.runtime.overlay import ViewState
 from stylize_rt.runtime.pipeline import PipelineConfig, StreamRunner
 from stylize_rt.runtime.sinks import NullSink, Sink, TeeSink, open_sink
-from stylize_rt.runtime.sources import Source, open_source
+from stylize_rt.runtime.sources import ImageFolderSource, Source, open_source
 from stylize_rt.runtime.stats import RunStats
 from stylize_rt.runtime.stylizer import Stylizer
 from stylize_rt.runtime.window import WindowSink
@@ -67,15 +67,22 @@ def open_stylizer(model: ModelChoice | str | os.PathLike[str] | None = None) -> 
     """A model file (or a full ``ModelChoice``; None: the embedded default) loaded by its backend,
     as a ``Stylizer``."""
     choice = model if isinstance(model, ModelChoice) else ModelChoice(engine=model)
-    path = Path(choice.engine) if choice.engine else default_model_path()
-    if not path.exists():
-        raise BadInputError(f"model not found: {path}")
+    path = resolve_model(choice.engine) if choice.engine else default_model_path()
     handle = open_backend(path, backend=choice.backend, threads=choice.threads, precision=choice.precision or "auto")
     try:
         return Stylizer(handle, layout=choice.layout, input_range=choice.input_range)
     except BaseException:
         handle.close()
         raise
+
+
+def describe_model(choice: ModelChoice, stylizer: Stylizer) -> str:
+    """Which model, backend (and ONNX Runtime providers) and IO convention a run uses, in one line."""
+    backend = stylizer.backend
+    providers = getattr(backend, "providers", None)
+    engine = f" [{', '.join(p.replace('ExecutionProvider', '') for p in providers)}]" if providers else ""
+    name = str(choice.engine) if choice.engine else f"embedded default ({DEFAULT_GENERATOR})"
+    return f"{name} via {backend.name}{engine}: {stylizer.describe()}"
 
 
 @dataclass
@@ -189,7 +196,8 @@ class RunSession:
         pace = pipeline.pace_fps
         if self.has_window and not source.live and cfg.output is None and pace is None:
             pace = cfg.fps or source.fps or 30.0  # a file previewed in a window plays at its own rate
-        return dataclasses.replace(pipeline, keep_original=keep, pace_fps=pace)
+        skip = pipeline.skip_bad_frames or isinstance(source, ImageFolderSource)  # a folder goes on past bad images
+        return dataclasses.replace(pipeline, keep_original=keep, pace_fps=pace, skip_bad_frames=skip)
 
     def run(self) -> RunStats:
         """Stream until the source ends, the viewer quits, or an error (outputs finalized first)."""
@@ -208,4 +216,4 @@ def open_run(config: RunConfig) -> RunSession:
     return RunSession(config)
 
 
-__all__ = ["ModelChoice", "RunConfig", "RunSession", "default_model_path", "open_run", "open_stylizer"]
+__all__ = ["ModelChoice", "RunConfig", "RunSession", "default_model_path", "describe_model", "open_run", "open_stylizer"]

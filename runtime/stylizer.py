@@ -17,6 +17,7 @@ is resized back to the frame's size; a fixed batch size is served in chunks.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ from stylize_rt.contract import IO_LAYOUTS as LAYOUTS
 from stylize_rt.errors import BadInputError
 from stylize_rt.runtime.backends.base import Backend
 from stylize_rt.runtime.frames import resize
+from stylize_rt.sizes import MIN_SIDE
 
 
 @dataclass(frozen=True)
@@ -39,27 +41,56 @@ class IOConvention:
     fixed_hw: tuple[int, int] | None  # (height, width) when the graph fixes them
     fixed_batch: int | None
     source: str  # "metadata", "graph", "probe" or "flags": where the convention came from
+    channels: int = 3  # 3: RGB; 1: a grayscale model, fed the frame's luma (its output is replicated to RGB)
 
     @property
     def layout(self) -> str:
         return f"{self.dtype.name}_{self.order}"
 
 
+COLOR_CHANNELS = (1, 3)  # grayscale or RGB
+
+
+def _dims(shape) -> str:
+    return "x".join("?" if d is None else str(d) for d in shape)
+
+
 def _axis_order(backend: Backend, override: str | None) -> str:
+    spec = backend.inputs[0]
+    shape = spec.shape
+    if len(shape) != 4:
+        raise BadInputError(f"not an image model: its input has shape {shape}, expected 4 dimensions")
+    first, last = shape[1] in COLOR_CHANNELS, shape[3] in COLOR_CHANNELS
+    by_graph = "nchw" if first and not last else "nhwc" if last and not first else None
     if override:
         order = override.split("_")[-1]
         if order not in AXIS_ORDERS:
             raise BadInputError(f"--layout must be one of nhwc, nchw (got {override!r})")
+        if by_graph is not None and order != by_graph:
+            raise BadInputError(f"--layout {order} does not fit the model: its input {spec.name!r} is "
+                                f"{_dims(shape)}, {by_graph.upper()}")
         return order
-    shape = backend.inputs[0].shape
-    if len(shape) != 4:
-        raise BadInputError(f"not an image model: its input has shape {shape}, expected 4 dimensions")
-    if shape[1] == 3 and shape[3] != 3:
-        return "nchw"
-    if shape[3] == 3 and shape[1] != 3:
-        return "nhwc"
-    # Both or neither axis says 3: uint8 image models are NHWC by habit, float ones NCHW.
-    return "nhwc" if backend.inputs[0].dtype == np.uint8 else "nchw"
+    if by_graph is not None:
+        return by_graph
+    # Both or neither axis holds colour: uint8 image models are NHWC by habit, float ones NCHW.
+    return "nhwc" if spec.dtype == np.uint8 else "nchw"
+
+
+def _channels(backend: Backend, order: str) -> int:
+    spec = backend.inputs[0]
+    channels = spec.shape[3] if order == "nhwc" else spec.shape[1]
+    if channels is None:
+        return 3
+    if channels not in COLOR_CHANNELS:
+        raise BadInputError(f"the model's input {spec.name!r} ({_dims(spec.shape)}) has {channels} channels; "
+                            "stylize-rt runs image models with 3 (RGB) or 1 (grayscale) channels")
+    return channels
+
+
+def luma(frames: np.ndarray) -> np.ndarray:
+    """BT.601 luma of uint8 RGB frames (what a grayscale model is fed)."""
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    return np.rint(frames.astype(np.float32) @ weights).astype(np.uint8)
 
 
 def _fixed_sizes(backend: Backend, order: str) -> tuple[tuple[int, int] | None, int | None]:
@@ -117,8 +148,9 @@ class Stylizer:
     def _convention(self, layout: str | None, input_range: str | None) -> IOConvention:
         ours = self.backend.metadata.get(contract.IO_LAYOUT)
         dtype = np.dtype(self._input.dtype)
-        if dtype == np.dtype(object):
-            raise BadInputError(f"unsupported model input type for {self._input.name!r}")
+        if dtype == np.dtype(object) or dtype.kind not in "uif":
+            raise BadInputError(f"unsupported model input type {dtype} for {self._input.name!r}")
+        integer = dtype.kind in "iu"  # integer pixels can only carry 0..255 levels
         if ours in LAYOUTS and layout is None:
             order = ours.split("_")[1]
             source = "metadata"
@@ -126,11 +158,14 @@ class Stylizer:
         else:
             order = _axis_order(self.backend, layout)
             source = "flags" if layout or input_range else "graph"
-            value_range = input_range or ("0-255" if dtype == np.uint8 else None)
+            value_range = input_range or ("0-255" if integer else None)
+        if integer and value_range != "0-255":
+            raise BadInputError(f"the model takes {dtype} pixels: only --input-range 0-255 fits integer inputs")
         fixed_hw, fixed_batch = _fixed_sizes(self.backend, order) if len(self._input.shape) == 4 else (None, None)
-        convention = IOConvention(order, dtype, value_range or "0-1", fixed_hw, fixed_batch, source)
+        channels = _channels(self.backend, order) if len(self._input.shape) == 4 else 3
+        convention = IOConvention(order, dtype, value_range or "0-1", fixed_hw, fixed_batch, source, channels)
         if value_range is None:  # a float model that says nothing: one probe run decides
-            convention = IOConvention(order, dtype, self._probe_range(convention), fixed_hw, fixed_batch, "probe")
+            convention = dataclasses.replace(convention, value_range=self._probe_range(convention), source="probe")
         return convention
 
     def _probe_range(self, convention: IOConvention) -> str:
@@ -149,8 +184,10 @@ class Stylizer:
     # -- conversion -------------------------------------------------------------------
     @staticmethod
     def _to_model(frames: np.ndarray, convention: IOConvention) -> np.ndarray:
-        if convention.dtype == np.uint8:
-            x = frames
+        if convention.channels == 1:
+            frames = luma(frames)[..., None]
+        if convention.dtype.kind in "iu":
+            x = frames.astype(convention.dtype, copy=False)
         else:
             lo, hi = INPUT_RANGES[convention.value_range]
             x = frames.astype(np.float32) * np.float32((hi - lo) / 255.0)
@@ -165,12 +202,16 @@ class Stylizer:
         convention = self.convention
         if y.ndim != 4:
             raise BadInputError(f"not an image model: its output has shape {y.shape}")
-        if convention.order == "nchw" or (y.shape[1] == 3 and y.shape[3] != 3):
+        if convention.order == "nchw" or (y.shape[1] in COLOR_CHANNELS and y.shape[3] not in COLOR_CHANNELS):
             y = y.transpose(0, 2, 3, 1)
-        if y.shape[3] != 3:
-            raise BadInputError(f"the model's output has {y.shape[3]} channels, expected 3 (RGB)")
+        if y.shape[3] not in COLOR_CHANNELS:
+            raise BadInputError(f"the model's output has {y.shape[3]} channels, expected 3 (RGB) or 1 (grayscale)")
+        if y.shape[3] == 1:
+            y = np.repeat(y, 3, axis=3)
         if y.dtype == np.uint8:
             return np.ascontiguousarray(y)
+        if y.dtype.kind in "iu":
+            return np.clip(y, 0, 255).astype(np.uint8)
         lo, hi = INPUT_RANGES[convention.value_range]
         y = y.astype(np.float32, copy=False)
         if lo:
@@ -192,9 +233,16 @@ class Stylizer:
                 f"expected uint8 frames of shape (N, H, W, 3), got {frames.dtype} {tuple(frames.shape)}"
             )
         n, h, w = frames.shape[:3]
+        if n == 0 or h == 0 or w == 0:
+            raise BadInputError(f"empty frames: shape {tuple(frames.shape)}")
         fixed_hw, fixed_batch = self.convention.fixed_hw, self.convention.fixed_batch
         if fixed_hw and fixed_hw != (h, w):
             frames = np.stack([resize(f, fixed_hw[1], fixed_hw[0]) for f in frames])
+        elif not fixed_hw and min(h, w) < MIN_SIDE:
+            # Below the generator's smallest side its border padding cannot work: edge-pad up to it
+            # and crop the result back, so a 7x5 image comes back 7x5.
+            pad = ((0, 0), (0, max(0, MIN_SIDE - h)), (0, max(0, MIN_SIDE - w)), (0, 0))
+            return self.stylize_batch(np.pad(frames, pad, mode="edge"))[:, :h, :w]
         if fixed_batch and fixed_batch != n:
             out = np.concatenate([self._run_fixed_batch(frames[i : i + fixed_batch], fixed_batch)
                                   for i in range(0, n, fixed_batch)])
@@ -229,7 +277,8 @@ class Stylizer:
                 f"the {self.backend.name} backend takes host numpy frames; device frames need a GPU backend "
                 "(tensorrt, or onnxruntime with the CUDA/TensorRT provider)"
             )
-        if self.layout != "uint8_nhwc" or self.convention.fixed_hw or self.convention.value_range != "0-255":
+        if (self.layout != "uint8_nhwc" or self.convention.fixed_hw or self.convention.value_range != "0-255"
+                or self.convention.channels != 3):
             raise BadInputError(
                 f"device frames need a uint8 NHWC 0-255 model of any size; this one is {self.describe()} "
                 "(export with --layout uint8_nhwc)"
@@ -247,6 +296,7 @@ class Stylizer:
     def describe(self) -> str:
         c = self.convention
         fixed = f", fixed {c.fixed_hw[1]}x{c.fixed_hw[0]}" if c.fixed_hw else ""
+        fixed += ", grayscale" if c.channels == 1 else ""
         return f"{c.dtype.name} {c.order.upper()} in {c.value_range} (from {c.source}{fixed})"
 
     def close(self) -> None:
