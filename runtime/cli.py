@@ -40,10 +40,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--backend", default="auto", help="backend that runs the model (default: by file type)")
     model.add_argument("--threads", type=int, default=0, help="CPU threads for the model (0: the backend's default)")
     precision = model.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
-                           help="half precision, where the backend has the choice")
-    precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
-                           help="full precision, where the backend has the choice")
+    precision.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"),
+                           help="auto (default): a model folder's INT8 graph on CPU where it met its quality floor, "
+                           "FP16 engines on GPUs; fp32/fp16 where the backend has the choice; int8: the folder's "
+                           "INT8 graph")
+    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="= --precision fp16")
+    precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="= --precision fp32")
     model.add_argument("--layout", choices=("nhwc", "nchw"),
                        help="the model's tensor layout (default: from its metadata, else from its graph)")
     model.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"),

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from stylize_rt import contract
 from stylize_rt.errors import BadInputError, OutputError
 from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, get_model, resolve_model
 from stylize_rt.runtime.backends.registry import open_backend
@@ -70,6 +71,11 @@ def open_stylizer(model: ModelChoice | str | os.PathLike[str] | None = None) -> 
     path = resolve_model(choice.engine) if choice.engine else default_model_path()
     handle = open_backend(path, backend=choice.backend, threads=choice.threads, precision=choice.precision or "auto")
     try:
+        graph = handle.metadata.get(contract.PRECISION)
+        on_cpu = not getattr(handle, "on_gpu", False) and handle.name == "onnxruntime"
+        if choice.precision == "int8" and on_cpu and graph not in (None, "int8"):
+            raise BadInputError(f"--precision int8 runs an INT8 graph; {path} is a {graph} graph (make one with "
+                                "stylize-rt export generator CHECKPOINT -o gen_int8.onnx --precision int8)")
         return Stylizer(handle, layout=choice.layout, input_range=choice.input_range)
     except BaseException:
         handle.close()
@@ -82,7 +88,10 @@ def describe_model(choice: ModelChoice, stylizer: Stylizer) -> str:
     providers = getattr(backend, "providers", None)
     engine = f" [{', '.join(p.replace('ExecutionProvider', '') for p in providers)}]" if providers else ""
     name = str(choice.engine) if choice.engine else f"embedded default ({DEFAULT_GENERATOR})"
-    return f"{name} via {backend.name}{engine}: {stylizer.describe()}"
+    file = getattr(backend, "path", None)
+    graph = backend.metadata.get(contract.PRECISION)
+    detail = ", ".join(x for x in (Path(file).name if file else "", f"{graph} graph" if graph else "") if x)
+    return f"{name}{f' ({detail})' if detail else ''} via {backend.name}{engine}: {stylizer.describe()}"
 
 
 @dataclass

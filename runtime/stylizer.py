@@ -101,15 +101,6 @@ def _fixed_sizes(backend: Backend, order: str) -> tuple[tuple[int, int] | None, 
     return fixed_hw, batch
 
 
-def infer_io_layout(backend: Backend) -> str:
-    """Our exporter's layout name for ``backend`` (metadata first, then the input's dtype)."""
-    layout = backend.metadata.get(contract.IO_LAYOUT)
-    if layout in LAYOUTS:
-        return layout
-    _check_image_to_image(backend)
-    return "uint8_nhwc" if backend.inputs[0].dtype == np.uint8 else "float32_nchw"
-
-
 def _check_image_to_image(backend: Backend) -> None:
     if len(backend.inputs) != 1 or len(backend.outputs) < 1:
         raise BadInputError(
@@ -258,8 +249,13 @@ class Stylizer:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - count, axis=0)])
         return self._run(chunk)[:count]
 
+    def to_model(self, frames: np.ndarray) -> np.ndarray:
+        """NHWC uint8 RGB frames in this model's input convention (what ``infer`` takes); frames of
+        the model's fixed size, if it has one."""
+        return self._to_model(np.ascontiguousarray(frames), self.convention)
+
     def _run(self, frames: np.ndarray) -> np.ndarray:
-        x = self._to_model(np.ascontiguousarray(frames), self.convention)
+        x = self.to_model(frames)
         y = self.backend.infer({self._input.name: x})[self._output]
         return self._from_model(np.asarray(y))
 

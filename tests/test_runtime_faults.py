@@ -293,3 +293,51 @@ def test_quality_writes_a_run_directory_by_default(tmp_path):
     assert json.loads((runs[0] / "quality.json").read_text())["model"]["per_photo"]
     assert [p.stat().st_mtime_ns if p.exists() else None for p in published] == before
 
+
+
+# -- issue 15 item 3: the precision `run` uses is a choice, and `auto` takes a shipped INT8 graph ----
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory, tiny_generator):
+    """A checkpoint folder as the embedded models ship: weights, generator.onnx, generator_int8.onnx."""
+    pytest.importorskip("torch")
+    from stylize_rt.export.onnx_export import export_checkpoint
+    from stylize_rt.nets.checkpoint import save_generator
+
+    folder = save_generator(tmp_path_factory.mktemp("folder") / "style", tiny_generator)
+    export_checkpoint(folder, folder / "generator.onnx", io_layout="uint8_nhwc", precision="fp32", log=lambda _m: None)
+    export_checkpoint(folder, folder / "generator_int8.onnx", io_layout="uint8_nhwc", precision="int8",
+                      log=lambda _m: None)
+    return folder
+
+
+def _mark_int8(folder: Path, passed: bool) -> None:
+    from stylize_rt import contract
+    from stylize_rt.export.metadata import set_metadata
+
+    path = folder / "generator_int8.onnx"
+    model = onnx.load(str(path))
+    set_metadata(model, {contract.INT8_QUALITY: {"passed": passed, "psnr_db_min": 30.0}})
+    onnx.save(model, str(path))
+
+
+def test_auto_takes_the_int8_graph_only_where_it_met_its_floor(model_folder, tmp_path):
+    src = save_png(tmp_path / "p.png", photo(32, 32))
+    _mark_int8(model_folder, passed=True)
+    proc = run_cli("run", "--engine", model_folder, "--input", src, "--output", tmp_path / "a.png", "--no-progress")
+    assert proc.returncode == 0 and "generator_int8.onnx, int8 graph" in proc.stderr, proc.stderr
+    _mark_int8(model_folder, passed=False)
+    proc = run_cli("run", "--engine", model_folder, "--input", src, "--output", tmp_path / "b.png", "--no-progress")
+    assert proc.returncode == 0 and "generator.onnx, fp32 graph" in proc.stderr, proc.stderr
+    forced = run_cli("run", "--engine", model_folder, "--precision", "int8", "--input", src,
+                     "--output", tmp_path / "c.png", "--no-progress")
+    assert forced.returncode == 0 and "int8 graph" in forced.stderr, forced.stderr
+    fp32 = run_cli("run", "--engine", model_folder, "--precision", "fp32", "--input", src,
+                   "--output", tmp_path / "d.png", "--no-progress")
+    assert fp32.returncode == 0 and "fp32 graph" in fp32.stderr
+
+
+def test_int8_asked_of_an_fp32_file_is_bad_input(model_folder, tmp_path):
+    src = save_png(tmp_path / "p.png", photo(32, 32))
+    proc = run_cli("run", "--engine", model_folder / "generator.onnx", "--precision", "int8", "--input", src,
+                   "--output", tmp_path / "o.png")
+    assert proc.returncode == 2 and "runs an INT8 graph" in error_line(proc)

@@ -30,6 +30,9 @@ FP32_LAYERS = "stylize_rt.fp32_layers"
 VERIFIED = "stylize_rt.verified"
 # INT8 graphs: worst held-out PSNR (dB) against the FP32 graph, measured at export.
 INT8_PSNR = "stylize_rt.int8_psnr_db"
+# INT8 graphs shipped as a CPU path: JSON {"passed": bool, ...the measured floors}; `auto` precision
+# takes the INT8 graph on CPU only where this says it met its quality floor.
+INT8_QUALITY = "stylize_rt.int8_quality"
 # Captioner graphs: the model config (JSON) and which part of the captioner a graph is.
 CAPTIONER_CONFIG = "stylize_rt.captioner_config"
 PART = "stylize_rt.part"
@@ -50,6 +53,7 @@ GRAPH_PRECISIONS = ("fp32", "fp16", "int8")  # what an exported generator graph 
 CHECKPOINT_CARD = "config.json"  # a checkpoint directory's card
 GENERATOR_WEIGHTS = "generator.safetensors"
 CHECKPOINT_ONNX = "generator.onnx"  # shipped beside the weights by the embedded models
+CHECKPOINT_ONNX_INT8 = "generator_int8.onnx"  # the quantized CPU path, where a folder ships one
 CAPTIONER_FORMAT = "stylize_rt.captioner"  # captioner.json's "format"
 CAPTIONER_CONFIG_FILE = "captioner.json"
 CAPTIONER_ENCODER_FILE = "encoder.onnx"
