@@ -208,12 +208,6 @@ def make_frames(batch: int, height: int, width: int, seed: int = 0) -> np.ndarra
     return frames
 
 
-def model_feeds(stylizer: Stylizer, frames: np.ndarray) -> dict[str, np.ndarray]:
-    """``frames`` in the model's input convention (what ``Stylizer`` found: metadata, graph, probe
-    or flags), converted once, outside the timed loop."""
-    return {stylizer.backend.inputs[0].name: stylizer.to_model(frames)}
-
-
 # ---------------------------------------------------------------------------------------
 # The output guard
 
@@ -493,7 +487,7 @@ def prepare(backend, config: BenchConfig, command: str = "", pipeline: bool = Fa
     """Feeds in the backend's convention, the output check, and the model (+ pipeline) steps."""
     frames = make_frames(config.batch, config.height, config.width)
     stylizer = Stylizer(backend, layout=config.layout, input_range=config.input_range)
-    feeds = model_feeds(stylizer, frames)
+    feeds = stylizer.model_feeds(frames)  # in the model's convention, converted once, outside the timed loop
     check_outputs(backend.infer(feeds), config.batch, config.height, config.width)
     prepared = Prepared(config, {"model": model_step(backend, feeds)}, command, work=work)
     if pipeline:

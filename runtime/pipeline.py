@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from stylize_rt.runtime.frames import resize
 from stylize_rt.runtime.sinks import FrameInfo, Sink
 from stylize_rt.runtime.sources import Source
 from stylize_rt.runtime.stats import RunStats
+from stylize_rt.runtime.style_controls import StyleControls
 from stylize_rt.runtime.stylizer import Stylizer
 from stylize_rt.sizes import scaled_size
 
@@ -56,6 +58,7 @@ class PipelineConfig:
     keep_original: bool = False  # hand sinks the frame before --size/--scale resizing (split view, captions)
     pace_fps: float | None = None  # write no faster than this (a file previewed in a window)
     skip_bad_frames: bool = False  # image folders: a frame the model refuses is reported and skipped
+    controls_at: Callable[[FrameInfo], StyleControls] | None = None  # per-frame style controls (timelines)
 
 
 @dataclass
@@ -215,10 +218,11 @@ class StreamRunner:
     def _stylize(self, batch: list[_Packet]) -> tuple[list[_Packet], np.ndarray | list]:
         """The batch and its stylized frames; with ``skip_bad_frames``, frames the model refuses
         are reported, counted in ``stats.skipped`` and dropped, and the others go on."""
+        controls = [self.config.controls_at(p.info) for p in batch] if self.config.controls_at else None
         try:
             if len(batch) == 1:
-                return batch, self.stylizer(batch[0].frame)[None]
-            return batch, self.stylizer.stylize_batch(np.stack([p.frame for p in batch]))
+                return batch, self.stylizer(batch[0].frame, controls[0] if controls else None)[None]
+            return batch, self.stylizer.stylize_batch(np.stack([p.frame for p in batch]), controls)
         except StylizeError as exc:
             if not self.config.skip_bad_frames:
                 raise

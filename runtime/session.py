@@ -27,9 +27,10 @@ from stylize_rt.runtime.caption_worker import CaptionWorker
 from stylize_rt.runtime.captioner import Captioner
 from stylize_rt.runtime.overlay import ViewState
 from stylize_rt.runtime.pipeline import PipelineConfig, StreamRunner
-from stylize_rt.runtime.sinks import NullSink, Sink, TeeSink, open_sink
+from stylize_rt.runtime.sinks import FrameInfo, NullSink, Sink, TeeSink, open_sink
 from stylize_rt.runtime.sources import ImageFolderSource, Source, open_source
 from stylize_rt.runtime.stats import RunStats
+from stylize_rt.runtime.style_controls import StyleControls, StyleTimeline, apply_style_key, one_hot, parse_mix
 from stylize_rt.runtime.stylizer import Stylizer
 from stylize_rt.runtime.window import WindowSink
 
@@ -95,10 +96,29 @@ def describe_model(choice: ModelChoice, stylizer: Stylizer) -> str:
 
 
 @dataclass
+class StyleChoice:
+    """What to draw (``--style --mix --strength --preserve-color --style-timeline``)."""
+
+    style: str | None = None  # a style's name or index
+    mix: str | None = None  # "mosaic=0.7,waves=0.3"
+    strength: float = 1.0
+    preserve_color: bool = False
+    timeline: str | None = None  # "mosaic@0,waves@4": keyframes in seconds of the video
+
+    def controls(self, styles: list[str]) -> StyleControls:
+        if sum(x is not None for x in (self.style, self.mix, self.timeline)) > 1:
+            raise BadInputError("give one of --style, --mix, --style-timeline")
+        weights = one_hot(styles, self.style) if self.style is not None else (
+            parse_mix(styles, self.mix) if self.mix else None)
+        return StyleControls(weights, self.strength, self.preserve_color)
+
+
+@dataclass
 class RunConfig:
     """Everything one run needs; every field has the ``run`` flag of the same name."""
 
     model: ModelChoice = field(default_factory=ModelChoice)
+    style: StyleChoice = field(default_factory=StyleChoice)
     input: str | None = None  # --input PATH|URL|-
     camera: int | None = None  # --camera N
     camera_size: tuple[int, int] | None = None
@@ -127,6 +147,8 @@ class RunSession:
         self.view = ViewState()
         self.has_window = False
         self.runner: StreamRunner | None = None
+        self.timeline: StyleTimeline | None = None
+        self._first_at: dict[str, float] = {}
         self._stack = contextlib.ExitStack()
 
     # -- opening ------------------------------------------------------------------------
@@ -145,6 +167,8 @@ class RunSession:
         self._stack.callback(self._close_unless_started, self.source)
         self.stylizer = open_stylizer(cfg.model)
         self._stack.callback(self.stylizer.close)
+        self.stylizer.controls = cfg.style.controls(self.stylizer.styles)
+        self.timeline = StyleTimeline.parse(self.stylizer.styles, cfg.style.timeline) if cfg.style.timeline else None
         sink = self._open_sinks()
         self._stack.callback(self._close_unless_started, sink)
         if cfg.caption_engine:
@@ -156,7 +180,7 @@ class RunSession:
         sinks: list[Sink] = []
         if cfg.display and (cfg.output is None or source.live):
             try:
-                sinks.append(WindowSink(f"stylize-rt: {source.name}", self.view, cfg.screenshot_dir))
+                sinks.append(WindowSink(f"stylize-rt: {source.name}", self.view, cfg.screenshot_dir, self._style_key))
                 self.view.hud = True  # the readout is drawn in the window only, never into files
                 self.has_window = True
             except Exception:
@@ -191,6 +215,24 @@ class RunSession:
         self._stack.callback(log.close)
         return log
 
+    def _style_key(self, key: str) -> bool:
+        """A window key for the style controls: takes effect on the next frame."""
+        changed = apply_style_key(key, self.stylizer.controls, self.stylizer.styles)
+        if changed is None:
+            return False
+        self.stylizer.controls = changed
+        return True
+
+    def controls_at(self, info: FrameInfo) -> StyleControls:
+        """The timeline's controls for a frame: at its time in the video (index / fps), or since the
+        first frame for a live source."""
+        if self.source.live or not self.source.fps:
+            seconds = info.captured_at - self._first_at.setdefault("t", info.captured_at)
+        else:
+            seconds = info.index / self.source.fps
+        base = self.stylizer.controls
+        return StyleControls(self.timeline.at(seconds), base.strength, base.preserve_color)
+
     def _close_unless_started(self, resource) -> None:
         """Before the runner started, the session closes source and sink; after, the runner did."""
         if self.runner is None and resource is not None:
@@ -206,7 +248,9 @@ class RunSession:
         if self.has_window and not source.live and cfg.output is None and pace is None:
             pace = cfg.fps or source.fps or 30.0  # a file previewed in a window plays at its own rate
         skip = pipeline.skip_bad_frames or isinstance(source, ImageFolderSource)  # a folder goes on past bad images
-        return dataclasses.replace(pipeline, keep_original=keep, pace_fps=pace, skip_bad_frames=skip)
+        controls_at = self.controls_at if self.timeline is not None else pipeline.controls_at
+        return dataclasses.replace(pipeline, keep_original=keep, pace_fps=pace, skip_bad_frames=skip,
+                                   controls_at=controls_at)
 
     def run(self) -> RunStats:
         """Stream until the source ends, the viewer quits, or an error (outputs finalized first)."""
@@ -225,4 +269,4 @@ def open_run(config: RunConfig) -> RunSession:
     return RunSession(config)
 
 
-__all__ = ["ModelChoice", "RunConfig", "RunSession", "default_model_path", "describe_model", "open_run", "open_stylizer"]
+__all__ = ["ModelChoice", "StyleChoice", "RunConfig", "RunSession", "default_model_path", "describe_model", "open_run", "open_stylizer"]

@@ -181,7 +181,7 @@ def test_run_takes_the_names_that_models_lists(tmp_path):
     src = save_png(tmp_path / "p.png", photo(32, 48))
     proc = run_cli("run", "--engine", "mosaic", "--input", src, "--output", tmp_path / "o.png", "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "model: mosaic via onnxruntime" in proc.stderr and "uint8 NHWC" in proc.stderr
+    assert "model: mosaic (generator.onnx, fp32 graph) via onnxruntime" in proc.stderr and "uint8 NHWC" in proc.stderr
     missing = run_cli("run", "--engine", "no-such-style", "--input", src, "--output", tmp_path / "o2.png")
     assert missing.returncode == 2 and "embedded model: " in error_line(missing)
 
