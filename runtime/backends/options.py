@@ -88,6 +88,7 @@ class TorchOptions(BackendOptions):
     channels_last: bool = True
     io_layout: str = "uint8_nhwc"
     timing: bool = False
+    omp_wait_policy: str | None = None  # "PASSIVE"/"ACTIVE" set before torch loads (None: OpenMP's default)
 
 
 Options = TypeVar("Options", bound=BackendOptions)

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from stylize_rt.contract import CHECKPOINT_CARD, CHECKPOINT_ONNX
+from stylize_rt.contract import CHECKPOINT_CARD, CHECKPOINT_ONNX, CHECKPOINT_ONNX_INT8, INT8_QUALITY
+from stylize_rt.engines.shapes import read_onnx_info
 from stylize_rt.errors import BadInputError
 from stylize_rt.gpu.tensorrt import TRT_INSTALL_HINT, tensorrt_available
 from stylize_rt.runtime.backends.base import Backend
@@ -142,6 +144,36 @@ def available_backends(model: str | os.PathLike[str]) -> list[str]:
             if _runs(spec, path, kind) and spec.unavailable(spec.make_options()) is None]
 
 
+def int8_meets_floor(graph: Path) -> bool:
+    """Whether an INT8 graph's metadata says it met its quality floor (what ``auto`` requires)."""
+    try:
+        meta = read_onnx_info(graph).metadata
+        return bool(json.loads(meta.get(INT8_QUALITY, "{}")).get("passed"))
+    except (BadInputError, ValueError, AttributeError):
+        return False
+
+
+def folder_graph(folder: Path, precision: str, backend: str = "auto") -> Path:
+    """Which ONNX graph of a model folder runs at ``precision``: the INT8 graph for ``int8`` (and for
+    ``auto`` on a CPU-only ONNX Runtime, where it met its quality floor), else ``generator.onnx``
+    (FP16 engines are built from it on GPUs)."""
+    int8 = folder / CHECKPOINT_ONNX_INT8
+    if precision == "int8":
+        if not int8.is_file():
+            raise BadInputError(f"{folder} has no INT8 graph ({CHECKPOINT_ONNX_INT8}); make one with "
+                                f"stylize-rt export generator {folder} -o {int8} --precision int8")
+        return int8
+    cpu_only = backend in ("auto", "onnxruntime", "ort") and not tensorrt_available() and not _gpu_provider()
+    if precision == "auto" and cpu_only and int8.is_file() and int8_meets_floor(int8):
+        return int8
+    return folder / CHECKPOINT_ONNX
+
+
+def _gpu_provider() -> bool:
+    """This onnxruntime build has the CUDA or TensorRT execution provider (FP32/FP16 graphs run there)."""
+    return not missing_providers(["cuda"]) or not missing_providers(["tensorrt"])
+
+
 def _auto_backend(path: Path, kind: str) -> str:
     if kind == "engine":
         return "tensorrt"  # fails with TensorRT's install hint where absent: nothing else reads plans
@@ -163,7 +195,8 @@ def open_backend(model: str | os.PathLike[str], backend: str = "auto", options: 
     kind = model_kind(path)
     if kind == "checkpoint" and backend in ("auto", "onnxruntime", "ort", "tensorrt", "trt") \
             and (path / CHECKPOINT_ONNX).is_file():
-        path, kind = path / CHECKPOINT_ONNX, "onnx"
+        precision = fields.get("precision") or getattr(options, "precision", None) or "auto"
+        path, kind = folder_graph(path, precision, backend), "onnx"
     spec = backend_spec(_auto_backend(path, kind) if backend == "auto" else backend)
     opts = spec.make_options(options, **fields)
     if kind not in spec.model_kinds:

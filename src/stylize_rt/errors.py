@@ -38,7 +38,9 @@ class OutputError(StylizeError):
 
 
 EXIT_INTERRUPTED = 130
-EXIT_SKIPPED = 4  # the run finished and wrote the rest, but some inputs could not be read (each named)
+# A batch (an image folder, several captions) finished, but some inputs were skipped; each skipped
+# one was named on stderr, and the others were written.
+EXIT_SKIPPED = 4
 
 
 def first_line(exc: BaseException) -> str:
