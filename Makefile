@@ -47,13 +47,14 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements/dev.txt
 # elsewhere the tests that need them skip and say why.
 SYSTEM_TOOLS := ffmpeg chromium
 $(SYSTEM_STAMP): | $(PY)
-	@if command -v ffprobe >/dev/null && command -v chromium >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "apt-get install $(SYSTEM_TOOLS) (for the video and browser tests)"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_TOOLS) >/dev/null) \
-			|| echo "note: apt-get could not install $(SYSTEM_TOOLS); the tests that need them will skip"; \
-	else echo "note: $(SYSTEM_TOOLS) not installed (needs root and apt-get); the tests that need them will skip"; fi
-	touch $@
+	@if ! command -v ffprobe >/dev/null || ! command -v chromium >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "apt-get install $(SYSTEM_TOOLS) (for the video and browser tests)"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_TOOLS) >/dev/null) \
+				|| echo "note: apt-get could not install $(SYSTEM_TOOLS); the tests that need them will skip"; \
+		else echo "note: $(SYSTEM_TOOLS) not installed (needs root and apt-get); the tests that need them will skip"; fi; \
+	fi
+	@if command -v ffprobe >/dev/null && command -v chromium >/dev/null; then touch $@; fi
 
 # Retrain and re-export the embedded default models (wall times: docs/MODELS.md, docs/CAPTIONER.md).
 CAPTIONER_TRAIN := $(VENV)/bin/stylize-rt train captioner --render-scale-max 3 --threads 1
