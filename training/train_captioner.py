@@ -212,9 +212,9 @@ def train(config: TrainConfig, log=tqdm.write) -> dict:
     _check_writable(Path(config.out))
     if config.threads:
         torch.set_num_threads(config.threads)
-        print(f"captioner training: {config.threads} CPU thread(s) (--threads)", file=sys.stderr)
     torch.manual_seed(config.seed)
     train_data, held_out = load_data(config)
+    print(f"captioner training: {torch.get_num_threads()} CPU thread(s) (--threads)", file=sys.stderr)
     init_info = None
     if config.init:
         model, tokenizer, init_card = load_captioner(config.init)
