@@ -39,9 +39,10 @@ def _tensorrt_reason() -> str | None:
 def pytest_collection_modifyitems(config, items):
     gpu_reason, trt_reason = _cuda_reason(), _tensorrt_reason()
     for item in items:
-        if "gpu" in item.keywords and gpu_reason:
+        # Markers, not keywords: keywords also hold directory names (a checkout in .../gpu/ is not a GPU).
+        if item.get_closest_marker("gpu") and gpu_reason:
             item.add_marker(pytest.mark.skip(reason=gpu_reason))
-        if "tensorrt" in item.keywords and trt_reason:
+        if item.get_closest_marker("tensorrt") and trt_reason:
             item.add_marker(pytest.mark.skip(reason=trt_reason))
 
 

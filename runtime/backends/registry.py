@@ -4,12 +4,15 @@
 model                  ``auto`` picks
 =====================  =========================================================
 ``gen.plan/.engine``   tensorrt (the only engine that reads TensorRT plans)
-``gen.onnx``           tensorrt (through the engine cache) when TensorRT and a GPU
-                       are here, else onnxruntime (whose own ``auto`` takes the
-                       TensorRT EP, then CUDA EP, then CPU)
-checkpoint directory   its ``generator.onnx`` as above when it ships one (the
-                       embedded models do: ONNX engines beat eager PyTorch), else
-                       torch (CUDA when torch sees a GPU, else CPU)
+``gen.onnx``           tensorrt (through the engine cache; frames outside its
+                       profile fall back to onnxruntime with a note) when TensorRT
+                       and a GPU are here, else onnxruntime (whose own ``auto``
+                       takes the TensorRT EP, then CUDA EP, then CPU)
+checkpoint directory   tensorrt on its ``generator.onnx`` when TensorRT and a GPU
+                       are here; else torch on CUDA (FP16, CUDA graphs) when torch
+                       sees a GPU; else its ``generator.onnx`` on onnxruntime when
+                       it ships one (the embedded models do: ONNX Runtime beats
+                       eager PyTorch on CPUs), else torch on the CPU
 =====================  =========================================================
 
 ``--backend onnxruntime``/``tensorrt`` on such a directory also take its ``generator.onnx``.
@@ -29,6 +32,7 @@ from typing import Any, Callable
 
 from stylize_rt.contract import CHECKPOINT_CARD, CHECKPOINT_ONNX
 from stylize_rt.errors import BadInputError
+from stylize_rt.gpu.cuda import cuda_status
 from stylize_rt.gpu.tensorrt import TRT_INSTALL_HINT, tensorrt_available
 from stylize_rt.runtime.backends.base import Backend
 from stylize_rt.runtime.backends.onnxruntime import missing_providers
@@ -39,7 +43,7 @@ from stylize_rt.runtime.backends.options import (
     TorchOptions,
     make_options,
 )
-from stylize_rt.runtime.backends.torch_backend import torch_unavailable
+from stylize_rt.runtime.backends.torch_backend import torch_cuda_available, torch_unavailable
 
 ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
@@ -79,7 +83,7 @@ def _tensorrt_unavailable(options: TensorrtOptions) -> str | None:
     if importlib.util.find_spec("tensorrt") is None:
         return f"tensorrt is not installed ({TRT_INSTALL_HINT})"
     if not tensorrt_available():
-        return "no CUDA GPU visible to cuda-python (NVIDIA driver, pip install 'stylize-rt[gpu]')"
+        return cuda_status().problem(options.device) or "no CUDA GPU visible to cuda-python"
     return None
 
 
@@ -146,7 +150,11 @@ def _auto_backend(path: Path, kind: str) -> str:
     if kind == "engine":
         return "tensorrt"  # fails with TensorRT's install hint where absent: nothing else reads plans
     if kind == "checkpoint":
-        return "torch"
+        if (path / CHECKPOINT_ONNX).is_file() and tensorrt_available():
+            return "tensorrt"
+        if torch_cuda_available() or not (path / CHECKPOINT_ONNX).is_file():
+            return "torch"
+        return "onnxruntime"
     return "tensorrt" if tensorrt_available() else "onnxruntime"
 
 
@@ -161,10 +169,12 @@ def open_backend(model: str | os.PathLike[str], backend: str = "auto", options: 
     if not path.exists():
         raise BadInputError(f"model not found: {path}")
     kind = model_kind(path)
-    if kind == "checkpoint" and backend in ("auto", "onnxruntime", "ort", "tensorrt", "trt") \
-            and (path / CHECKPOINT_ONNX).is_file():
+    name = _auto_backend(path, kind) if backend == "auto" else backend_spec(backend).name
+    if kind == "checkpoint" and name in ("onnxruntime", "tensorrt") and (path / CHECKPOINT_ONNX).is_file():
         path, kind = path / CHECKPOINT_ONNX, "onnx"
-    spec = backend_spec(_auto_backend(path, kind) if backend == "auto" else backend)
+    spec = backend_spec(name)
+    if backend == "auto" and spec.name == "tensorrt" and kind == "onnx" and options is None:
+        fields.setdefault("fallback", True)  # auto must not refuse a frame size the CPU path takes
     opts = spec.make_options(options, **fields)
     if kind not in spec.model_kinds:
         raise BadInputError(f"the {spec.name} backend runs {spec.runs}, not {path.name!r}")
