@@ -45,6 +45,8 @@ TENSORRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvid
 PROVIDER_ORDER = (TENSORRT_EP, CUDA_EP, CPU_EP)
 PROVIDER_ALIASES = {"tensorrt": TENSORRT_EP, "trt": TENSORRT_EP, "cuda": CUDA_EP, "cpu": CPU_EP}
 GPU_PROVIDERS = (TENSORRT_EP, CUDA_EP)
+ORT_INSTALL_HINT = ("ONNX Runtime is not installed: pip install 'stylize-rt[cpu]' "
+                    "(or 'stylize-rt[gpu]' on an NVIDIA machine; one of the two, never both)")
 # The PyPI distributions that install the one ``onnxruntime`` import package.
 ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino",
                      "onnxruntime-qnn", "onnxruntime-training")
@@ -88,7 +90,10 @@ def open_session(path: Path, options: OnnxRuntimeOptions):
     Returns (session, providers asked for); ORT silently falls back to a later provider when one
     cannot start, which the backend reports.
     """
-    import onnxruntime as ort  # a hard dependency, imported at open: ``--help`` stays fast
+    try:
+        import onnxruntime as ort  # imported at open: ``--help`` stays fast
+    except ImportError:
+        raise MissingDependencyError(ORT_INSTALL_HINT) from None
 
     if not path.is_file():
         raise BadInputError(f"model file not found: {path}")
@@ -143,6 +148,18 @@ def tensorrt_ep_options(path: Path, options: OnnxRuntimeOptions) -> dict:
 
         ep.update(trt_profile_min_shapes=fmt("min"), trt_profile_opt_shapes=fmt("opt"), trt_profile_max_shapes=fmt("max"))
     return ep
+
+
+def trt_ep_warmup_shape(spec: TensorSpec, profile: Profile, height: int, width: int) -> tuple[int, ...] | None:
+    """The warm-up feed shape on the TensorRT EP: ``height`` x ``width`` when the profile holds it, else
+    the profile's opt shape (a warm-up outside an explicit profile fails the session). None: not an
+    image input in the profile (warm up as any backend does)."""
+    try:
+        item = profile[spec.name]
+    except KeyError:
+        return None
+    shape = image_input_shape(spec, height, width)
+    return shape if shape is not None and item.contains(shape) else item.opt
 
 
 def installed_distributions() -> list[str]:
@@ -222,7 +239,7 @@ def provider_report() -> dict[str, Any]:
         import onnxruntime as ort  # a hard dependency; reported, not required, here
     except ImportError as exc:
         return {"version": None, "distributions": installed_distributions(), "listed": [], "usable": [],
-                "problems": [f"onnxruntime cannot be imported ({first_line(exc)}): pip install 'stylize-rt[cpu]'"]}
+                "problems": [f"onnxruntime cannot be imported ({first_line(exc)}); {ORT_INSTALL_HINT}"]}
     listed = list(ort.get_available_providers())
     usable = list(usable_providers())
     problems = []
@@ -303,18 +320,14 @@ class OnnxRuntimeBackend(BackendBase):
         self.warmup_seconds = self._warm_up(options)
 
     def _warm_up(self, options: OnnxRuntimeOptions) -> float:
-        """Warm up at ``warmup_shape``, or, on the TensorRT EP, at the profile's opt shape when that is outside it."""
+        """Warm up at ``warmup_shape``; on the TensorRT EP, inside its profile (see :func:`trt_ep_warmup_shape`)."""
         height, width = options.warmup_shape or (256, 256)
         if self.trt_profile is None or len(self.inputs) != 1 or options.warmup <= 0:
             return warm_up(self, options.warmup, height, width)
         spec = self.inputs[0]
-        shape = image_input_shape(spec, height, width)
-        try:
-            item = self.trt_profile[spec.name]
-        except KeyError:
+        shape = trt_ep_warmup_shape(spec, self.trt_profile, height, width)
+        if shape is None:
             return warm_up(self, options.warmup, height, width)
-        if shape is None or not item.contains(shape):
-            shape = item.opt
         feeds = {spec.name: np.zeros(shape, spec.dtype)}
         start = time.perf_counter()
         for _ in range(options.warmup):

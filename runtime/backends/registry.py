@@ -35,7 +35,7 @@ from stylize_rt.errors import BadInputError
 from stylize_rt.gpu.cuda import cuda_status
 from stylize_rt.gpu.tensorrt import TRT_INSTALL_HINT, tensorrt_available
 from stylize_rt.runtime.backends.base import Backend
-from stylize_rt.runtime.backends.onnxruntime import missing_providers
+from stylize_rt.runtime.backends.onnxruntime import ORT_INSTALL_HINT, missing_providers
 from stylize_rt.runtime.backends.options import (
     BackendOptions,
     OnnxRuntimeOptions,
@@ -72,7 +72,7 @@ class BackendSpec:
 
 def _onnxruntime_unavailable(options: OnnxRuntimeOptions) -> str | None:
     if importlib.util.find_spec("onnxruntime") is None:
-        return "onnxruntime is not installed (pip install onnxruntime)"
+        return ORT_INSTALL_HINT
     missing = missing_providers(options.providers)
     if missing:
         return f"this ONNX Runtime build has no {missing[0]} (no onnxruntime-gpu / no GPU here)"
@@ -146,7 +146,8 @@ def available_backends(model: str | os.PathLike[str]) -> list[str]:
             if _runs(spec, path, kind) and spec.unavailable(spec.make_options()) is None]
 
 
-def _auto_backend(path: Path, kind: str) -> str:
+def auto_backend(path: Path, kind: str) -> str:
+    """The backend ``auto`` opens for a model of this ``kind`` here (see the table in the module doc)."""
     if kind == "engine":
         return "tensorrt"  # fails with TensorRT's install hint where absent: nothing else reads plans
     if kind == "checkpoint":
@@ -169,7 +170,7 @@ def open_backend(model: str | os.PathLike[str], backend: str = "auto", options: 
     if not path.exists():
         raise BadInputError(f"model not found: {path}")
     kind = model_kind(path)
-    name = _auto_backend(path, kind) if backend == "auto" else backend_spec(backend).name
+    name = auto_backend(path, kind) if backend == "auto" else backend_spec(backend).name
     if kind == "checkpoint" and name in ("onnxruntime", "tensorrt") and (path / CHECKPOINT_ONNX).is_file():
         path, kind = path / CHECKPOINT_ONNX, "onnx"
     spec = backend_spec(name)
@@ -185,4 +186,4 @@ def open_backend(model: str | os.PathLike[str], backend: str = "auto", options: 
 
 
 __all__ = ["BackendSpec", "BACKENDS", "backend_spec", "unavailable", "open_backend", "available_backends",
-           "model_kind"]
+           "auto_backend", "model_kind"]

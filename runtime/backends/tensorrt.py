@@ -71,12 +71,13 @@ class ProfileFallback:
         if key not in self._said:
             self._said.add(key)
             item = self.profile.inputs[0]
-            shown = ", ".join(_dims(shape) for _, shape in key)
+            shape = dict(key).get(item.name, key[0][1])
+            end = "--min" if any(d < lo for d, lo in zip(shape, item.min)) else "--max"
             where = getattr(self._backend, "providers", None)
             label = f"{self._backend.name} ({where[0]})" if where else self._backend.name
-            print(f"stylize-rt: note: input {shown} is outside the TensorRT engine's profile "
+            print(f"stylize-rt: note: input {_dims(shape)} is outside the TensorRT engine's profile "
                   f"({_dims(item.min)} .. {_dims(item.max)}) of {self.engine_label}; running it on {label} "
-                  f"(build an engine with --max {shown} to keep it on TensorRT)", file=sys.stderr)
+                  f"(build an engine with {end} {_dims(shape)} to keep it on TensorRT)", file=sys.stderr)
         self.calls += 1
         return self._backend.infer(dict(feeds))
 
