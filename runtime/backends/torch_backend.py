@@ -271,7 +271,8 @@ class TorchBackend(BackendBase):
         if self._streams is None and not self._graphs.enabled:
             y = self._forward(self._torch.from_numpy(array))  # CPU: zero-copy in, zero-copy out
             return {"output": y.contiguous().numpy()}
-        return {"output": self._infer_staged(array)}
+        with self._torch.inference_mode():  # static buffers and graph outputs are inference tensors
+            return {"output": self._infer_staged(array)}
 
     def _infer_staged(self, array: np.ndarray) -> np.ndarray:
         """Pinned staging, side-stream copies, chunks in flight together, per-chunk graphs."""
@@ -352,7 +353,7 @@ class TorchBackend(BackendBase):
         handle = cuda.stream_handle(stream)
         target = torch.cuda.ExternalStream(handle, device=self.device) if handle else torch.cuda.default_stream(self.device)
         x = torch.as_tensor(arrays["input"], device=self.device)
-        with torch.cuda.device(self.device), torch.cuda.stream(target):
+        with torch.inference_mode(), torch.cuda.device(self.device), torch.cuda.stream(target):
             if self._graphs.enabled:
                 shape = tuple(x.shape)
                 key = ("device", shape, arrays["input"].dtype.str)

@@ -130,6 +130,7 @@ class GraphCache:
         self._graphs[key] = entry
         while len(self._graphs) > self.max_graphs:
             self.destroy(self._graphs.popitem(last=False)[1])
+            self.stats.dropped += 1
         self.launch(entry)
         self.stats.captured += 1
         return "captured"
