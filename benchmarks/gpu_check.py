@@ -401,16 +401,46 @@ def check_bench_compile(ctx: "Context") -> CheckResult:
 
 
 def check_goal(ctx: "Context") -> CheckResult:
-    document = ctx.bench.get("bench-default")
-    rows = [r for r in (document or {}).get("records", []) if r["backend"] == "torch-cuda" and r["precision"] == "fp16"
-            and (r["width"], r["height"], r["batch"], r["mode"]) == (1920, 1080, 1, "model")]
-    if not rows:
-        return CheckResult("goal-1080p-fp16", "info", "no torch-cuda fp16 1080p batch-1 measurement to compare")
-    fps = rows[0]["fps"]
+    """The fast path's goal, end to end on the host clock: numpy frame in, numpy frame out, 1080p FP16 batch 1.
+
+    The bench's figures are CUDA-event times (the GPU's work); this one also counts the copies into
+    and out of the pinned buffers, which is what a caller of ``infer`` waits for.
+    """
+    needs = [m for m in ("torch", "safetensors") if not ctx.modules[m]]
+    if needs:
+        return CheckResult("goal-1080p-fp16", "skip", f"needs {', '.join(needs)} (not installed here)")
+    import numpy as np
+    import torch  # checked above
+
+    if not torch.cuda.is_available():
+        return CheckResult("goal-1080p-fp16", "skip", "this torch build sees no CUDA GPU")
+    from stylize_rt.benchmarks.harness import make_frames  # the bench's photo-like frames
+    from stylize_rt.models import MODELS_DIR
+    from stylize_rt.runtime.backends.torch_backend import TorchBackend
+
+    backend = TorchBackend(MODELS_DIR / "mosaic", device="cuda", precision="fp16", warmup=0, timing=True)
+    feeds = {"input": make_frames(1, 1080, 1920)}
+    for _ in range(10):  # plain, captured, then replays
+        backend.infer(feeds)
+    samples, splits = [], []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        backend.infer(feeds)
+        samples.append((time.perf_counter() - t0) * 1000.0)
+        splits.append(backend.last_timings)
+    stats = dict(backend.graph_stats)
+    backend.close()
+    host_ms = float(np.median(samples))
+    split = {k: float(np.median([s[k] for s in splits])) for k in ("h2d_ms", "compute_ms", "d2h_ms")}
+    fps = 1000.0 / host_ms
+    details = {"host_p50_ms": host_ms, "host_p90_ms": float(np.percentile(samples, 90)), "fps": fps, **split,
+               "graphs": stats, "goal_fps": GOAL_FPS}
+    ctx.goal = details
     met = "met" if fps >= GOAL_FPS else "missed"
-    split = ", ".join(f"{k} {rows[0][k]:.2f}" for k in ("h2d_ms", "compute_ms", "d2h_ms") if rows[0].get(k) is not None)
     return CheckResult("goal-1080p-fp16", "info",
-                       f"{fps:.0f} frames/s vs the {GOAL_FPS:.0f} goal ({met}); {split} ms", details=rows[0])
+                       f"{fps:.0f} frames/s end to end (host p50 {host_ms:.2f} ms; GPU: H2D {split['h2d_ms']:.2f}, "
+                       f"compute {split['compute_ms']:.2f}, D2H {split['d2h_ms']:.2f} ms) vs the {GOAL_FPS:.0f} goal "
+                       f"({met})", details=details)
 
 
 def check_tensorrt(ctx: "Context") -> CheckResult:
@@ -424,9 +454,9 @@ CHECKS: dict[str, Callable[["Context"], CheckResult | list[CheckResult]]] = {
     "environment": check_environment,
     "pytest": check_pytest,
     "parity": check_parity,
+    "goal": check_goal,
     "bench": check_bench_default,
     "johnson": check_bench_johnson,
-    "goal": check_goal,
     "compile": check_bench_compile,
     "tensorrt": check_tensorrt,
 }
@@ -445,6 +475,7 @@ class Context:
     machine: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
     bench: dict[str, Any] = field(default_factory=dict)
+    goal: dict[str, Any] = field(default_factory=dict)
 
     def remaining(self, reserve: float = 0.0) -> float:
         return max(0.0, self.budget - (time.perf_counter() - self.started) - reserve)
@@ -467,6 +498,7 @@ def build_document(results: list[CheckResult], ctx: Context | None, command: str
         "machine": ctx.machine if ctx else {},
         "checks": [asdict(r) for r in results],
         "parity": ctx.parity if ctx else {},
+        "goal": ctx.goal if ctx else {},
         "bench": ctx.bench if ctx else {},
     }
 

@@ -264,14 +264,14 @@ class TorchBackend(BackendBase):
         size = -(-batch // count)
         return [(a, min(a + size, batch)) for a in range(0, batch, size)]
 
-
     # -- running -------------------------------------------------------------------------
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         array = np.ascontiguousarray(feeds["input"])
         if self._streams is None and not self._graphs.enabled:
             y = self._forward(self._torch.from_numpy(array))  # CPU: zero-copy in, zero-copy out
             return {"output": y.contiguous().numpy()}
-        with self._torch.inference_mode():  # static buffers and graph outputs are inference tensors
+        device = self._torch.cuda.device(self.device) if self._streams is not None else contextlib.nullcontext()
+        with self._torch.inference_mode(), device:  # static buffers and graph outputs are inference tensors
             return {"output": self._infer_staged(array)}
 
     def _infer_staged(self, array: np.ndarray) -> np.ndarray:
@@ -442,7 +442,8 @@ def _wrapper_class(torch):
             if self.uint8:
                 x = x.to(torch.float32) / 255.0
             if self.autocast_dtype is not None:
-                with torch.autocast(self.device_type, dtype=self.autocast_dtype):
+                # no cast cache: CUDA graphs capture the casts, and torch's graph docs ask for it off
+                with torch.autocast(self.device_type, dtype=self.autocast_dtype, cache_enabled=False):
                     y = run(x)
                 y = y.to(torch.float32)
             else:
