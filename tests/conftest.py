@@ -46,6 +46,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=trt_reason))
 
 
+@pytest.fixture
+def cudart():
+    """cuda-python's runtime module; the test skips with the reason where it cannot be imported."""
+    from stylize_rt.errors import MissingDependencyError
+    from stylize_rt.gpu.cuda import import_cudart
+
+    try:
+        return import_cudart()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+
+
 # The default layout (unshuffle stem, reflect padding) at toy width; tests of the conv stem say so.
 TINY_CONFIG = {"channels": [4, 8, 8], "res_blocks": 1, "stem_kernel": 3, "stem": "unshuffle", "padding": "reflect"}
 

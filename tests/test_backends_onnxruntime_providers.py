@@ -139,3 +139,19 @@ def test_feeds_outside_an_engine_profile_fall_back_with_one_note(tiny_onnx, fram
     assert "--max 1x200x80x3" in capsys.readouterr().err
     fallback.close()
     reference.close()
+
+
+def test_bench_records_and_prints_the_providers_that_start(tiny_onnx, tmp_path):
+    from stylize_rt.benchmarks import report
+
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "-m", "stylize_rt", "bench", "--engine", str(tiny_onnx["uint8_nhwc"]),
+                           "--backends", "onnxruntime", "--precision", "fp32", "--sizes", "32", "--iters", "2",
+                           "--warmup", "0", "--threads", "1", "--no-peak", "--json", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    env = report.load_document(out)["environment"]
+    assert CPU_EP in env["onnxruntime"]["usable"] and env["onnxruntime"]["distributions"]
+    assert "gpu_state" in env and "gpu_state_end" in env
+    assert any(line.startswith("ONNX Runtime") and "providers that start here" in line
+               for line in proc.stdout.splitlines())

@@ -99,14 +99,6 @@ def test_device_array_speaks_the_cuda_array_interface():
 # -- on hardware -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cudart():
-    try:
-        return cuda.import_cudart()
-    except MissingDependencyError as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.mark.gpu
 def test_status_and_device_info(cudart):
     status = cuda.cuda_status()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stylize_rt.errors import MissingDependencyError
 from stylize_rt.gpu import cuda
 
 pytestmark = pytest.mark.gpu
@@ -27,14 +26,6 @@ def torch():
 @pytest.fixture
 def cupy():
     return pytest.importorskip("cupy", reason="cupy is not installed (pip install cupy-cuda12x or cupy-cuda13x)")
-
-
-@pytest.fixture
-def cudart():
-    try:
-        return cuda.import_cudart()
-    except MissingDependencyError as exc:
-        pytest.skip(str(exc))
 
 
 def test_torch_tensors_and_streams(torch, cudart):
