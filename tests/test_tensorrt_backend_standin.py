@@ -178,6 +178,7 @@ def test_infer_device_runs_on_the_callers_stream(backend, cupy):
 
     ctx = backend.standin
     x = cupy.asarray(frames((1, 48, 80, 3), 3))
+    cupy.cuda.Stream.null.synchronize()  # the upload is on the default stream; the side stream must not race it
     for stream in (cupy.cuda.Stream(non_blocking=True), None):
         handle = stream.ptr if stream is not None else 0
         y = cupy.empty_like(x)
