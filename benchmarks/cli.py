@@ -24,9 +24,10 @@ from stylize_rt.benchmarks import environment, harness, report
 from stylize_rt.benchmarks.environment import cpu_has
 from stylize_rt.benchmarks.harness import Skipped, Variant
 from stylize_rt.benchmarks.peak import measure_sgemm_peak
+from stylize_rt.benchmarks.peers import PEERS, build_peer, peer_unavailable
 from stylize_rt.errors import BadInputError, MissingDependencyError, OutputError, StylizeError, first_line
 from stylize_rt.gpu.devices import gpu_state
-from stylize_rt.models import get_model
+from stylize_rt.models import resolve_model
 from stylize_rt.runtime.backends import registry
 from stylize_rt.runtime.backends.onnxruntime import describe_providers, provider_report
 from stylize_rt.sizes import PRESETS
@@ -135,43 +136,20 @@ def precision_unsupported(variant: str, precision: str) -> str | None:
 
 def resolve_engine(engine: str | None) -> ModelSource:
     """``--engine``: a file (.onnx/.plan/.engine), a checkpoint directory, or an embedded model name."""
-    if engine is None:
-        engine = DEFAULT_ENGINE
-    path = Path(engine)
-    if path.exists():
-        if path.is_dir():
-            return _directory_source(path)
-        if path.suffix == ".onnx":
-            kind = onnx_precision(path)
-            if kind == "fp32":
-                return ModelSource(label=str(path), onnx=path)
-            return ModelSource(label=str(path), variants={f"onnx_{kind}": path})
-        if path.suffix in (".plan", ".engine"):
-            return ModelSource(label=str(path), plan=path)
-        raise BadInputError(f"cannot benchmark {path.name!r}: expected .onnx, .plan/.engine or a checkpoint directory")
-    if "/" in engine or engine.endswith((".onnx", ".plan", ".engine")):
-        raise BadInputError(f"model not found: {engine}")
-    try:
-        model = get_model(engine)
-    except BadInputError as exc:
-        hint = " (pass --engine MODEL.onnx)" if engine == DEFAULT_ENGINE else ""
-        raise BadInputError(f"{exc}{hint}") from None
-    source = ModelSource(label=engine)
-    for role, rel in model.files.items():
-        file = model.directory / rel
-        if not file.exists():
-            continue
-        if file.suffix == ".onnx":
-            kind = onnx_precision(file)  # the graph says what it is, whatever the role is called
-            if kind == "fp32" and (role == "onnx" or source.onnx is None):
-                source.onnx = file
-            elif kind != "fp32":
-                source.variants.setdefault(f"onnx_{kind}", file)
-        elif role in ("plan", "engine") or file.suffix in (".plan", ".engine"):
-            source.plan = file
-    if (model.directory / "config.json").is_file():
-        source.checkpoint = model.directory
-    return source
+    path = resolve_model(engine or DEFAULT_ENGINE)
+    if path.is_dir():
+        source = _directory_source(path)
+        if engine is None or not Path(engine).exists():
+            source.label = engine or DEFAULT_ENGINE  # tables name an embedded model by its name
+        return source
+    if path.suffix == ".onnx":
+        kind = onnx_precision(path)
+        if kind == "fp32":
+            return ModelSource(label=str(path), onnx=path)
+        return ModelSource(label=str(path), variants={f"onnx_{kind}": path})
+    if path.suffix in (".plan", ".engine"):
+        return ModelSource(label=str(path), plan=path)
+    raise BadInputError(f"cannot benchmark {path.name!r}: expected .onnx, .plan/.engine or a checkpoint directory")
 
 
 def _directory_source(path: Path) -> ModelSource:
@@ -304,10 +282,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default: all; combinations a backend or this machine lacks are skipped with the reason)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--iters", type=int, help="timed iterations per configuration")
-    budget.add_argument("--seconds", type=float, help="time budget per configuration (default 2; at least 5 iterations)")
+    budget.add_argument("--seconds", type=float, help="time budget per configuration (default 3; at least "
+                        f"{harness.MIN_TIMED_ITERS} iterations either way)")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default 3)")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: the backend's default)")
     p.add_argument("--pipeline", action="store_true", help="also time source -> runtime -> sink per configuration")
+    p.add_argument("--peer", choices=sorted(PEERS), help="also time a reference network (random weights) in ONNX "
+                   "Runtime and PyTorch eager FP32, in turns with the model: johnson2016 = Johnson et al.'s "
+                   "fast style transfer network (9x9 stem, 32/64/128 channels, 5 residual blocks)")
+    p.add_argument("--layout", choices=("nhwc", "nchw"),
+                   help="the model's tensor layout, for models without stylize-rt metadata (default: probed)")
+    p.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"),
+                   help="the model's pixel value range, likewise (write --input-range=-1-1 for -1..1)")
     p.add_argument("--captioner", nargs="?", const="embedded", metavar="DIR",
                    help="also time a captioner: encoder, per-token decoder step, whole captions "
                    "(an exported captioner folder; without DIR the embedded one)")
@@ -340,13 +326,16 @@ def reproduce_command(args, variant: str, precision: str, height: int, width: in
     if args.engine:
         parts += ["--engine", args.engine]
     parts += ["--backends", variant, "--precision", precision, "--sizes", f"{width}x{height}", "--batch", str(batch)]
-    parts += ["--iters", str(args.iters)] if args.iters is not None else ["--seconds", f"{args.seconds or 2:g}"]
+    parts += ["--iters", str(args.iters)] if args.iters is not None else ["--seconds", f"{args.seconds or 3:g}"]
     if args.warmup != 3:
         parts += ["--warmup", str(args.warmup)]
     if args.threads:
         parts += ["--threads", str(args.threads)]
     if args.pipeline:
         parts.append("--pipeline")
+    for flag in ("layout", "input_range"):
+        if getattr(args, flag):
+            parts.append(f"--{flag.replace('_', '-')}={getattr(args, flag)}")
     return shlex.join(parts)
 
 
@@ -354,10 +343,11 @@ def command_of(args) -> str:
     """The whole run as one ``stylize-rt bench`` command line (what the JSON records)."""
     parts = ["stylize-rt", "bench"]
     for flag in ("engine", "backends", "sizes", "batch", "precision", "iters", "seconds", "warmup", "threads",
-                 "json", "markdown", "plot", "history", "compare"):
+                 "peer", "layout", "input_range", "json", "markdown", "plot", "history", "compare"):
         value = getattr(args, flag)
         if value is not None:
-            parts += [f"--{flag}", str(value)]
+            name = "--" + flag.replace("_", "-")
+            parts += [f"{name}={value}"] if str(value).startswith("-") else [name, str(value)]
     parts += [f"--{flag.replace('_', '-')}" for flag in ("pipeline", "no_peak") if getattr(args, flag)]
     if args.captioner:
         parts += ["--captioner"] + ([] if args.captioner == "embedded" else [args.captioner])
@@ -398,49 +388,90 @@ def plan_configs(names: list[str], precisions: list[str], skipped: list) -> list
     return plan
 
 
+PEER_VARIANTS = ("onnxruntime", "torch")  # a peer row: ONNX Runtime and PyTorch eager, FP32
+
+
+def peer_sources(args, workdir: Path, skipped: list) -> list[tuple[str, ModelSource]]:
+    """(network, files) of each ``--peer``, built in the bench's temporary folder."""
+    if not args.peer:
+        return []
+    reason = peer_unavailable()
+    if reason:
+        skipped.append(Skipped(args.peer, "fp32", reason))
+        return []
+    print(f"bench: building the {args.peer} peer network (random weights) ...", file=sys.stderr, flush=True)
+    checkpoint, onnx_path = build_peer(args.peer, workdir)
+    return [(args.peer, ModelSource(label=args.peer, onnx=onnx_path, checkpoint=checkpoint))]
+
+
 def run_matrix(args, plan, source: ModelSource, sizes, batches, budget, peak, work, skipped, failed) -> list:
-    """Open every planned backend once, then time all of them in turns at each size and batch."""
+    """Open every planned backend once, then time all of them in turns at each size and batch.
+
+    Peer networks (``--peer``) take their turns with the model's configurations, in ONNX Runtime
+    and PyTorch eager FP32, so "x peer" ratios come from the same run.
+    """
     all_variants = variants()
     records = []
     with tempfile.TemporaryDirectory(prefix="stylize-rt-bench-") as workdir:
-        files = ModelFiles(source, Path(workdir))
-        opened = []  # (name, precision, model, backend)
+        networks = [("model", source, plan, work)]
+        for network, peer in peer_sources(args, Path(workdir), skipped):
+            peer_plan = [(n, p) for n, p in plan if n in PEER_VARIANTS and p == "fp32"]
+            networks.append((network, peer, peer_plan, harness.WorkCounter(peer.onnx)))
+        opened = []  # (network, name, precision, model, backend, work)
         try:
-            for name, precision in plan:
-                model, reason = files.for_config(name, precision)
-                if model is None:
-                    skipped.append(harness.Skipped(name, precision, reason))
-                    continue
-                print(f"bench: opening {name} {precision} ({model.name})", file=sys.stderr, flush=True)
-                try:
-                    backend = harness.open_variant(all_variants[name], model, precision, args.threads)
-                except StylizeError as exc:
-                    skipped.append(harness.Skipped(name, precision, f"cannot open: {exc}"))
-                    continue
-                opened.append((name, precision, model, backend))
+            for network, net_source, net_plan, net_work in networks:
+                files = ModelFiles(net_source, Path(workdir))
+                for name, precision in net_plan:
+                    model, reason = files.for_config(name, precision)
+                    if model is None:
+                        skipped.append(harness.Skipped(name, precision, reason))
+                        continue
+                    print(f"bench: opening {name} {precision} ({model.name})", file=sys.stderr, flush=True)
+                    try:
+                        backend = harness.open_variant(all_variants[name], model, precision, args.threads)
+                    except StylizeError as exc:
+                        skipped.append(harness.Skipped(name, precision, f"cannot open: {exc}"))
+                        continue
+                    opened.append((network, name, precision, model, backend, net_work))
             for height, width in sizes:
                 for batch in batches:
                     print(f"bench: {width}x{height} batch {batch}: {len(opened)} configuration(s) in turns",
                           file=sys.stderr, flush=True)
                     group = []
-                    for name, precision, model, backend in opened:
-                        config = harness.BenchConfig(all_variants[name], precision, model, batch, height, width)
+                    for network, name, precision, model, backend, net_work in opened:
+                        config = harness.BenchConfig(all_variants[name], precision, model, batch, height, width,
+                                                     network, args.layout, args.input_range)
                         command = reproduce_command(args, name, precision, height, width, batch)
                         try:
-                            group.append(harness.prepare(backend, config, command, pipeline=args.pipeline))
+                            group.append(harness.prepare(backend, config, command, pipeline=args.pipeline,
+                                                         work=net_work))
                         except Exception as exc:  # noqa: BLE001 - any engine's error fails this configuration only
                             failed.append(harness.Failed(name, precision, height, width, batch, "model",
                                                          first_line(exc)))
                     try:
-                        records += harness.measure_together(group, budget, work, peak["gflops"] if peak else None)
+                        records += harness.measure_together(group, budget, None, peak["gflops"] if peak else None)
                     except Exception as exc:  # noqa: BLE001 - reported per configuration, then exit 1
                         failed += [harness.Failed(item.config.variant.name, item.config.precision, height, width,
                                                   batch, "model", first_line(exc)) for item in group]
         finally:
-            for *_, backend in opened:
+            for *_, backend, _work in opened:
                 backend.close()
     harness.add_overheads(records)
     return records
+
+
+def nothing_ran_reason(source: ModelSource, skipped: list[Skipped]) -> str:
+    """One line for a run in which no configuration could run (the full list is printed above it)."""
+    gpu_only = {k[len("onnx_"):] for k in source.variants} & {"fp16"}
+    if gpu_only and source.onnx is None and source.checkpoint is None and source.plan is None:
+        return (f"{source.label} is an FP16 graph, and FP16 graphs are for GPUs (TensorRT, ONNX Runtime's "
+                "CUDA/TensorRT providers); on this machine benchmark the FP32 export (stylize-rt export "
+                "--precision fp32) or the checkpoint folder")
+    if not skipped:
+        return "no configuration could run here (nothing requested)"
+    first = skipped[0]
+    more = f"; {len(skipped) - 1} more skipped, listed above" if len(skipped) > 1 else ""
+    return f"no configuration could run here ({first.backend} {first.precision}: {first.reason}{more})"
 
 
 def print_summary(document: dict, notes: list[str]) -> None:
@@ -479,7 +510,7 @@ def run_bench(args) -> int:
         names = parse_choices(args.backends, list(all_variants), "backend")
     baseline = report.load_document(args.compare) if args.compare else None
     budget = harness.Budget(warmup=args.warmup, iters=args.iters,
-                            seconds=None if args.iters is not None else (args.seconds or 2.0))
+                            seconds=None if args.iters is not None else (args.seconds or 3.0))
 
     skipped: list[harness.Skipped] = []
     failed: list[harness.Failed] = []
@@ -523,8 +554,7 @@ def run_bench(args) -> int:
         report.append_history(document, args.history)
 
     if not records and not failed and not captioner_rows:
-        reasons = "; ".join(f"{s.backend} {s.precision}: {s.reason}" for s in skipped) or "nothing requested"
-        raise MissingDependencyError(f"no configuration could run here ({reasons})")
+        raise MissingDependencyError(nothing_ran_reason(source, skipped))
     if failed:
         raise StylizeError(f"{len(failed)} configuration(s) failed: {failed[0].reason}")
     if baseline is not None:

@@ -32,8 +32,9 @@ class Comparison:
         return asdict(self)
 
     def label(self) -> str:
-        backend, device, precision, batch, height, width, mode = self.key
-        return f"{backend}/{device} {precision} b{batch} {width}x{height} {mode}"
+        network, backend, device, precision, batch, height, width, mode = self.key
+        where = "" if network == "model" else f"{network} "
+        return f"{where}{backend}/{device} {precision} b{batch} {width}x{height} {mode}"
 
 
 def compare(baseline: Sequence[BenchRecord], current: Sequence[BenchRecord],

@@ -49,7 +49,6 @@ MODULES = ("numpy", "cv2", "onnx", "onnxruntime", "torch", "cupy", "cuda.binding
            "safetensors", "PIL", "av", "pytest", "onnxslim", "skimage")
 SITE_PACKAGES = ("tqdm", "safetensors")  # pure-Python or abi3 wheels --prepare-site unpacks
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")  # scikit-image's public-domain / CC0 sample photos
-JOHNSON = {"channels": [32, 64, 128], "res_blocks": 5, "stem_kernel": 9, "stem": "conv", "padding": "reflect"}
 PAPER_TITAN_X_MS = {256: 15.0, 512: 50.0, 1024: 210.0}  # Johnson et al. 2016, Table 1 (Torch, Titan X)
 GOAL_FPS = 150.0  # default generator, 1080p, FP16, batch 1, no TensorRT (issue 18)
 # Agreement bars, as in docs/GPU.md: share of pixels within N levels of the CPU FP32 reference.
@@ -385,11 +384,15 @@ def check_bench_default(ctx: "Context") -> CheckResult:
 def check_bench_johnson(ctx: "Context") -> CheckResult:
     if not (ctx.modules["torch"] and ctx.modules["safetensors"]):
         return CheckResult("bench-johnson2016", "skip", "needs torch and safetensors (not installed here)")
+    import torch  # checked above
+
+    from stylize_rt.benchmarks.peers import PEERS  # the bench's own Johnson et al. 2016 layout
     from stylize_rt.nets.checkpoint import save_generator  # torch + safetensors, checked above
     from stylize_rt.nets.generator import Generator, GeneratorConfig
 
-    checkpoint = save_generator(ctx.workdir / "johnson2016", Generator(GeneratorConfig.from_dict(JOHNSON)),
-                                extra={"note": "random weights: Johnson et al. 2016 layout, for timing only"})
+    torch.manual_seed(0)  # random weights, as the bench's peer: speed does not depend on them
+    checkpoint = save_generator(ctx.workdir / "johnson2016", Generator(GeneratorConfig.from_dict(PEERS["johnson2016"])),
+                                extra={"peer": "johnson2016"})
     path = ctx.workdir / "bench_johnson2016.json"
     command = bench_command(str(checkpoint), "torch-cuda", "fp32,fp16", "256,512,1024,720p,1080p", "1", path,
                             ctx.bench_seconds)

@@ -13,6 +13,7 @@ each model-only figure, so the runtime's overhead around the model shows.
 from __future__ import annotations
 
 import io
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from stylize_rt.benchmarks import load
 from stylize_rt.benchmarks.peak import onnx_conv_macs
 from stylize_rt.benchmarks.stats import LatencyStats, summarize, throughput
 from stylize_rt.errors import StylizeError
@@ -28,9 +30,9 @@ from stylize_rt.runtime.captioner import Captioner
 from stylize_rt.runtime.pipeline import PipelineConfig, run_stream
 from stylize_rt.runtime.sinks import RawPipeSink
 from stylize_rt.runtime.sources import RawPipeSource
-from stylize_rt.runtime.stylizer import Stylizer, infer_io_layout
+from stylize_rt.runtime.stylizer import Stylizer
 
-MIN_TIMED_ITERS = 5
+MIN_TIMED_ITERS = 30  # a median of fewer iterations is not a number to publish
 
 
 class OutputCheckError(StylizeError):
@@ -58,6 +60,9 @@ class BenchConfig:
     batch: int
     height: int
     width: int
+    network: str = "model"  # "model", or the name of a peer network benchmarked beside it
+    layout: str | None = None  # --layout / --input-range for models without our metadata
+    input_range: str | None = None
 
 
 @dataclass
@@ -92,7 +97,21 @@ class BenchRecord:
     compute_ms: float | None = None
     d2h_ms: float | None = None
     pipeline: str | None = None
-    overhead: float | None = None  # pipeline: median over iterations of (iteration time / model time in it) - 1
+    # pipeline: mean end-to-end time per batch / mean model-only time per batch of the model-only
+    # twin timed in the same turns, - 1: the throughput a user loses to the runtime around the model
+    overhead: float | None = None
+    # pipeline: where an end-to-end batch's time went, per batch, inside the iterations
+    capture_ms: float | None = None
+    infer_ms: float | None = None
+    output_ms: float | None = None
+    p50_ci_low_ms: float | None = None  # ~95% confidence interval of the median
+    p50_ci_high_ms: float | None = None
+    network: str = "model"  # "model": the one benchmarked; a peer network's name otherwise
+    others_load: float | None = None  # mean cores other processes used during this row's blocks
+    flagged_blocks: int = 0  # blocks during which others used more than benchmarks.load.BUSY_CORES
+    blocks: int = 0
+    flag: str | None = None  # why this row must not be published (e.g. end-to-end beats model-only)
+    omp_wait_policy: str | None = None  # torch rows: OMP_WAIT_POLICY when torch loaded (None: OpenMP's default)
     command: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,7 +124,8 @@ class BenchRecord:
 
     def key(self) -> tuple:
         """Identity used to match a record against a baseline."""
-        return (self.backend, self.device, self.precision, self.batch, self.height, self.width, self.mode)
+        return (self.network, self.backend, self.device, self.precision, self.batch, self.height, self.width,
+                self.mode)
 
 
 @dataclass
@@ -142,9 +162,10 @@ class Budget:
 
     warmup: int = 3
     iters: int | None = None
-    seconds: float | None = 2.0
+    seconds: float | None = 3.0
 
     def done(self, count: int, elapsed: float) -> bool:
+        """A fixed ``iters`` count, else at least MIN_TIMED_ITERS iterations *and* ``seconds``."""
         if self.iters is not None:
             return count >= self.iters
         return count >= MIN_TIMED_ITERS and elapsed >= (self.seconds or 0.0)
@@ -187,16 +208,6 @@ def make_frames(batch: int, height: int, width: int, seed: int = 0) -> np.ndarra
     return frames
 
 
-def model_feeds(backend, frames: np.ndarray) -> dict[str, np.ndarray]:
-    """``frames`` in the backend's input convention, converted once, outside the timed loop."""
-    spec = backend.inputs[0]
-    if infer_io_layout(backend) == "uint8_nhwc":
-        return {spec.name: np.ascontiguousarray(frames)}
-    x = np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
-    dtype = spec.dtype if spec.dtype.kind == "f" else np.dtype(np.float32)
-    return {spec.name: x.astype(dtype, copy=False)}
-
-
 # ---------------------------------------------------------------------------------------
 # The output guard
 
@@ -237,6 +248,7 @@ class Timing:
     samples_ms: list[float] = field(default_factory=list)
     splits: list[dict[str, float]] = field(default_factory=list)
     clock: str = "perf_counter"
+    loads: list[float] = field(default_factory=list)  # cores other processes used, per block
 
 
 BLOCK_SECONDS = 0.2  # how long each step runs before the next one takes its turn
@@ -279,10 +291,16 @@ def time_steps(steps: dict[Any, Step], budget: Budget, warmups: dict[Any, int] |
             block = max(1, min(50, int(BLOCK_SECONDS / cost[name]) if cost[name] > 0 else 10))
             if budget.iters is not None:
                 block = min(block, budget.iters - len(timings[name].samples_ms))
+                if block <= 0:
+                    continue  # this step has its count; the others are catching up
             if turns and block > 1:
                 step()  # untimed: re-warm after the other steps' turns (negligible for slow steps)
+            before = load.mark()
             for _ in range(block):
                 _time_one(step, timings[name])
+            others = load.others_cores(before, load.mark())
+            if others is not None:
+                timings[name].loads.append(others)
 
 
 def _time_one(step: Step, timing: Timing) -> None:
@@ -363,7 +381,8 @@ class _Discard:
 PIPELINE_BATCHES_PER_RUN = 16
 
 
-def pipeline_step(backend, batch: int, height: int, width: int, ring: int = 4) -> tuple[Step, str]:
+def pipeline_step(backend, batch: int, height: int, width: int, ring: int = 4, layout: str | None = None,
+                  input_range: str | None = None) -> tuple[Step, str]:
     """source -> runtime -> sink around ``backend``; returns the step and what it exercised.
 
     One step is one run of the runtime's stream runner (``run_stream``: capture, model and
@@ -375,7 +394,7 @@ def pipeline_step(backend, batch: int, height: int, width: int, ring: int = 4) -
     runtime. The step's time is reported per batch, comparable with model-only latency.
     """
     timed = _TimedBackend(backend)
-    stylizer = Stylizer(timed)
+    stylizer = Stylizer(timed, layout=layout, input_range=input_range)
     frames = np.concatenate([make_frames(batch, height, width, seed=100 + i) for i in range(ring)])
     count = PIPELINE_BATCHES_PER_RUN * batch
     clip = np.concatenate([frames] * (count // len(frames) + 1))[:count]
@@ -394,7 +413,10 @@ def pipeline_step(backend, batch: int, height: int, width: int, ring: int = 4) -
         wall_ms = (time.perf_counter() - t0) * 1000.0
         if stats.frames_out != count or sink_stream.bytes != clip.nbytes:
             raise RuntimeError(f"the pipeline wrote {stats.frames_out} of {count} frames")
-        return {"wall_ms": wall_ms / PIPELINE_BATCHES_PER_RUN, "infer_ms": timed.infer_ms / PIPELINE_BATCHES_PER_RUN}
+        per_batch = 1000.0 / PIPELINE_BATCHES_PER_RUN
+        return {"wall_ms": wall_ms / PIPELINE_BATCHES_PER_RUN, "infer_ms": timed.infer_ms / PIPELINE_BATCHES_PER_RUN,
+                "capture_ms": stats.stage("capture").total_s * per_batch,
+                "output_ms": stats.stage("output").total_s * per_batch}
 
     return step, "run_stream: RawPipeSource(bgr24) -> capture/model/output threads -> RawPipeSink(bgr24)"
 
@@ -457,17 +479,20 @@ class Prepared:
     steps: dict[str, Step]  # mode (model / pipeline) -> step
     command: str
     pipeline_name: str | None = None
+    work: WorkCounter | None = None  # MACs of this configuration's network (for GFLOP/s)
 
 
-def prepare(backend, config: BenchConfig, command: str = "", pipeline: bool = False) -> Prepared:
+def prepare(backend, config: BenchConfig, command: str = "", pipeline: bool = False,
+            work: WorkCounter | None = None) -> Prepared:
     """Feeds in the backend's convention, the output check, and the model (+ pipeline) steps."""
     frames = make_frames(config.batch, config.height, config.width)
-    feeds = model_feeds(backend, frames)
+    stylizer = Stylizer(backend, layout=config.layout, input_range=config.input_range)
+    feeds = stylizer.model_feeds(frames)  # in the model's convention, converted once, outside the timed loop
     check_outputs(backend.infer(feeds), config.batch, config.height, config.width)
-    prepared = Prepared(config, {"model": model_step(backend, feeds)}, command)
+    prepared = Prepared(config, {"model": model_step(backend, feeds)}, command, work=work)
     if pipeline:
         prepared.steps["pipeline"], prepared.pipeline_name = pipeline_step(
-            backend, config.batch, config.height, config.width)
+            backend, config.batch, config.height, config.width, layout=config.layout, input_range=config.input_range)
     return prepared
 
 
@@ -479,7 +504,8 @@ def measure_together(
 ) -> list[BenchRecord]:
     """Time every step of ``group`` in turns (see ``time_steps``); one record per step.
 
-    ``peak_gflops`` (the CPU's SGEMM peak) applies to CPU configurations only.
+    ``peak_gflops`` (the CPU's SGEMM peak) applies to CPU configurations only; MACs come from
+    each item's own ``work`` counter, else the shared ``work``.
     """
     steps = {(i, mode): step for i, item in enumerate(group) for mode, step in item.steps.items()}
     warmups = {key: min(1, budget.warmup) for key in steps if key[1] == "pipeline"}
@@ -487,7 +513,8 @@ def measure_together(
     records = []
     for (i, mode), timing in timings.items():
         item = group[i]
-        macs = work.macs(item.config.height, item.config.width) if work else None
+        counter = item.work or work
+        macs = counter.macs(item.config.height, item.config.width) if counter else None
         peak = peak_gflops if item.config.variant.device == "cpu" else None
         records.append(_record(item.config, mode, timing, budget, macs, peak, item.command,
                                item.pipeline_name if mode == "pipeline" else None))
@@ -506,11 +533,10 @@ def _record(config: BenchConfig, mode: str, timing: Timing, budget: Budget, macs
     fps, mpix = throughput(stats.mean_ms, config.batch, config.height, config.width)
     gflops = 2.0 * macs * config.batch / (stats.mean_ms / 1000.0) / 1e9 if macs else None
     splits = timing.splits
-    split = {k: float(np.mean([s[k] for s in splits])) for k in ("h2d_ms", "compute_ms", "d2h_ms")
+    split = {k: float(np.mean([s[k] for s in splits]))
+             for k in ("h2d_ms", "compute_ms", "d2h_ms", "capture_ms", "infer_ms", "output_ms")
              if splits and all(k in s for s in splits)}
-    overhead = None
-    if mode == "pipeline" and splits and all(s.get("infer_ms", 0) > 0 for s in splits):
-        overhead = float(np.median([t / s["infer_ms"] for t, s in zip(timing.samples_ms, splits)])) - 1.0
+    loads = timing.loads
     return BenchRecord(
         backend=config.variant.name,
         device=config.variant.device,
@@ -537,20 +563,38 @@ def _record(config: BenchConfig, mode: str, timing: Timing, budget: Budget, macs
         gflops=gflops,
         peak_fraction=gflops / peak_gflops if gflops and peak_gflops else None,
         pipeline=pipeline_name,
-        overhead=overhead,
+        p50_ci_low_ms=stats.p50_ci_low_ms,
+        p50_ci_high_ms=stats.p50_ci_high_ms,
+        network=config.network,
+        others_load=float(np.mean(loads)) if loads else None,
+        flagged_blocks=sum(1 for x in loads if x > load.BUSY_CORES),
+        blocks=len(loads),
+        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY") if config.variant.backend == "torch" else None,
         command=command,
         **split,
     )
 
 
 def add_overheads(records: Iterable[BenchRecord]) -> None:
-    """Where a pipeline record has no in-iteration overhead, compare it with its model-only twin."""
+    """Overhead as users feel it, from each end-to-end row and its model-only twin of the same turns.
+
+    ``overhead`` = end-to-end mean time per batch / model-only mean time per batch - 1: the frames
+    per second lost to the runtime around the model, including the model slowing down while the
+    capture and output threads share the cores (which an in-iteration ratio cannot show; that
+    split stays in ``capture_ms`` / ``infer_ms`` / ``output_ms``). An end-to-end row that beats its
+    model-only twin beyond both medians' confidence intervals cannot be right (the pipeline does
+    the model's work and more): it is flagged, not published.
+    """
     records = list(records)
     model_only = {r.key()[:-1]: r for r in records if r.mode == "model"}
     for r in records:
         twin = model_only.get(r.key()[:-1])
-        if r.mode == "pipeline" and r.overhead is None and twin is not None:
-            r.overhead = r.p50_ms / twin.p50_ms - 1.0  # medians: robust to a preempted iteration
+        if r.mode != "pipeline" or twin is None:
+            continue
+        r.overhead = r.mean_ms / twin.mean_ms - 1.0
+        if r.p50_ci_high_ms is not None and twin.p50_ci_low_ms is not None and r.p50_ci_high_ms < twin.p50_ci_low_ms:
+            r.flag = (f"end-to-end p50 {r.p50_ms:.2f} ms beats model-only {twin.p50_ms:.2f} ms beyond both "
+                      "confidence intervals")
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,8 +13,10 @@ On scikit-learn's bundled photos (china, flower), which training never sees:
    unamplified. Target <= 1.5 for a model trained with the stability loss; the
    ``--baseline`` model (same recipe without it) is measured beside it.
 
-Prints a table, writes ``benchmarks/results/quality.json`` and an input | output contact
-sheet of the held-out photos to ``docs/images/``.
+Prints a table and writes ``quality.json`` and an input | output contact sheet of the held-out
+photos (``heldout.png``) into a new run directory, ``runs/quality-<UTC time>/`` (``--out-dir``).
+The repository's published files are written only when named:
+``--json-out benchmarks/results/quality.json --sheet docs/images/mosaic_heldout.png``.
 """
 
 from __future__ import annotations
@@ -173,18 +175,19 @@ def run(args: argparse.Namespace) -> dict:
     print(f"model: {model}" + (f"\nbaseline (no stability loss): {args.baseline}" if base else ""))
     print("passes: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in result["passes"].items()))
 
-    if args.json_out:
-        _write_json(result, Path(args.json_out))
-        print(f"wrote {args.json_out}")
-    if args.sheet:
+    json_out, sheet = output_paths(args)
+    if json_out:
+        _write_json(result, json_out)
+        print(f"wrote {json_out}")
+    if sheet:
         sheet_rows = []
         for name, photo in photos.items():
             row = [photo, main["outputs"][name]]
             if base:
                 row.append(base["outputs"][name])
             sheet_rows.append(row)
-        write_contact_sheet(sheet_rows, args.sheet, cell_height=240)
-        print(f"wrote {args.sheet}" + (" (input | model | no-stability baseline)" if base else " (input | output)"))
+        write_contact_sheet(sheet_rows, sheet, cell_height=240)
+        print(f"wrote {sheet}" + (" (input | model | no-stability baseline)" if base else " (input | output)"))
     return result
 
 
@@ -194,11 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="the same recipe trained without the stability loss, for the flicker comparison")
     p.add_argument("--frames", type=int, default=16, help="noisy frames per photo for the flicker number (default 16)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = its default)")
-    p.add_argument("--json-out", default=str(REPO_ROOT / "benchmarks" / "results" / "quality.json"),
-                   help="where to write the numbers ('' to skip)")
-    p.add_argument("--sheet", default=str(REPO_ROOT / "docs" / "images" / "mosaic_heldout.png"),
-                   help="contact sheet PNG path ('' to skip)")
+    p.add_argument("--out-dir", help="run directory for quality.json and heldout.png (default: a new "
+                   "runs/quality-<UTC time>/ under the working directory)")
+    p.add_argument("--json-out", help="write the numbers here instead ('' to skip)")
+    p.add_argument("--sheet", help="write the contact sheet PNG here instead ('' to skip)")
     return p
+
+
+def output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """(json, sheet) paths: the ones named, else files in the run directory; never a published file
+    unless it was named."""
+    run_dir = Path(args.out_dir) if args.out_dir else Path("runs") / time.strftime("quality-%Y%m%dT%H%M%SZ", time.gmtime())
+    json_out = run_dir / "quality.json" if args.json_out is None else (Path(args.json_out) if args.json_out else None)
+    sheet = run_dir / "heldout.png" if args.sheet is None else (Path(args.sheet) if args.sheet else None)
+    return json_out, sheet
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,6 +91,7 @@ COLUMNS = (
     ("iters", lambda r: r.iters, "{}"),
     ("mean ms", lambda r: r.mean_ms, "{:.2f}"),
     ("p50 ms", lambda r: r.p50_ms, "{:.2f}"),
+    ("p50 95% CI", lambda r: None if r.p50_ci_low_ms is None else f"{r.p50_ci_low_ms:.2f}-{r.p50_ci_high_ms:.2f}", "{}"),
     ("p90 ms", lambda r: r.p90_ms, "{:.2f}"),
     ("p99 ms", lambda r: r.p99_ms, "{:.2f}"),
     ("std ms", lambda r: r.std_ms, "{:.2f}"),
@@ -99,6 +100,15 @@ COLUMNS = (
     ("GFLOP/s", lambda r: r.gflops, "{:.1f}"),
     ("% peak", lambda r: None if r.peak_fraction is None else 100 * r.peak_fraction, "{:.1f}"),
     ("overhead", lambda r: None if r.overhead is None else 100 * r.overhead, "{:+.1f}%"),
+    ("others' load", lambda r: r.others_load, "{:.2f}"),
+    ("flag", lambda r: r.flag and "!", "{}"),
+)
+TEXT_COLUMNS = {"network", "backend", "device", "prec", "mode", "batch", "size", "flag"}
+NETWORK_COLUMN = ("network", lambda r: r.network, "{}")
+BREAKDOWN_COLUMNS = (  # pipeline rows: where an end-to-end batch's time went
+    ("capture ms", lambda r: r.capture_ms, "{:.2f}"),
+    ("model ms", lambda r: r.infer_ms, "{:.2f}"),
+    ("output ms", lambda r: r.output_ms, "{:.2f}"),
 )
 SPLIT_COLUMNS = (
     ("H2D ms", lambda r: r.h2d_ms, "{:.2f}"),
@@ -109,10 +119,20 @@ SPLIT_COLUMNS = (
 
 def _columns(records: Sequence[BenchRecord]):
     cols = list(COLUMNS)
+    fps = next(i for i, c in enumerate(cols) if c[0] == "fps")
     if any(r.compute_ms is not None for r in records):
-        cols[12:12] = SPLIT_COLUMNS  # after std, before fps
+        cols[fps:fps] = SPLIT_COLUMNS  # after std, before fps
     if not any(r.overhead is not None for r in records):
         cols = [c for c in cols if c[0] != "overhead"]
+    else:
+        at = next(i for i, c in enumerate(cols) if c[0] == "overhead") + 1
+        cols[at:at] = BREAKDOWN_COLUMNS
+    if any(r.network != "model" for r in records):
+        cols.insert(0, NETWORK_COLUMN)
+    if not any(r.others_load is not None for r in records):
+        cols = [c for c in cols if c[0] != "others' load"]
+    if not any(r.flag for r in records):
+        cols = [c for c in cols if c[0] != "flag"]
     return cols
 
 
@@ -131,7 +151,7 @@ def _cells(records: Sequence[BenchRecord]) -> tuple[list[str], list[list[str]]]:
 def terminal_table(records: Sequence[BenchRecord]) -> str:
     headers, rows = _cells(records)
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    numeric = [i >= 6 for i in range(len(headers))]
+    numeric = [h not in TEXT_COLUMNS for h in headers]
     def line(cells):
         return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)).rstrip()
     out = [line(headers), "  ".join("-" * w for w in widths)]
@@ -144,7 +164,8 @@ def markdown_table(records: Sequence[BenchRecord], commands: bool = False) -> st
     if commands:
         headers = [*headers, "command"]
         rows = [[*row, f"`{r.command}`"] for row, r in zip(rows, records)]
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" if i < 6 else "---:" for i in range(len(headers))) + "|"]
+    out = ["| " + " | ".join(headers) + " |",
+           "|" + "|".join("---" if h in TEXT_COLUMNS or h == "command" else "---:" for h in headers) + "|"]
     out += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(out)
 

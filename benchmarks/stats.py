@@ -30,6 +30,8 @@ class LatencyStats:
     max_ms: float
     std_ms: float
     noise: float  # relative run-to-run spread of the median (0.02 = 2%)
+    p50_ci_low_ms: float = 0.0  # distribution-free 95% confidence interval of the median
+    p50_ci_high_ms: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -53,7 +55,25 @@ def summarize(samples_ms: Sequence[float]) -> LatencyStats:
         max_ms=float(x.max()),
         std_ms=float(x.std(ddof=1)) if x.size > 1 else 0.0,
         noise=block_noise(x),
+        **dict(zip(("p50_ci_low_ms", "p50_ci_high_ms"), median_ci(x))),
     )
+
+
+def median_ci(samples_ms: Sequence[float], z: float = 1.96) -> tuple[float, float]:
+    """A distribution-free ~95% confidence interval of the median: the order statistics at
+    n/2 -/+ z*sqrt(n)/2 (the binomial(n, 1/2) quantiles), clipped to the sample range.
+
+    With few samples it is wide (5 samples: min to max), which is the point: a median of 5
+    iterations is not a precise number.
+    """
+    x = np.sort(np.asarray(samples_ms, dtype=np.float64))
+    n = x.size
+    if n == 0:
+        raise ValueError("need at least one latency sample")
+    half = z * np.sqrt(n) / 2.0
+    lo = int(np.clip(np.floor(n / 2.0 - half), 0, n - 1))
+    hi = int(np.clip(np.ceil(n / 2.0 + half) - 1, 0, n - 1))
+    return float(x[lo]), float(x[hi])
 
 
 def block_noise(samples_ms: Sequence[float], blocks: int = NOISE_BLOCKS) -> float:

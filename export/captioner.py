@@ -221,7 +221,7 @@ def verify_captioner(
     model = model.eval()
     if images is None:
         images = render_scenes(make_scenes(scenes, seed, "test"), model.config.image_size)
-    runtime = OnnxCaptioner(export_dir)
+    runtime = OnnxCaptioner(export_dir, constrained=False)  # the graphs' own decode, as PyTorch's greedy
     try:
         if runtime.spec.image_size != model.config.image_size or len(runtime.tokenizer) != len(tokenizer):
             raise BadInputError(f"{export_dir} was not exported from this checkpoint (image size or vocabulary differ)")

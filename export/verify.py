@@ -22,7 +22,6 @@ from typing import Sequence
 
 import numpy as np
 import onnx
-from tqdm import tqdm
 
 from stylize_rt import contract
 from stylize_rt.errors import BadInputError, StylizeError, first_line
@@ -31,6 +30,7 @@ from stylize_rt.export.frames import sample_frames, to_feed
 from stylize_rt.export.parity import ort_session, psnr, torch_reference
 from stylize_rt.export.trt_lint import lint_file
 from stylize_rt.nets.checkpoint import load_generator
+from stylize_rt.progress import progress_bar
 
 # (batch, height, width): the minimum size, odd sizes, a batch of 2 and of 3, non-square,
 # and a 16:9 frame big enough for realistic instance-norm statistics.
@@ -166,7 +166,7 @@ def verify_generator(
         criterion=_criterion(precision, io_layout, min_psnr),
     )
     # disable=None: a bar on terminals only, so logs and CLI tests stay clean.
-    for i, (batch, height, width) in enumerate(tqdm(sizes, desc="parity", unit="size", leave=False, disable=None)):
+    for i, (batch, height, width) in enumerate(progress_bar(sizes, desc="parity", unit="size", leave=False)):
         frames, source = sample_frames(batch, height, width, seed=seed + i, held_out=True)
         want = torch_reference(generator, frames, io_layout)
         got = session.run(None, {input_name: to_feed(frames, io_layout)})[0]

@@ -70,13 +70,13 @@ class CaptionWorker:
             with self._cond:
                 while self._slot is None and not self._stop:
                     self._cond.wait()
+                # Offers wake the thread; it still waits out the interval (newer frames replace the
+                # slot meanwhile, and the newest is captioned), so captions come at most once per interval.
+                deadline = last_start + self.interval_s
+                while not self._stop and (wait := deadline - time.perf_counter()) > 0:
+                    self._cond.wait(wait)
                 if self._stop:
                     return
-                wait = self.interval_s - (time.perf_counter() - last_start)
-                if wait > 0:
-                    self._cond.wait(wait)  # newer frames may arrive meanwhile; take the newest
-                    if self._stop:
-                        return
                 frame, index, captured_at = self._slot
                 self._slot = None
             last_start = time.perf_counter()

@@ -81,7 +81,12 @@ class Captioner:
         model_dir: str | os.PathLike[str] | None = None,
         threads: int = 1,
         providers: tuple[str, ...] = ("CPUExecutionProvider",),
+        no_repeat_ngram: int = 3,
+        constrained: bool = True,
     ) -> None:
+        """``no_repeat_ngram``: no word n-gram of this length occurs twice in a caption (0: off), so
+        greedy and beam search cannot loop ("a big ball a big ball ..."). ``constrained=False``
+        decodes with no rule at all (the raw graphs, for parity checks against PyTorch)."""
         if model_dir is None:
             model_dir = get_model("captioner").directory
         self.directory = Path(model_dir)
@@ -102,6 +107,8 @@ class Captioner:
         ids = (self.tokenizer.bos_id, self.tokenizer.eos_id, self.tokenizer.pad_id)
         if ids != (self.spec.bos_id, self.spec.eos_id, self.spec.pad_id):
             raise BadInputError(f"vocabulary mismatch in {self.directory}: special token ids differ")
+        self.no_repeat_ngram = no_repeat_ngram
+        self.constrained = constrained
         self.encoder = OnnxRuntimeBackend(self.directory / ENCODER_FILE, threads=threads, providers=providers)
         self.decoder = OnnxRuntimeBackend(self.directory / DECODER_FILE, threads=threads, providers=providers)
         logits = next((o for o in self.decoder.outputs if o.name == "logits"), None)
@@ -155,6 +162,24 @@ class Captioner:
         new_state = dict(state, hidden=out["hidden_out"], context=out["context_out"])
         return out["logits"].astype(np.float32), new_state
 
+    def _mask(self, logits: np.ndarray, prefixes: list[list[int]]) -> np.ndarray:
+        """``logits`` [rows, vocab] with the tokens no caption may take next set to -inf: <bos> and
+        <pad> always, <eos> before the first word (no empty captions), and any word that would
+        repeat an n-gram of its row's prefix."""
+        if not self.constrained:
+            return logits
+        logits = logits.copy()
+        logits[:, [self.spec.bos_id, self.spec.pad_id]] = -np.inf
+        n = self.no_repeat_ngram
+        for row, prefix in enumerate(prefixes):
+            if not prefix:
+                logits[row, self.spec.eos_id] = -np.inf
+            if n and len(prefix) >= n:
+                head = tuple(prefix[-(n - 1):]) if n > 1 else ()
+                banned = [prefix[i + n - 1] for i in range(len(prefix) - n + 1) if tuple(prefix[i : i + n - 1]) == head]
+                logits[row, banned] = -np.inf
+        return logits
+
     def greedy_tokens(self, images: np.ndarray) -> list[list[int]]:
         """Greedy decode of preprocessed images -> token ids per image (without <bos>/<eos>)."""
         state = self._encode(images)
@@ -164,7 +189,7 @@ class Captioner:
         result: list[list[int]] = [[] for _ in range(n)]
         for _ in range(self.spec.max_len):
             logits, state = self._step(token, state)
-            token = logits.argmax(axis=1)
+            token = self._mask(logits, result).argmax(axis=1)
             for i in np.flatnonzero(~done):
                 if token[i] == self.spec.eos_id:
                     done[i] = True
@@ -193,7 +218,7 @@ class Captioner:
 
         for t in range(self.spec.max_len):
             logits, state = self._step(token, state)
-            logp = _log_softmax(logits.astype(np.float64))
+            logp = self._mask(_log_softmax(logits.astype(np.float64)), live_tokens)
             cand = (live_scores[:, None] + logp).ravel()
             order = np.argsort(-cand, kind="stable")[: 2 * beam]  # ties: lowest index, like argmax
             vocab = logp.shape[1]

@@ -13,15 +13,16 @@ import sys
 import threading
 from pathlib import Path
 
-from stylize_rt.errors import BadInputError
+from stylize_rt.errors import EXIT_SKIPPED, BadInputError
 from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, list_models
 from stylize_rt.runtime.backends.onnxruntime import describe_providers, provider_report
 from stylize_rt.runtime.demo import print_result, run_demo
 from stylize_rt.runtime.pipeline import PipelineConfig
-from stylize_rt.runtime.session import ModelChoice, RunConfig, open_run
+from stylize_rt.runtime.session import ModelChoice, RunConfig, StyleChoice, describe_model, open_run
 from stylize_rt.sizes import parse_size
 
-EXIT_CODES = "exit codes: 0 ok, 1 error, 2 bad input or missing dependency, 3 output error, 130 interrupted"
+EXIT_CODES = ("exit codes: 0 ok, 1 error, 2 bad input or missing dependency, 3 output error, "
+              "4 done but some inputs skipped (named on stderr), 130 interrupted")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,10 +41,20 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--backend", default="auto", help="backend that runs the model (default: by file type)")
     model.add_argument("--threads", type=int, default=0, help="CPU threads for the model (0: the backend's default)")
     precision = model.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
-                           help="half precision, where the backend has the choice")
-    precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
-                           help="full precision, where the backend has the choice")
+    precision.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"),
+                           help="auto (default): a model folder's INT8 graph on CPU where it met its quality floor, "
+                           "FP16 engines on GPUs; fp32/fp16 where the backend has the choice; int8: the folder's "
+                           "INT8 graph")
+    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="= --precision fp16")
+    precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="= --precision fp32")
+    style = parser.add_argument_group("style (a multi-style model's styles; strength and colour work on any model)")
+    pick = style.add_mutually_exclusive_group()
+    pick.add_argument("--style", metavar="NAME|INDEX", help="which style (stylize-rt models lists them)")
+    pick.add_argument("--mix", metavar="A=W,B=W", help='a blend of styles, e.g. "mosaic=0.7,waves=0.3"')
+    pick.add_argument("--style-timeline", metavar="A@S,B@S",
+                      help='styles over time, blending between keyframes: "mosaic@0,waves@4" (seconds of the video)')
+    style.add_argument("--strength", type=float, default=1.0, help="0 = the input, 1 = full style (default 1)")
+    style.add_argument("--preserve-color", action="store_true", help="keep the input's colours, take the style's texture")
     model.add_argument("--layout", choices=("nhwc", "nchw"),
                        help="the model's tensor layout (default: from its metadata, else from its graph)")
     model.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"),
@@ -110,6 +121,11 @@ def model_choice(args: argparse.Namespace) -> ModelChoice:
     return ModelChoice(args.engine, args.backend, args.threads, args.precision, args.layout, args.input_range)
 
 
+def style_choice(args: argparse.Namespace) -> StyleChoice:
+    """The ``style`` option group as a ``StyleChoice`` (shared by run and demo)."""
+    return StyleChoice(args.style, args.mix, args.strength, args.preserve_color, args.style_timeline)
+
+
 def run_config(args: argparse.Namespace) -> RunConfig:
     """``run``'s arguments, checked, as a ``RunConfig``."""
     if args.camera is not None and args.input is not None:
@@ -126,7 +142,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     pipeline = PipelineConfig(size=parse_size(args.size) if args.size else None, scale=args.scale, batch=args.batch,
                               max_frames=args.max_frames, progress=not args.no_progress)
     return RunConfig(
-        model=model_choice(args), input=args.input, camera=args.camera,
+        model=model_choice(args), style=style_choice(args), input=args.input, camera=args.camera,
         camera_size=parse_size(args.camera_size, "--camera-size") if args.camera_size else None,
         camera_fps=args.camera_fps, raw_size=raw_size, pix_fmt=args.pix_fmt, fps=args.fps, output=args.output,
         codec=args.codec, display=not args.no_display, screenshot_dir=args.screenshot_dir, pipeline=pipeline,
@@ -138,6 +154,7 @@ def run_command(args: argparse.Namespace) -> int:
     config = run_config(args)
     _install_sigterm()
     with open_run(config) as session:
+        print(f"stylize-rt: model: {describe_model(config.model, session.stylizer)}", file=sys.stderr)
         try:
             stats = session.run()
         except BaseException:
@@ -150,6 +167,11 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         print(f"stylize-rt: {stats.frames_out} frames, {stats.fps:.1f} frames/s"
               + (f", {stats.dropped_capture} stale frames dropped" if live else ""), file=sys.stderr)
+    if stats.skipped:
+        shown = ", ".join(stats.skipped[:5]) + (f" and {len(stats.skipped) - 5} more" if len(stats.skipped) > 5 else "")
+        print(f"stylize-rt: skipped {len(stats.skipped)} frame(s) the model could not process: {shown}",
+              file=sys.stderr)
+        return EXIT_SKIPPED
     return 0
 
 
@@ -219,6 +241,8 @@ def models_command(args: argparse.Namespace) -> int:
         print(f"{m['name']}{default}  [{m['kind']}]  {_human_bytes(total)}")
         if m.get("description"):
             print(f"  {m['description']}")
+        if m.get("styles"):
+            print(f"  styles: {', '.join(m['styles'])}  (--style NAME, --mix, window keys 1-9)")
         for role, f in m["files"].items():
             print(f"  {role:<10} {_human_bytes(f['bytes']):>10}  {f['path']}")
         print(f"  source: {m['source']}")

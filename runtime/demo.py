@@ -21,7 +21,7 @@ from stylize_rt.fileio import check_writable_dir
 from stylize_rt.imageio import write_image
 from stylize_rt.runtime.frames import resize
 from stylize_rt.runtime.pipeline import PipelineConfig
-from stylize_rt.runtime.session import ModelChoice, RunConfig, open_run
+from stylize_rt.runtime.session import ModelChoice, RunConfig, describe_model, open_run
 from stylize_rt.runtime.sinks import FrameInfo, VideoFileSink
 from stylize_rt.runtime.sources import VideoFileSource
 
@@ -128,9 +128,7 @@ def run_demo(output_dir: Path, frames: int, size: tuple[int, int], fps: float, m
                        pipeline=PipelineConfig(batch=batch, progress=progress))
     with open_run(config) as session:
         stats = session.run()
-        stylizer = session.stylizer
-        name = model.engine if model and model.engine else "embedded default"
-        description = f"{name} via {stylizer.backend.name}: {stylizer.describe()}"
+        description = describe_model(config.model, session.stylizer)
     png = side_by_side(input_path, output_path, output_dir / "side_by_side.png")
     return DemoResult(input_path, output_path, png, stats.frames_out, size, stats.wall_s, stats.fps, stats.model_fps,
                       description)

@@ -25,14 +25,17 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
-from tqdm import tqdm
 
+from stylize_rt.errors import StylizeError
+from stylize_rt.progress import progress_bar
 from stylize_rt.runtime.frames import resize
 from stylize_rt.runtime.sinks import FrameInfo, Sink
 from stylize_rt.runtime.sources import Source
 from stylize_rt.runtime.stats import RunStats
+from stylize_rt.runtime.style_controls import StyleControls
 from stylize_rt.runtime.stylizer import Stylizer
 from stylize_rt.sizes import scaled_size
 
@@ -54,6 +57,8 @@ class PipelineConfig:
     live: bool | None = None  # None: the source decides (``source.live``)
     keep_original: bool = False  # hand sinks the frame before --size/--scale resizing (split view, captions)
     pace_fps: float | None = None  # write no faster than this (a file previewed in a window)
+    skip_bad_frames: bool = False  # image folders: a frame the model refuses is reported and skipped
+    controls_at: Callable[[FrameInfo], StyleControls] | None = None  # per-frame style controls (timelines)
 
 
 @dataclass
@@ -199,11 +204,8 @@ class StreamRunner:
                         break
                     batch.append(nxt)
                 t0 = time.perf_counter()
-                if len(batch) == 1:
-                    stylized = self.stylizer(batch[0].frame)[None]
-                else:
-                    stylized = self.stylizer.stylize_batch(np.stack([p.frame for p in batch]))
-                self.stats.stage("model").add(time.perf_counter() - t0, len(batch))
+                batch, stylized = self._stylize(batch)
+                self.stats.stage("model").add(time.perf_counter() - t0, max(1, len(batch)))
                 for packet, out in zip(batch, stylized):
                     original = packet.original if packet.original is not None else packet.frame
                     if not self._results.put(_Result(original, out, packet.info), self._stop):
@@ -212,6 +214,29 @@ class StreamRunner:
             self._results.close(self._frames.error)
         except BaseException as exc:  # noqa: BLE001
             self._results.close(exc)
+
+    def _stylize(self, batch: list[_Packet]) -> tuple[list[_Packet], np.ndarray | list]:
+        """The batch and its stylized frames; with ``skip_bad_frames``, frames the model refuses
+        are reported, counted in ``stats.skipped`` and dropped, and the others go on."""
+        controls = [self.config.controls_at(p.info) for p in batch] if self.config.controls_at else None
+        try:
+            if len(batch) == 1:
+                return batch, self.stylizer(batch[0].frame, controls[0] if controls else None)[None]
+            return batch, self.stylizer.stylize_batch(np.stack([p.frame for p in batch]), controls)
+        except StylizeError as exc:
+            if not self.config.skip_bad_frames:
+                raise
+            if len(batch) > 1:  # find the frame(s) at fault; keep the rest
+                kept, outs = [], []
+                for packet in batch:
+                    one, out = self._stylize([packet])
+                    kept += one
+                    outs += list(out)
+                return kept, outs
+            name = batch[0].info.name or f"frame {batch[0].info.index}"
+            self.stats.skipped.append(name)
+            print(f"stylize-rt: warning: skipped {name}: {exc}", file=sys.stderr)
+            return [], []
 
     def _output(self, progress) -> None:
         stats = self.stats
@@ -259,7 +284,7 @@ class StreamRunner:
         total = getattr(self.source, "frame_count", None)
         if total and self.config.max_frames:
             total = min(total, self.config.max_frames)
-        return tqdm(total=total, unit="frame", desc="stylize", file=sys.stderr, dynamic_ncols=True, leave=False)
+        return progress_bar(total=total, unit="frame", desc="stylize", leave=False)
 
     def run(self) -> RunStats:
         """Process the stream; returns the timings. Errors from any stage are raised here,

@@ -18,17 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from stylize_rt import contract
 from stylize_rt.errors import BadInputError, OutputError
-from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, get_model
+from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, get_model, resolve_model
 from stylize_rt.runtime.backends.registry import open_backend
 from stylize_rt.runtime.caption_sink import CaptionSink
 from stylize_rt.runtime.caption_worker import CaptionWorker
 from stylize_rt.runtime.captioner import Captioner
 from stylize_rt.runtime.overlay import ViewState
 from stylize_rt.runtime.pipeline import PipelineConfig, StreamRunner
-from stylize_rt.runtime.sinks import NullSink, Sink, TeeSink, open_sink
-from stylize_rt.runtime.sources import Source, open_source
+from stylize_rt.runtime.sinks import FrameInfo, NullSink, Sink, TeeSink, open_sink
+from stylize_rt.runtime.sources import ImageFolderSource, Source, open_source
 from stylize_rt.runtime.stats import RunStats
+from stylize_rt.runtime.style_controls import StyleControls, StyleTimeline, apply_style_key, one_hot, parse_mix
 from stylize_rt.runtime.stylizer import Stylizer
 from stylize_rt.runtime.window import WindowSink
 
@@ -67,15 +69,48 @@ def open_stylizer(model: ModelChoice | str | os.PathLike[str] | None = None) -> 
     """A model file (or a full ``ModelChoice``; None: the embedded default) loaded by its backend,
     as a ``Stylizer``."""
     choice = model if isinstance(model, ModelChoice) else ModelChoice(engine=model)
-    path = Path(choice.engine) if choice.engine else default_model_path()
-    if not path.exists():
-        raise BadInputError(f"model not found: {path}")
+    path = resolve_model(choice.engine) if choice.engine else default_model_path()
     handle = open_backend(path, backend=choice.backend, threads=choice.threads, precision=choice.precision or "auto")
     try:
+        graph = handle.metadata.get(contract.PRECISION)
+        on_cpu = not getattr(handle, "on_gpu", False) and handle.name == "onnxruntime"
+        if choice.precision == "int8" and on_cpu and graph not in (None, "int8"):
+            raise BadInputError(f"--precision int8 runs an INT8 graph; {path} is a {graph} graph (make one with "
+                                "stylize-rt export generator CHECKPOINT -o gen_int8.onnx --precision int8)")
         return Stylizer(handle, layout=choice.layout, input_range=choice.input_range)
     except BaseException:
         handle.close()
         raise
+
+
+def describe_model(choice: ModelChoice, stylizer: Stylizer) -> str:
+    """Which model, backend (and ONNX Runtime providers) and IO convention a run uses, in one line."""
+    backend = stylizer.backend
+    providers = getattr(backend, "providers", None)
+    engine = f" [{', '.join(p.replace('ExecutionProvider', '') for p in providers)}]" if providers else ""
+    name = str(choice.engine) if choice.engine else f"embedded default ({DEFAULT_GENERATOR})"
+    file = getattr(backend, "path", None)
+    graph = backend.metadata.get(contract.PRECISION)
+    detail = ", ".join(x for x in (Path(file).name if file else "", f"{graph} graph" if graph else "") if x)
+    return f"{name}{f' ({detail})' if detail else ''} via {backend.name}{engine}: {stylizer.describe()}"
+
+
+@dataclass
+class StyleChoice:
+    """What to draw (``--style --mix --strength --preserve-color --style-timeline``)."""
+
+    style: str | None = None  # a style's name or index
+    mix: str | None = None  # "mosaic=0.7,waves=0.3"
+    strength: float = 1.0
+    preserve_color: bool = False
+    timeline: str | None = None  # "mosaic@0,waves@4": keyframes in seconds of the video
+
+    def controls(self, styles: list[str]) -> StyleControls:
+        if sum(x is not None for x in (self.style, self.mix, self.timeline)) > 1:
+            raise BadInputError("give one of --style, --mix, --style-timeline")
+        weights = one_hot(styles, self.style) if self.style is not None else (
+            parse_mix(styles, self.mix) if self.mix else None)
+        return StyleControls(weights, self.strength, self.preserve_color)
 
 
 @dataclass
@@ -83,6 +118,7 @@ class RunConfig:
     """Everything one run needs; every field has the ``run`` flag of the same name."""
 
     model: ModelChoice = field(default_factory=ModelChoice)
+    style: StyleChoice = field(default_factory=StyleChoice)
     input: str | None = None  # --input PATH|URL|-
     camera: int | None = None  # --camera N
     camera_size: tuple[int, int] | None = None
@@ -111,6 +147,8 @@ class RunSession:
         self.view = ViewState()
         self.has_window = False
         self.runner: StreamRunner | None = None
+        self.timeline: StyleTimeline | None = None
+        self._first_at: dict[str, float] = {}
         self._stack = contextlib.ExitStack()
 
     # -- opening ------------------------------------------------------------------------
@@ -129,6 +167,8 @@ class RunSession:
         self._stack.callback(self._close_unless_started, self.source)
         self.stylizer = open_stylizer(cfg.model)
         self._stack.callback(self.stylizer.close)
+        self.stylizer.controls = cfg.style.controls(self.stylizer.styles)
+        self.timeline = StyleTimeline.parse(self.stylizer.styles, cfg.style.timeline) if cfg.style.timeline else None
         sink = self._open_sinks()
         self._stack.callback(self._close_unless_started, sink)
         if cfg.caption_engine:
@@ -140,7 +180,7 @@ class RunSession:
         sinks: list[Sink] = []
         if cfg.display and (cfg.output is None or source.live):
             try:
-                sinks.append(WindowSink(f"stylize-rt: {source.name}", self.view, cfg.screenshot_dir))
+                sinks.append(WindowSink(f"stylize-rt: {source.name}", self.view, cfg.screenshot_dir, self._style_key))
                 self.view.hud = True  # the readout is drawn in the window only, never into files
                 self.has_window = True
             except Exception:
@@ -175,6 +215,24 @@ class RunSession:
         self._stack.callback(log.close)
         return log
 
+    def _style_key(self, key: str) -> bool:
+        """A window key for the style controls: takes effect on the next frame."""
+        changed = apply_style_key(key, self.stylizer.controls, self.stylizer.styles)
+        if changed is None:
+            return False
+        self.stylizer.controls = changed
+        return True
+
+    def controls_at(self, info: FrameInfo) -> StyleControls:
+        """The timeline's controls for a frame: at its time in the video (index / fps), or since the
+        first frame for a live source."""
+        if self.source.live or not self.source.fps:
+            seconds = info.captured_at - self._first_at.setdefault("t", info.captured_at)
+        else:
+            seconds = info.index / self.source.fps
+        base = self.stylizer.controls
+        return StyleControls(self.timeline.at(seconds), base.strength, base.preserve_color)
+
     def _close_unless_started(self, resource) -> None:
         """Before the runner started, the session closes source and sink; after, the runner did."""
         if self.runner is None and resource is not None:
@@ -189,7 +247,10 @@ class RunSession:
         pace = pipeline.pace_fps
         if self.has_window and not source.live and cfg.output is None and pace is None:
             pace = cfg.fps or source.fps or 30.0  # a file previewed in a window plays at its own rate
-        return dataclasses.replace(pipeline, keep_original=keep, pace_fps=pace)
+        skip = pipeline.skip_bad_frames or isinstance(source, ImageFolderSource)  # a folder goes on past bad images
+        controls_at = self.controls_at if self.timeline is not None else pipeline.controls_at
+        return dataclasses.replace(pipeline, keep_original=keep, pace_fps=pace, skip_bad_frames=skip,
+                                   controls_at=controls_at)
 
     def run(self) -> RunStats:
         """Stream until the source ends, the viewer quits, or an error (outputs finalized first)."""
@@ -208,4 +269,4 @@ def open_run(config: RunConfig) -> RunSession:
     return RunSession(config)
 
 
-__all__ = ["ModelChoice", "RunConfig", "RunSession", "default_model_path", "open_run", "open_stylizer"]
+__all__ = ["ModelChoice", "StyleChoice", "RunConfig", "RunSession", "default_model_path", "describe_model", "open_run", "open_stylizer"]

@@ -56,6 +56,7 @@ class RunStats:
         self.frames_out = 0
         self.dropped_capture = 0  # live: frames replaced by a newer one before the model took them
         self.dropped_output = 0  # live: results replaced before the sink took them
+        self.skipped: list[str] = []  # frames the model refused (image folders go on without them)
         self.started_at = time.perf_counter()
         self.first_output_at: float | None = None
         self.finished_at: float | None = None

@@ -13,20 +13,29 @@ its tensor layout (NHWC or NCHW), element type and value range (0..255, 0..1 or 
 
 Models with a fixed input size (e.g. 224x224) are fed a resized frame and their output
 is resized back to the frame's size; a fixed batch size is served in chunks.
+
+Style controls (``runtime.style_controls``: style or blend, strength, colour preservation)
+go into a multi-style graph as inputs; on a single-style model strength and colour
+preservation are applied to its output on the host, with the same arithmetic.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from stylize_rt import contract
-from stylize_rt.contract import AXIS_ORDERS, INPUT_RANGES
+from stylize_rt.contract import AXIS_ORDERS, INPUT_RANGES, TensorSpec
 from stylize_rt.contract import IO_LAYOUTS as LAYOUTS
 from stylize_rt.errors import BadInputError
 from stylize_rt.runtime.backends.base import Backend
 from stylize_rt.runtime.frames import resize
+from stylize_rt.runtime.style_controls import StyleControls, apply_controls
+from stylize_rt.sizes import MIN_SIDE
 
 
 @dataclass(frozen=True)
@@ -39,51 +48,86 @@ class IOConvention:
     fixed_hw: tuple[int, int] | None  # (height, width) when the graph fixes them
     fixed_batch: int | None
     source: str  # "metadata", "graph", "probe" or "flags": where the convention came from
+    channels: int = 3  # 3: RGB; 1: a grayscale model, fed the frame's luma (its output is replicated to RGB)
 
     @property
     def layout(self) -> str:
         return f"{self.dtype.name}_{self.order}"
 
 
-def _axis_order(backend: Backend, override: str | None) -> str:
+COLOR_CHANNELS = (1, 3)  # grayscale or RGB
+
+
+def _dims(shape) -> str:
+    return "x".join("?" if d is None else str(d) for d in shape)
+
+
+def _axis_order(spec: TensorSpec, override: str | None) -> str:
+    shape = spec.shape
+    if len(shape) != 4:
+        raise BadInputError(f"not an image model: its input has shape {shape}, expected 4 dimensions")
+    first, last = shape[1] in COLOR_CHANNELS, shape[3] in COLOR_CHANNELS
+    by_graph = "nchw" if first and not last else "nhwc" if last and not first else None
     if override:
         order = override.split("_")[-1]
         if order not in AXIS_ORDERS:
             raise BadInputError(f"--layout must be one of nhwc, nchw (got {override!r})")
+        if by_graph is not None and order != by_graph:
+            raise BadInputError(f"--layout {order} does not fit the model: its input {spec.name!r} is "
+                                f"{_dims(shape)}, {by_graph.upper()}")
         return order
-    shape = backend.inputs[0].shape
-    if len(shape) != 4:
-        raise BadInputError(f"not an image model: its input has shape {shape}, expected 4 dimensions")
-    if shape[1] == 3 and shape[3] != 3:
-        return "nchw"
-    if shape[3] == 3 and shape[1] != 3:
-        return "nhwc"
-    # Both or neither axis says 3: uint8 image models are NHWC by habit, float ones NCHW.
-    return "nhwc" if backend.inputs[0].dtype == np.uint8 else "nchw"
+    if by_graph is not None:
+        return by_graph
+    # Both or neither axis holds colour: uint8 image models are NHWC by habit, float ones NCHW.
+    return "nhwc" if spec.dtype == np.uint8 else "nchw"
 
 
-def _fixed_sizes(backend: Backend, order: str) -> tuple[tuple[int, int] | None, int | None]:
-    shape = backend.inputs[0].shape
+def _channels(spec: TensorSpec, order: str) -> int:
+    channels = spec.shape[3] if order == "nhwc" else spec.shape[1]
+    if channels is None:
+        return 3
+    if channels not in COLOR_CHANNELS:
+        raise BadInputError(f"the model's input {spec.name!r} ({_dims(spec.shape)}) has {channels} channels; "
+                            "stylize-rt runs image models with 3 (RGB) or 1 (grayscale) channels")
+    return channels
+
+
+def luma(frames: np.ndarray) -> np.ndarray:
+    """BT.601 luma of uint8 RGB frames (what a grayscale model is fed)."""
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    return np.rint(frames.astype(np.float32) @ weights).astype(np.uint8)
+
+
+def _fixed_sizes(spec: TensorSpec, order: str) -> tuple[tuple[int, int] | None, int | None]:
+    shape = spec.shape
     h, w = (shape[1], shape[2]) if order == "nhwc" else (shape[2], shape[3])
     fixed_hw = (h, w) if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0 else None
     batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
     return fixed_hw, batch
 
 
-def infer_io_layout(backend: Backend) -> str:
-    """Our exporter's layout name for ``backend`` (metadata first, then the input's dtype)."""
-    layout = backend.metadata.get(contract.IO_LAYOUT)
-    if layout in LAYOUTS:
-        return layout
-    _check_image_to_image(backend)
-    return "uint8_nhwc" if backend.inputs[0].dtype == np.uint8 else "float32_nchw"
+def image_input(backend: Backend) -> TensorSpec:
+    """The frames' input of an image-to-image model; the others may only be the style controls."""
+    controls = [s for s in backend.inputs if s.name in contract.CONTROL_INPUTS]
+    images = [s for s in backend.inputs if s not in controls]
+    if len(images) != 1 or len(backend.outputs) < 1:
+        names = ", ".join(s.name for s in backend.inputs)
+        raise BadInputError(f"not an image-to-image model: inputs {names or 'none'}, {len(backend.outputs)} outputs")
+    return images[0]
 
 
-def _check_image_to_image(backend: Backend) -> None:
-    if len(backend.inputs) != 1 or len(backend.outputs) < 1:
-        raise BadInputError(
-            f"not an image-to-image model: {len(backend.inputs)} inputs, {len(backend.outputs)} outputs"
-        )
+def style_names(backend: Backend, spec: TensorSpec | None) -> list[str]:
+    """The model's styles: the metadata's list, else its one style's name (or numbers)."""
+    count = spec.shape[-1] if spec is not None and isinstance(spec.shape[-1], int) else None
+    try:
+        names = json.loads(backend.metadata.get(contract.STYLES, "null"))
+    except ValueError:
+        names = None
+    if isinstance(names, list) and all(isinstance(n, str) for n in names) and (count in (None, len(names))):
+        return names
+    if spec is None:
+        return [backend.metadata.get(contract.STYLE) or "style"]
+    return [str(i) for i in range(count or 1)]
 
 
 def _probe_pattern(height: int, width: int) -> np.ndarray:
@@ -103,40 +147,65 @@ class Stylizer:
     ("0-255", "0-1", "-1-1") override what the model's metadata says or what is inferred.
     """
 
-    def __init__(self, backend: Backend, layout: str | None = None, input_range: str | None = None) -> None:
-        _check_image_to_image(backend)
+    def __init__(self, backend: Backend, layout: str | None = None, input_range: str | None = None,
+                 controls: StyleControls | None = None) -> None:
+        self._input = image_input(backend)
         if input_range is not None and input_range not in INPUT_RANGES:
             raise BadInputError(f"--input-range must be one of {', '.join(INPUT_RANGES)} (got {input_range!r})")
         self.backend = backend
-        self._input = backend.inputs[0]
         self._output = backend.outputs[0].name
+        self._controls_in = {s.name: s for s in backend.inputs if s.name in contract.CONTROL_INPUTS}
+        if (contract.INPUT_STRENGTH in self._controls_in) != (contract.INPUT_PRESERVE_COLOR in self._controls_in):
+            raise BadInputError(f"the graph takes {', '.join(self._controls_in)}: a generator graph takes strength "
+                                "and preserve_color together, or neither")
+        self.styles = style_names(backend, self._controls_in.get(contract.INPUT_STYLE))
+        self.controls = controls or StyleControls()
         self.convention = self._convention(layout, input_range)
         self.layout = self.convention.layout
+
+    @property
+    def controls(self) -> StyleControls:
+        """What the next frame is drawn with; set it between any two frames (no stall, no rebuild)."""
+        return self._controls
+
+    @controls.setter
+    def controls(self, controls: StyleControls) -> None:
+        controls.style_vector(len(self.styles))  # checks the weights fit this model
+        self._controls = controls
+
+    @property
+    def multi_style(self) -> bool:
+        return contract.INPUT_STYLE in self._controls_in
 
     # -- convention -------------------------------------------------------------------
     def _convention(self, layout: str | None, input_range: str | None) -> IOConvention:
         ours = self.backend.metadata.get(contract.IO_LAYOUT)
         dtype = np.dtype(self._input.dtype)
-        if dtype == np.dtype(object):
-            raise BadInputError(f"unsupported model input type for {self._input.name!r}")
+        if dtype == np.dtype(object) or dtype.kind not in "uif":
+            raise BadInputError(f"unsupported model input type {dtype} for {self._input.name!r}")
+        integer = dtype.kind in "iu"  # integer pixels can only carry 0..255 levels
         if ours in LAYOUTS and layout is None:
             order = ours.split("_")[1]
             source = "metadata"
             value_range = input_range or self.backend.metadata.get(contract.INPUT_RANGE, contract.DEFAULT_RANGE[ours])
         else:
-            order = _axis_order(self.backend, layout)
+            order = _axis_order(self._input, layout)
             source = "flags" if layout or input_range else "graph"
-            value_range = input_range or ("0-255" if dtype == np.uint8 else None)
-        fixed_hw, fixed_batch = _fixed_sizes(self.backend, order) if len(self._input.shape) == 4 else (None, None)
-        convention = IOConvention(order, dtype, value_range or "0-1", fixed_hw, fixed_batch, source)
+            value_range = input_range or ("0-255" if integer else None)
+        if integer and value_range != "0-255":
+            raise BadInputError(f"the model takes {dtype} pixels: only --input-range 0-255 fits integer inputs")
+        fixed_hw, fixed_batch = _fixed_sizes(self._input, order) if len(self._input.shape) == 4 else (None, None)
+        channels = _channels(self._input, order) if len(self._input.shape) == 4 else 3
+        convention = IOConvention(order, dtype, value_range or "0-1", fixed_hw, fixed_batch, source, channels)
         if value_range is None:  # a float model that says nothing: one probe run decides
-            convention = IOConvention(order, dtype, self._probe_range(convention), fixed_hw, fixed_batch, "probe")
+            convention = dataclasses.replace(convention, value_range=self._probe_range(convention), source="probe")
         return convention
 
     def _probe_range(self, convention: IOConvention) -> str:
         h, w = convention.fixed_hw or (64, 64)
         frame = _probe_pattern(h, w)[None]
-        y = self.backend.infer({self._input.name: self._to_model(frame, convention)})[self._output]
+        feeds = {self._input.name: self._to_model(frame, convention), **self._control_feeds([StyleControls()])}
+        y = self.backend.infer(feeds)[self._output]
         y = np.asarray(y, dtype=np.float32)
         if not np.isfinite(y).all():
             raise BadInputError("the model's output is not finite on a test frame; set --input-range")
@@ -149,8 +218,10 @@ class Stylizer:
     # -- conversion -------------------------------------------------------------------
     @staticmethod
     def _to_model(frames: np.ndarray, convention: IOConvention) -> np.ndarray:
-        if convention.dtype == np.uint8:
-            x = frames
+        if convention.channels == 1:
+            frames = luma(frames)[..., None]
+        if convention.dtype.kind in "iu":
+            x = frames.astype(convention.dtype, copy=False)
         else:
             lo, hi = INPUT_RANGES[convention.value_range]
             x = frames.astype(np.float32) * np.float32((hi - lo) / 255.0)
@@ -165,12 +236,16 @@ class Stylizer:
         convention = self.convention
         if y.ndim != 4:
             raise BadInputError(f"not an image model: its output has shape {y.shape}")
-        if convention.order == "nchw" or (y.shape[1] == 3 and y.shape[3] != 3):
+        if convention.order == "nchw" or (y.shape[1] in COLOR_CHANNELS and y.shape[3] not in COLOR_CHANNELS):
             y = y.transpose(0, 2, 3, 1)
-        if y.shape[3] != 3:
-            raise BadInputError(f"the model's output has {y.shape[3]} channels, expected 3 (RGB)")
+        if y.shape[3] not in COLOR_CHANNELS:
+            raise BadInputError(f"the model's output has {y.shape[3]} channels, expected 3 (RGB) or 1 (grayscale)")
+        if y.shape[3] == 1:
+            y = np.repeat(y, 3, axis=3)
         if y.dtype == np.uint8:
             return np.ascontiguousarray(y)
+        if y.dtype.kind in "iu":
+            return np.clip(y, 0, 255).astype(np.uint8)
         lo, hi = INPUT_RANGES[convention.value_range]
         y = y.astype(np.float32, copy=False)
         if lo:
@@ -179,41 +254,91 @@ class Stylizer:
         return np.rint(np.clip(y, 0.0, 255.0)).astype(np.uint8)
 
     # -- public API -------------------------------------------------------------------
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
+    def __call__(self, frame: np.ndarray, controls: StyleControls | None = None) -> np.ndarray:
         """One HWC uint8 RGB frame -> one HWC uint8 RGB frame of the same size."""
         if frame.ndim != 3:
             raise BadInputError(f"expected one uint8 frame of shape (H, W, 3), got {frame.dtype} {tuple(frame.shape)}")
-        return self.stylize_batch(frame[None])[0]
+        return self.stylize_batch(frame[None], controls)[0]
 
-    def stylize_batch(self, frames: np.ndarray) -> np.ndarray:
-        """NHWC uint8 RGB -> NHWC uint8 RGB, same size as given."""
+    def stylize_batch(self, frames: np.ndarray,
+                      controls: StyleControls | Sequence[StyleControls] | None = None) -> np.ndarray:
+        """NHWC uint8 RGB -> NHWC uint8 RGB, same size as given; ``controls`` for all frames or one
+        per frame (default: ``self.controls``)."""
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
             raise BadInputError(
                 f"expected uint8 frames of shape (N, H, W, 3), got {frames.dtype} {tuple(frames.shape)}"
             )
         n, h, w = frames.shape[:3]
+        if n == 0 or h == 0 or w == 0:
+            raise BadInputError(f"empty frames: shape {tuple(frames.shape)}")
+        controls = self._per_frame(controls, n)
+        original = frames
         fixed_hw, fixed_batch = self.convention.fixed_hw, self.convention.fixed_batch
         if fixed_hw and fixed_hw != (h, w):
             frames = np.stack([resize(f, fixed_hw[1], fixed_hw[0]) for f in frames])
+        elif not fixed_hw and min(h, w) < MIN_SIDE:
+            # Below the generator's smallest side its border padding cannot work: edge-pad up to it
+            # and crop the result back, so a 7x5 image comes back 7x5.
+            pad = ((0, 0), (0, max(0, MIN_SIDE - h)), (0, max(0, MIN_SIDE - w)), (0, 0))
+            return self.stylize_batch(np.pad(frames, pad, mode="edge"), controls)[:, :h, :w]
         if fixed_batch and fixed_batch != n:
-            out = np.concatenate([self._run_fixed_batch(frames[i : i + fixed_batch], fixed_batch)
-                                  for i in range(0, n, fixed_batch)])
+            out = np.concatenate([self._run_fixed_batch(frames[i : i + fixed_batch], controls[i : i + fixed_batch],
+                                                        fixed_batch) for i in range(0, n, fixed_batch)])
         else:
-            out = self._run(frames)
+            out = self._run(frames, controls)
         if out.shape[1:3] != (h, w):
             out = np.stack([resize(f, w, h) for f in out])
-        return out
+        return self._host_controls(original, out, controls)
 
-    def _run_fixed_batch(self, chunk: np.ndarray, batch: int) -> np.ndarray:
+    def _per_frame(self, controls, n: int) -> list[StyleControls]:
+        if controls is None:
+            controls = self.controls
+        if isinstance(controls, StyleControls):
+            return [controls] * n
+        controls = list(controls)
+        if len(controls) != n:
+            raise BadInputError(f"{len(controls)} style controls for {n} frames")
+        return controls
+
+    def _control_feeds(self, controls: list[StyleControls]) -> dict[str, np.ndarray]:
+        """The multi-style graph's control inputs for ``controls`` (one per frame)."""
+        feeds = {}
+        if contract.INPUT_STYLE in self._controls_in:
+            feeds[contract.INPUT_STYLE] = np.stack([c.style_vector(len(self.styles)) for c in controls])
+        if contract.INPUT_STRENGTH in self._controls_in:
+            feeds[contract.INPUT_STRENGTH] = np.array([c.strength for c in controls], np.float32)
+        if contract.INPUT_PRESERVE_COLOR in self._controls_in:
+            feeds[contract.INPUT_PRESERVE_COLOR] = np.array([float(c.preserve_color) for c in controls], np.float32)
+        return feeds
+
+    def _host_controls(self, inputs: np.ndarray, outputs: np.ndarray, controls: list[StyleControls]) -> np.ndarray:
+        """Strength and colour preservation for a graph that does not take them (the same arithmetic)."""
+        if contract.INPUT_STRENGTH in self._controls_in:
+            return outputs  # the graph did both
+        return apply_controls(inputs, outputs, [c.strength for c in controls], [c.preserve_color for c in controls])
+
+    def _run_fixed_batch(self, chunk: np.ndarray, controls: list[StyleControls], batch: int) -> np.ndarray:
         count = len(chunk)
         if count < batch:  # pad the last chunk by repeating its last frame
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - count, axis=0)])
-        return self._run(chunk)[:count]
+            controls = controls + [controls[-1]] * (batch - count)
+        return self._run(chunk, controls)[:count]
 
-    def _run(self, frames: np.ndarray) -> np.ndarray:
-        x = self._to_model(np.ascontiguousarray(frames), self.convention)
-        y = self.backend.infer({self._input.name: x})[self._output]
+    def to_model(self, frames: np.ndarray) -> np.ndarray:
+        """NHWC uint8 RGB frames in this model's input convention (what ``infer`` takes); frames of
+        the model's fixed size, if it has one."""
+        return self._to_model(np.ascontiguousarray(frames), self.convention)
+
+    def _run(self, frames: np.ndarray, controls: list[StyleControls]) -> np.ndarray:
+        feeds = {self._input.name: self.to_model(frames), **self._control_feeds(controls)}
+        y = self.backend.infer(feeds)[self._output]
         return self._from_model(np.asarray(y))
+
+    def model_feeds(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """Everything ``backend.infer`` takes for ``frames`` with the current controls (benchmarks
+        prepare this once, outside their timed loop)."""
+        return {self._input.name: self.to_model(frames),
+                **self._control_feeds([self.controls] * len(frames))}
 
     def stylize_device(self, frames, out=None, stream=None):
         """Device NHWC uint8 RGB frames -> device frames, zero-copy, enqueued on ``stream``.
@@ -229,11 +354,14 @@ class Stylizer:
                 f"the {self.backend.name} backend takes host numpy frames; device frames need a GPU backend "
                 "(tensorrt, or onnxruntime with the CUDA/TensorRT provider)"
             )
-        if self.layout != "uint8_nhwc" or self.convention.fixed_hw or self.convention.value_range != "0-255":
+        if (self.layout != "uint8_nhwc" or self.convention.fixed_hw or self.convention.value_range != "0-255"
+                or self.convention.channels != 3):
             raise BadInputError(
                 f"device frames need a uint8 NHWC 0-255 model of any size; this one is {self.describe()} "
                 "(export with --layout uint8_nhwc)"
             )
+        if self._controls_in:
+            raise BadInputError("device frames run single-style graphs; this graph takes style controls")
         outputs = None if out is None else {self._output: out}
         return infer_device({self._input.name: frames}, outputs, stream)[self._output]
 
@@ -247,6 +375,7 @@ class Stylizer:
     def describe(self) -> str:
         c = self.convention
         fixed = f", fixed {c.fixed_hw[1]}x{c.fixed_hw[0]}" if c.fixed_hw else ""
+        fixed += ", grayscale" if c.channels == 1 else ""
         return f"{c.dtype.name} {c.order.upper()} in {c.value_range} (from {c.source}{fixed})"
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -61,6 +62,8 @@ def handle_key(key: int, view: ViewState) -> str | None:
         view.hud = not view.hud
     elif key in (ord("s"), ord("S")):
         return "screenshot"
+    else:
+        return "other"  # not a window key: the style keys may want it
     return None
 
 
@@ -68,7 +71,9 @@ class WindowSink:
     """Shows frames in an OpenCV window; shares ``view`` with the pipeline so keys take effect."""
 
     def __init__(self, title: str = "stylize-rt", view: ViewState | None = None,
-                 screenshot_dir: str | os.PathLike[str] = ".") -> None:
+                 screenshot_dir: str | os.PathLike[str] = ".", on_key: Callable[[str], bool] | None = None) -> None:
+        """``on_key``: keys the window does not use itself go here (the style keys, see
+        ``style_controls.apply_style_key``); it returns whether it took the key."""
         if not gui_available():
             raise MissingDependencyError(HEADLESS_HINT)
         if not display_available():
@@ -77,6 +82,7 @@ class WindowSink:
         self.title = title
         self.view = view or ViewState(hud=True)
         self.screenshot_dir = Path(screenshot_dir)
+        self.on_key = on_key
         self.frames_written = 0
         cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
         self._last: np.ndarray | None = None
@@ -95,8 +101,12 @@ class WindowSink:
         print(f"stylize-rt: screenshot {path}", file=sys.stderr)
 
     def _poll(self, wait_ms: int) -> None:
-        if handle_key(cv2.waitKey(wait_ms), self.view) == "screenshot":
+        key = cv2.waitKey(wait_ms)
+        action = handle_key(key, self.view)
+        if action == "screenshot":
             self._screenshot()
+        elif action == "other" and self.on_key is not None:
+            self.on_key(chr(key & 0xFF))
         if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:  # closed with the mouse
             self.view.quit = True
 

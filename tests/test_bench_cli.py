@@ -285,3 +285,51 @@ def test_an_engine_error_fails_that_configuration_with_one_line(tmp_path):
     assert [(r["height"], r["width"]) for r in doc["records"]] == [(32, 32)]
     assert [(f["height"], f["width"]) for f in doc["failed"]] == [(48, 48)]
     assert "FAILED: onnxruntime fp32 48x48" in proc.stdout
+
+
+def test_foreign_model_takes_layout_and_range_flags_or_is_probed(tmp_path):
+    """An ONNX model without stylize-rt metadata: float NCHW in 0..255 (the ONNX model zoo's convention)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    scale = helper.make_tensor("k", TensorProto.FLOAT, [], [0.9])
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "k"], ["y"])], "zoo", [x], [y], [scale])
+    path = tmp_path / "zoo.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    for flags in (["--layout", "nchw", "--input-range", "0-255"], []):
+        proc = bench("--engine", path, "--backends", "onnxruntime", "--precision", "fp32", "--sizes", "32",
+                     "--iters", 3, "--no-peak", "--json", tmp_path / "r.json", *flags)
+        assert proc.returncode == 0, proc.stderr
+        [record] = report.records_of(report.load_document(tmp_path / "r.json"))
+        assert record.iters == 3
+
+
+def test_peer_network_takes_turns_with_the_model(tiny_onnx, tmp_path):
+    pytest.importorskip("torch")
+    proc = bench("--engine", tiny_onnx["uint8_nhwc"], "--backends", "onnxruntime", "--precision", "fp32",
+                 "--sizes", "32", "--iters", 3, "--no-peak", "--peer", "johnson2016", "--json", tmp_path / "r.json",
+                 timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    records = report.records_of(report.load_document(tmp_path / "r.json"))
+    by_network = {r.network: r for r in records}
+    assert set(by_network) == {"model", "johnson2016"}
+    assert by_network["johnson2016"].gmacs_per_frame > 10 * by_network["model"].gmacs_per_frame
+
+
+def test_torch_baseline_runs_with_openmps_own_wait_policy(tiny_generator, tmp_path):
+    """PyTorch eager is measured as users run it: the backend sets OMP_WAIT_POLICY only when asked."""
+    pytest.importorskip("torch")
+    from stylize_rt.nets.checkpoint import save_generator
+
+    ckpt = save_generator(tmp_path / "ckpt", tiny_generator)
+    code = ("import os, sys\nfrom stylize_rt.runtime.backends.torch_backend import TorchBackend\n"
+            "TorchBackend(sys.argv[1], warmup=0, **({'omp_wait_policy': sys.argv[2]} if len(sys.argv) > 2 else {}))\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    default = subprocess.run([sys.executable, "-c", code, str(ckpt)], capture_output=True, text=True, env=env)
+    passive = subprocess.run([sys.executable, "-c", code, str(ckpt), "PASSIVE"], capture_output=True, text=True,
+                             env=env)
+    assert default.stdout.strip() == "None", default.stderr
+    assert passive.stdout.strip() == "PASSIVE", passive.stderr

@@ -9,13 +9,15 @@ from stylize_rt.benchmarks.harness import BenchRecord
 from stylize_rt.recipes import cpu_matrix
 
 
-def rec(backend, precision, size, p50, mode="model", overhead=None):
+def rec(backend, precision, size, p50, mode="model", overhead=None, network="model", flagged=0):
     h, w = size
     return BenchRecord(backend=backend, device="cpu", precision=precision, batch=1, height=h, width=w, mode=mode,
-                       model="m", iters=20, warmup=3, clock="perf_counter", min_ms=p50 * 0.9, mean_ms=p50,
+                       model="m", iters=30, warmup=3, clock="perf_counter", min_ms=p50 * 0.9, mean_ms=p50,
                        p50_ms=p50, p90_ms=p50 * 1.1, p99_ms=p50 * 1.2, max_ms=p50 * 1.3, std_ms=1.0, noise=0.01,
                        fps=1000 / p50, mpix_s=1000 / p50 * h * w / 1e6, gflops=10.0, peak_fraction=0.25,
-                       overhead=overhead, command=f"stylize-rt bench --backends {backend}")
+                       gmacs_per_frame=0.5, overhead=overhead, p50_ci_low_ms=p50 * 0.95, p50_ci_high_ms=p50 * 1.05,
+                       network=network, flagged_blocks=flagged, blocks=6,
+                       command=f"stylize-rt bench --backends {backend}")
 
 
 def document():
@@ -32,10 +34,11 @@ def document():
 def test_page_states_ratios_targets_and_reproducing_commands(tmp_path):
     page = cpu_matrix.render(document(), "python -m stylize_rt.recipes.cpu_matrix",
                                  Path(tmp_path / "r.json"), None)
-    assert "**256x256**: fastest CPU path is **onnxruntime FP32** at 10.00 ms (p50), **3.00x**" in page
+    assert "**256x256**: fastest CPU path is **onnxruntime FP32** at 10.00 ms (p50; mean 10.00), **3.00x**" in page
     assert "≥ 2x: **met**" in page
     assert "**512x512**" in page and "**1.67x**" in page and "**not met**" in page  # 100 / 60 < 2
-    assert "**40.0 frames/s**" in page and "Target ≥ 30 frames/s: **met**" in page  # 640x360 at 25 ms
+    assert "**40.0 frames/s** model-only" in page and "end to end through the runtime **38.5 frames/s**" in page
+    assert "Target ≥ 30 frames/s: **met**" in page  # 640x360 at 25 ms, 26 ms end to end
     assert "+4.0%" in page and "3 of 3 end-to-end configurations are within" in page
     assert "`stylize-rt bench --backends torch`" in page
     assert "No CUDA GPU" in page and "0.015 s" in page
@@ -47,3 +50,18 @@ def test_render_from_a_result_file(tmp_path):
     out = tmp_path / "BENCH.md"
     assert cpu_matrix.main(["--render", str(path), "--doc", str(out), "--plot", str(tmp_path / "none.png")]) == 0
     assert out.read_text().startswith("# Benchmarks")
+
+
+def test_busy_rows_are_left_out_and_peer_ratios_and_floors_are_stated(tmp_path):
+    doc = document()
+    records = report.records_of(doc)
+    records += [rec("onnxruntime", "fp32", (256, 256), 250.0, network="johnson2016"),
+                rec("torch", "fp32", (256, 256), 400.0, network="johnson2016"),
+                rec("onnxruntime", "int8", (256, 256), 5.0, flagged=2)]  # fastest, but measured while others ran
+    doc = report.build_document(doc["environment"], doc["sgemm_peak"], records)
+    page = cpu_matrix.render(doc, "cmd", Path(tmp_path / "r.json"), None)
+    assert "fastest CPU path is **onnxruntime FP32**" in page  # the busy INT8 row is not the headline
+    assert "1 of 12 rows are left out" in page and "during 2 of its 6 blocks" in page
+    assert "| 25.0x |" in page  # Johnson ORT 250 ms / 10 ms
+    assert "Johnson et al. 2016" in page and "| 25.00 |" in page  # floor: 2 x 0.5 GMAC / 40 GFLOP/s = 25 ms
+

@@ -63,3 +63,20 @@ def test_few_samples_noise_is_robust_to_one_outlier():
     # Five samples, one preempted: the spread stays that of the other four.
     noise = block_noise([10.0, 10.2, 9.8, 10.1, 80.0])
     assert noise == pytest.approx(1.4826 * 0.1 / 10.1)  # median 10.1, MAD 0.1
+
+
+def test_median_confidence_interval_is_distribution_free_and_narrows_with_samples():
+    from stylize_rt.benchmarks.stats import median_ci
+
+    assert median_ci([5.0]) == (5.0, 5.0)
+    lo, hi = median_ci([1, 2, 3, 4, 5])
+    assert (lo, hi) == (1.0, 5.0)  # five samples say little about the median
+    rng = np.random.default_rng(0)
+    few, many = rng.exponential(10, 30), rng.exponential(10, 3000)
+    w_few = np.subtract(*median_ci(few)[::-1])
+    w_many = np.subtract(*median_ci(many)[::-1])
+    assert w_many < w_few / 4
+    lo, hi = median_ci(many)
+    assert lo <= np.median(many) <= hi and lo <= 10 * np.log(2) <= hi  # the exponential's true median
+    stats = summarize(many)
+    assert (stats.p50_ci_low_ms, stats.p50_ci_high_ms) == (lo, hi)

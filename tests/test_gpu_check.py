@@ -164,9 +164,10 @@ def test_bench_commands_parse_as_stylize_rt_bench(tmp_path):
 
 
 def test_johnson_network_is_the_papers_layout():
+    from stylize_rt.benchmarks.peers import PEERS
     from stylize_rt.nets.generator import GeneratorConfig, estimate_macs
 
-    config = GeneratorConfig.from_dict(gpu_check.JOHNSON)
+    config = GeneratorConfig.from_dict(PEERS["johnson2016"])
     assert config.channels == (32, 64, 128) and config.res_blocks == 5 and config.stem_kernel == 9
     assert 30e9 < estimate_macs(config, 360, 640) < 40e9  # "about 35 GMAC at 640x360" (nets/generator.py)
 

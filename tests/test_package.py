@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +29,17 @@ def test_no_generic_top_level_names(tmp_path):
         "import stylize_rt.runtime, stylize_rt.training\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+
+
+def test_stage_folders_cannot_be_imported_as_top_level_packages_from_the_root():
+    """From a checkout's root a stage folder is importable by its bare name; it refuses, so the same
+    file can never be loaded as two module objects (runtime.frames and stylize_rt.runtime.frames)."""
+    root = Path(__file__).resolve().parents[1]
+    for stage in ("runtime", "training", "export", "engines", "benchmarks"):
+        proc = subprocess.run([sys.executable, "-c", f"import {stage}"], capture_output=True, text=True, cwd=root)
+        assert proc.returncode != 0 and f"import stylize_rt.{stage}, not {stage}" in proc.stderr, proc.stderr
+    ok = subprocess.run([sys.executable, "-c", "import stylize_rt.runtime.frames, stylize_rt.cli"], cwd=root)
+    assert ok.returncode == 0
 
 
 def test_cli_help_runs():

@@ -7,6 +7,7 @@ import argparse
 from stylize_rt.errors import BadInputError
 from stylize_rt.training.caption_metrics import format_scores
 from stylize_rt.training.generator_cli import require_torch
+from stylize_rt.training.threads import apply_threads
 
 
 def register(kinds: argparse._SubParsersAction) -> None:
@@ -46,8 +47,8 @@ def register(kinds: argparse._SubParsersAction) -> None:
     gan.add_argument("--baseline", choices=("greedy", "mean"), default="greedy",
                      help="REINFORCE baseline: self-critical greedy reward or moving average")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads (0 = torch default; 1 is fastest on a busy 2-core machine)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: 1 on up to 2 usable cores, else half of them)")
     p.set_defaults(handler=run_train)
 
 
@@ -78,7 +79,7 @@ def run_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         init=args.init,
-        threads=args.threads,
+        threads=apply_threads(args.threads),
         gan=GanConfig(
             steps=args.gan_steps,
             disc_pretrain=args.disc_pretrain if args.gan_steps else 0,

@@ -22,6 +22,7 @@ import numpy as np
 
 from stylize_rt.errors import BadInputError
 from stylize_rt.imageio import IMAGE_SUFFIXES, decode_image, to_rgb8
+from stylize_rt.progress import progress_bar
 from stylize_rt.training.style_images import BUILTIN_STYLES, builtin_style
 
 IMAGE_EXTENSIONS = set(IMAGE_SUFFIXES)
@@ -129,9 +130,7 @@ class ContentImages:
         names: list[str] = []
         iterator = files
         if progress:
-            from tqdm import tqdm
-
-            iterator = tqdm(files, desc="checking" if lazy else "reading content images", unit="img", leave=False)
+            iterator = progress_bar(files, desc="checking" if lazy else "reading content images", unit="img", leave=False)
         for path in iterator:
             decoded = None
             try:

@@ -7,6 +7,7 @@ import importlib.util
 import sys
 
 from stylize_rt.errors import BadInputError, MissingDependencyError
+from stylize_rt.training.threads import apply_threads
 
 
 def _channels(text: str) -> tuple[int, int, int]:
@@ -65,6 +66,9 @@ def register(kinds: argparse._SubParsersAction) -> None:
     opt.add_argument("--seed", type=int)
     opt.add_argument("--device", help="cpu, cuda or cuda:N (default cpu)")
     opt.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    opt.add_argument("--threads", type=int, metavar="N",
+                     help="torch CPU threads (default: 1 on up to 2 usable cores, else half of them; "
+                     "more threads than free cores makes training many times slower)")
     run = p.add_argument_group("run")
     run.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
     run.add_argument("--resume", metavar="CKPT", help="training checkpoint to continue (its stored settings are used; "
@@ -109,10 +113,12 @@ def run_train(args: argparse.Namespace) -> int:
             flags = ", ".join("--" + f.replace("_", "-").replace("styles", "style") for f in fixed)
             raise BadInputError(f"{flags} cannot change on --resume (the checkpoint's settings are used)")
     config = TrainConfig(**given)
+    threads = apply_threads(args.threads)
     trainer = Trainer(config, resume=args.resume)
     print(f"content: {trainer.content.stats.summary()}", file=sys.stderr)
     where = f"; resuming at step {trainer.step}" if args.resume else ""
-    print(f"perception: {trainer.perception.name}; device: {trainer.device}{where}", file=sys.stderr)
+    print(f"perception: {trainer.perception.name}; device: {trainer.device}; {threads} CPU thread(s) "
+          f"(--threads){where}", file=sys.stderr)
     result = trainer.run()
     state = "interrupted" if result.interrupted else "done"
     print(f"{state} at step {result.step} ({result.steps_per_second:.2f} steps/s, "

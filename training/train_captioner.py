@@ -8,6 +8,7 @@ training never draws from) or from a held-out slice of a COCO-format set.
 from __future__ import annotations
 
 import math
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ from stylize_rt.nets.captioner import (
     load_captioner,
     save_captioner,
 )
+from stylize_rt.progress import progress_bar
 from stylize_rt.tokenizer import Tokenizer
 from stylize_rt.training.caption_gan import (
     CaptionDiscriminator,
@@ -137,7 +139,7 @@ def mle_steps(
     """Teacher-forced cross-entropy updates; returns the per-step losses."""
     losses = []
     model.train()
-    bar = tqdm(range(steps), desc=desc, unit="step", dynamic_ncols=True, mininterval=2.0)
+    bar = progress_bar(range(steps), desc=desc, unit="step", mininterval=2.0)
     for _ in bar:
         images, tokens, _ = batches.sample(batch_size)
         loss = caption_loss(model(images, tokens), tokens[:, 1:], batches.pad_id)
@@ -171,14 +173,14 @@ def gan_finetune(model: Captioner, tokenizer: Tokenizer, batches: CaptionBatches
         )
 
     d_stats: dict = {}
-    bar = tqdm(range(config.disc_pretrain), desc="gan: discriminator", unit="step", mininterval=2.0)
+    bar = progress_bar(range(config.disc_pretrain), desc="gan: discriminator", unit="step", mininterval=2.0)
     for _ in bar:
         d_stats = d_update()
         bar.set_postfix(d_acc=f"{d_stats['d_acc']:.2f}", refresh=False)
     pretrain_acc = d_stats.get("d_acc")
     running = None
     history = []
-    bar = tqdm(range(config.steps), desc="gan: policy gradient", unit="step", mininterval=2.0)
+    bar = progress_bar(range(config.steps), desc="gan: policy gradient", unit="step", mininterval=2.0)
     for _ in bar:
         for _ in range(config.disc_steps):
             d_stats = d_update()
@@ -212,6 +214,7 @@ def train(config: TrainConfig, log=tqdm.write) -> dict:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     train_data, held_out = load_data(config)
+    print(f"captioner training: {torch.get_num_threads()} CPU thread(s) (--threads)", file=sys.stderr)
     init_info = None
     if config.init:
         model, tokenizer, init_card = load_captioner(config.init)

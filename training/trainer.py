@@ -37,6 +37,7 @@ from stylize_rt.errors import BadInputError, OutputError, StylizeError
 from stylize_rt.nets import checkpoint as ckpt_io
 from stylize_rt.nets.discriminator import DiscriminatorConfig, PatchDiscriminator
 from stylize_rt.nets.generator import LEGACY_LAYOUT, MIN_SIZE, PADDINGS, STEMS, Generator, GeneratorConfig
+from stylize_rt.progress import progress_bar
 from stylize_rt.training.data import ContentImages, load_style, open_content
 from stylize_rt.training.losses import (
     content_loss,
@@ -376,9 +377,7 @@ class Trainer:
         interrupted = False
         bar = None
         if cfg.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=cfg.steps, initial=start_step, desc="train generator", unit="step", dynamic_ncols=True)
+            bar = progress_bar(total=cfg.steps, initial=start_step, desc="train generator", unit="step")
         try:
             with _InterruptFlag() as flag:
                 while self.step < cfg.steps:

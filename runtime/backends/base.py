@@ -15,7 +15,11 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from stylize_rt.contract import TensorSpec
-from stylize_rt.errors import BadInputError
+from stylize_rt.errors import BadInputError, StylizeError, first_line
+
+
+class InferenceError(StylizeError):
+    """The engine could not run the model on a (well-formed) input: exit 1, one line."""
 
 
 @runtime_checkable
@@ -68,9 +72,19 @@ class BackendBase(abc.ABC):
     warmup_seconds: float = 0.0
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the model on host arrays (checked against ``inputs`` first); returns host arrays."""
+        """Run the model on host arrays (checked against ``inputs`` first); returns host arrays.
+
+        An engine library's own error (an ORT ``Fail``, a shape a graph cannot take) becomes a
+        one-line ``InferenceError`` naming the backend and the shapes, never a traceback.
+        """
         check_feeds(self.inputs, feeds)
-        return self._infer(feeds)
+        try:
+            return self._infer(feeds)
+        except StylizeError:
+            raise
+        except Exception as exc:
+            shapes = ", ".join(f"{name} {'x'.join(map(str, a.shape))}" for name, a in feeds.items())
+            raise InferenceError(f"{self.name} failed on {shapes}: {first_line(exc)}") from exc
 
     @abc.abstractmethod
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -125,4 +139,4 @@ def warm_up(backend: Backend, runs: int, height: int, width: int) -> float:
     return time.perf_counter() - start
 
 
-__all__ = ["Backend", "BackendBase", "TensorSpec", "check_feeds", "check_tensor", "image_input_shape", "warm_up"]
+__all__ = ["Backend", "BackendBase", "InferenceError", "TensorSpec", "check_feeds", "check_tensor", "image_input_shape", "warm_up"]

@@ -104,6 +104,7 @@ class TorchOptions(BackendOptions):
     channels_last: bool = True
     io_layout: str = "uint8_nhwc"
     timing: bool = False
+    omp_wait_policy: str | None = None  # "PASSIVE"/"ACTIVE" set before torch loads (None: OpenMP's default)
     cuda_graph: bool = True
     overlap_chunks: int = 2
     copy_outputs: bool = True

@@ -15,7 +15,9 @@ checkpoint directory   tensorrt on its ``generator.onnx`` when TensorRT and a GP
                        eager PyTorch on CPUs), else torch on the CPU
 =====================  =========================================================
 
-``--backend onnxruntime``/``tensorrt`` on such a directory also take its ``generator.onnx``.
+``--backend onnxruntime``/``tensorrt`` on such a directory also take its ONNX graph
+(``folder_graph``: the INT8 one for ``int8``, and for ``auto`` on a CPU-only ONNX Runtime where it
+met its quality floor; else ``generator.onnx``).
 Each :class:`BackendSpec` names its class by module path, so a backend's engine library is
 imported only when that backend is opened, and says why it is unavailable here, so the CLI
 and the benchmarks ask the table instead of re-deriving it.
@@ -25,12 +27,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from stylize_rt.contract import CHECKPOINT_CARD, CHECKPOINT_ONNX
+from stylize_rt.contract import CHECKPOINT_CARD, CHECKPOINT_ONNX, CHECKPOINT_ONNX_INT8, INT8_QUALITY
+from stylize_rt.engines.shapes import read_onnx_info
 from stylize_rt.errors import BadInputError
 from stylize_rt.gpu.cuda import cuda_status
 from stylize_rt.gpu.tensorrt import TRT_INSTALL_HINT, tensorrt_available
@@ -146,17 +150,52 @@ def available_backends(model: str | os.PathLike[str]) -> list[str]:
             if _runs(spec, path, kind) and spec.unavailable(spec.make_options()) is None]
 
 
-def auto_backend(path: Path, kind: str) -> str:
+def int8_meets_floor(graph: Path) -> bool:
+    """Whether an INT8 graph's metadata says it met its quality floor (what ``auto`` requires)."""
+    try:
+        meta = read_onnx_info(graph).metadata
+        return bool(json.loads(meta.get(INT8_QUALITY, "{}")).get("passed"))
+    except (BadInputError, ValueError, AttributeError):
+        return False
+
+
+def folder_graph(folder: Path, precision: str, backend: str = "auto") -> Path:
+    """Which ONNX graph of a model folder runs at ``precision``: the INT8 graph for ``int8`` (and for
+    ``auto`` on a CPU-only ONNX Runtime, where it met its quality floor), else ``generator.onnx``
+    (FP16 engines are built from it on GPUs)."""
+    int8 = folder / CHECKPOINT_ONNX_INT8
+    if precision == "int8":
+        if not int8.is_file():
+            raise BadInputError(f"{folder} has no INT8 graph ({CHECKPOINT_ONNX_INT8}); make one with "
+                                f"stylize-rt export generator {folder} -o {int8} --precision int8")
+        return int8
+    cpu_only = backend in ("auto", "onnxruntime", "ort") and not tensorrt_available() and not _gpu_provider()
+    if precision == "auto" and cpu_only and int8.is_file() and int8_meets_floor(int8):
+        return int8
+    return folder / CHECKPOINT_ONNX
+
+
+def _gpu_provider() -> bool:
+    """This onnxruntime build has the CUDA or TensorRT execution provider (FP32/FP16 graphs run there)."""
+    return not missing_providers(["cuda"]) or not missing_providers(["tensorrt"])
+
+
+def auto_backend(path: Path, kind: str, precision: str = "auto") -> str:
     """The backend ``auto`` opens for a model of this ``kind`` here (see the table in the module doc)."""
     if kind == "engine":
         return "tensorrt"  # fails with TensorRT's install hint where absent: nothing else reads plans
     if kind == "checkpoint":
-        if (path / CHECKPOINT_ONNX).is_file() and tensorrt_available():
+        ships_onnx = (path / CHECKPOINT_ONNX).is_file()
+        if ships_onnx and tensorrt_available():
             return "tensorrt"
-        if torch_cuda_available() or not (path / CHECKPOINT_ONNX).is_file():
+        if not ships_onnx or (precision != "int8" and torch_cuda_available()):  # torch has no INT8 path
             return "torch"
         return "onnxruntime"
     return "tensorrt" if tensorrt_available() else "onnxruntime"
+
+
+def _precision(options: BackendOptions | None, fields: dict[str, Any]) -> str:
+    return fields.get("precision") or getattr(options, "precision", None) or "auto"
 
 
 def open_backend(model: str | os.PathLike[str], backend: str = "auto", options: BackendOptions | None = None,
@@ -170,9 +209,9 @@ def open_backend(model: str | os.PathLike[str], backend: str = "auto", options: 
     if not path.exists():
         raise BadInputError(f"model not found: {path}")
     kind = model_kind(path)
-    name = auto_backend(path, kind) if backend == "auto" else backend_spec(backend).name
+    name = auto_backend(path, kind, _precision(options, fields)) if backend == "auto" else backend_spec(backend).name
     if kind == "checkpoint" and name in ("onnxruntime", "tensorrt") and (path / CHECKPOINT_ONNX).is_file():
-        path, kind = path / CHECKPOINT_ONNX, "onnx"
+        path, kind = folder_graph(path, _precision(options, fields), backend), "onnx"
     spec = backend_spec(name)
     if backend == "auto" and spec.name == "tensorrt" and kind == "onnx" and options is None:
         fields.setdefault("fallback", True)  # auto must not refuse a frame size the CPU path takes

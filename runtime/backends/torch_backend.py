@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -118,10 +119,11 @@ class TorchBackend(BackendBase):
 
     def __init__(self, checkpoint: str | os.PathLike[str], options: TorchOptions | None = None, **fields: Any) -> None:
         options = make_options(TorchOptions, options, self.name, **fields)
+        if options.omp_wait_policy and "torch" not in sys.modules:
+            # OpenMP reads it once, when torch loads: a policy for our own pipeline threads, never
+            # the default (PyTorch as users run it keeps OpenMP's own policy).
+            os.environ["OMP_WAIT_POLICY"] = options.omp_wait_policy
         try:
-            # Idle OpenMP workers that spin steal the core the caller's thread needs; on a 2-core VM the
-            # main thread ran 5x slower (893 vs 169 ms at 512x512). Only effective before torch loads.
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             import torch  # the optional torch backend: the runtime imports torch nowhere else
         except ImportError:
             raise MissingDependencyError("the torch backend needs PyTorch: pip install 'stylize-rt[train]'") from None

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time neural style transfer: train, export, build engines, run, benchmark.",
         epilog="Without a subcommand, 'run' is assumed: stylize-rt --engine gen.plan --camera 0. "
         "Exit codes: 0 ok, 1 error, 2 bad input or missing dependency, 3 output not writable, "
-        "130 interrupted.",
+        "4 done but some inputs skipped (named on stderr), 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"stylize-rt {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

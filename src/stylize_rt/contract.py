@@ -30,9 +30,14 @@ FP32_LAYERS = "stylize_rt.fp32_layers"
 VERIFIED = "stylize_rt.verified"
 # INT8 graphs: worst held-out PSNR (dB) against the FP32 graph, measured at export.
 INT8_PSNR = "stylize_rt.int8_psnr_db"
+# INT8 graphs shipped as a CPU path: JSON {"passed": bool, ...the measured floors}; `auto` precision
+# takes the INT8 graph on CPU only where this says it met its quality floor.
+INT8_QUALITY = "stylize_rt.int8_quality"
 # Captioner graphs: the model config (JSON) and which part of the captioner a graph is.
 CAPTIONER_CONFIG = "stylize_rt.captioner_config"
 PART = "stylize_rt.part"
+# Multi-style generators: JSON list of style names, in the order of the ``style`` input's weights.
+STYLES = "stylize_rt.styles"
 # What a backend adds about how it runs a model (not written into files).
 ENGINE_PRECISION = "stylize_rt.engine.precision"
 TORCH_PRECISION = "stylize_rt.torch.precision"
@@ -45,11 +50,19 @@ AXIS_ORDERS = ("nhwc", "nchw")
 INPUT_RANGES: dict[str, tuple[float, float]] = {"0-255": (0.0, 255.0), "0-1": (0.0, 1.0), "-1-1": (-1.0, 1.0)}
 DEFAULT_RANGE = {"uint8_nhwc": "0-255", "float32_nchw": "0-1"}
 GRAPH_PRECISIONS = ("fp32", "fp16", "int8")  # what an exported generator graph computes in
+# A generator graph's inputs: the frames, and (multi-style graphs) the controls, float32, batch first:
+# style [N, n_styles] weights (one-hot or convex), strength [N] in 0..1, preserve_color [N] 0 or 1.
+INPUT_IMAGE = "input"
+INPUT_STYLE = "style"
+INPUT_STRENGTH = "strength"
+INPUT_PRESERVE_COLOR = "preserve_color"
+CONTROL_INPUTS = (INPUT_STYLE, INPUT_STRENGTH, INPUT_PRESERVE_COLOR)
 
 # -- Files -----------------------------------------------------------------------------------
 CHECKPOINT_CARD = "config.json"  # a checkpoint directory's card
 GENERATOR_WEIGHTS = "generator.safetensors"
 CHECKPOINT_ONNX = "generator.onnx"  # shipped beside the weights by the embedded models
+CHECKPOINT_ONNX_INT8 = "generator_int8.onnx"  # the quantized CPU path, where a folder ships one
 CAPTIONER_FORMAT = "stylize_rt.captioner"  # captioner.json's "format"
 CAPTIONER_CONFIG_FILE = "captioner.json"
 CAPTIONER_ENCODER_FILE = "encoder.onnx"

@@ -36,6 +36,9 @@ class OutputError(StylizeError):
 
 
 EXIT_INTERRUPTED = 130
+# A batch (an image folder, several captions) finished, but some inputs were skipped; each skipped
+# one was named on stderr, and the others were written.
+EXIT_SKIPPED = 4
 
 
 def first_line(exc: BaseException) -> str:

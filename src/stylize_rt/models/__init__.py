@@ -7,6 +7,7 @@ so ``stylize-rt models`` can tell a user where every shipped file came from.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,5 +55,22 @@ def get_model(name: str) -> EmbeddedModel:
     for model in list_models():
         if model.name == name:
             return model
-    names = ", ".join(m.name for m in list_models()) or "none"
-    raise BadInputError(f"no embedded model named {name!r} (embedded: {names})")
+    raise BadInputError(f"no embedded model named {name!r} (embedded: {_names()})")
+
+
+def _names() -> str:
+    return ", ".join(m.name for m in list_models()) or "none"
+
+
+def resolve_model(spec: str | os.PathLike[str]) -> Path:
+    """A model as every command takes it: a path, or a name that ``stylize-rt models`` lists
+    (its folder, which holds the checkpoint and its ONNX exports)."""
+    path = Path(spec)
+    if path.exists():
+        return path
+    text = str(spec)
+    if text and "/" not in text and os.sep not in text and not path.suffix:
+        for model in list_models():
+            if model.name == text:
+                return model.directory
+    raise BadInputError(f"model not found: {spec} (a file or folder, or an embedded model: {_names()})")
