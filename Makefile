@@ -17,7 +17,7 @@ PACKAGE_FILES := $(sort $(wildcard src/stylize_rt/*.py src/stylize_rt/*/*.py src
 FILE_LIST := $(VENV)/.package-files
 $(shell mkdir -p $(VENV) && (echo '$(PACKAGE_FILES)' | cmp -s - $(FILE_LIST) || echo '$(PACKAGE_FILES)' > $(FILE_LIST)))
 
-.PHONY: demo test setup setup-dev clean models bench-cpu
+.PHONY: demo test setup setup-dev clean models bench-cpu gpu-check gpu-check-site
 
 demo: $(RUNTIME_STAMP)
 	$(VENV)/bin/stylize-rt demo --output-dir out/demo
@@ -68,6 +68,18 @@ models: $(DEV_STAMP)
 # Re-measure the CPU matrix in docs/BENCHMARKS.md (minutes; run on a quiet machine).
 bench-cpu: $(DEV_STAMP)
 	$(PY) -m stylize_rt.recipes.cpu_matrix
+
+# Every GPU claim in one call on a GPU machine (docs/GPU.md): installs nothing, runs this checkout in
+# place with the machine's own python, writes benchmarks/results/gpu_check.{json,md}; exit 2 without a GPU.
+# GPU_CHECK_ARGS="--out-dir DIR" writes elsewhere; PYTHON=python picks another interpreter.
+GPU_CHECK_ARGS ?=
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py --out-dir benchmarks/results $(GPU_CHECK_ARGS)
+
+# Before a gpu-check on a bare machine, here: the wheels it lacks (tqdm, safetensors) unpacked, and real
+# photos, into build/gpu-site (about 3 MiB; carry it along, gpu-check uses it from there).
+gpu-check-site: $(DEV_STAMP)
+	$(PY) benchmarks/gpu_check.py --prepare-site build/gpu-site
 
 clean:
 	rm -rf $(VENV) out .pytest_cache build

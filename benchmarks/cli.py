@@ -26,8 +26,10 @@ from stylize_rt.benchmarks.harness import Skipped, Variant
 from stylize_rt.benchmarks.peak import measure_sgemm_peak
 from stylize_rt.benchmarks.peers import PEERS, build_peer, peer_unavailable
 from stylize_rt.errors import BadInputError, MissingDependencyError, OutputError, StylizeError, first_line
+from stylize_rt.gpu.devices import gpu_state
 from stylize_rt.models import resolve_model
 from stylize_rt.runtime.backends import registry
+from stylize_rt.runtime.backends.onnxruntime import describe_providers, provider_report
 from stylize_rt.sizes import PRESETS
 from stylize_rt.sizes import parse_sizes as parse_frame_sizes
 
@@ -85,7 +87,12 @@ def variants() -> dict[str, Variant]:
         "onnxruntime-tensorrt": Variant("onnxruntime-tensorrt", "onnxruntime", "cuda",
                                         {"providers": ["TensorrtExecutionProvider"]}, precision_option=True),
         "torch": Variant("torch", "torch", "cpu", {"device": "cpu"}, precision_option=True),
-        "torch-cuda": Variant("torch-cuda", "torch", "cuda", {"device": "cuda"}, precision_option=True),
+        # The torch CUDA path: CUDA graphs per shape, side-stream copies; -eager without graphs, -compile with Inductor.
+        "torch-cuda": Variant("torch-cuda", "torch", "cuda", {"device": "cuda", "timing": True}, precision_option=True),
+        "torch-cuda-eager": Variant("torch-cuda-eager", "torch", "cuda",
+                                    {"device": "cuda", "timing": True, "cuda_graph": False}, precision_option=True),
+        "torch-cuda-compile": Variant("torch-cuda-compile", "torch", "cuda",
+                                      {"device": "cuda", "timing": True, "compile": True}, precision_option=True),
         "torch-compile": Variant("torch-compile", "torch", "cpu", {"device": "cpu", "compile": True},
                                  precision_option=True),
         "tensorrt": Variant("tensorrt", "tensorrt", "cuda", {"timing": True}),
@@ -108,7 +115,7 @@ def precision_unsupported(variant: str, precision: str) -> str | None:
         return None
     if variant.startswith("onnxruntime-"):
         return "ONNX Runtime GPU runs fp32/fp16 here" if precision in ("bf16", "int8") else None
-    if variant == "torch-cuda":
+    if variant.startswith("torch-cuda"):
         return "the torch backend has no INT8 path" if precision == "int8" else None
     if variant.startswith("torch"):
         if precision == "fp16":
@@ -265,9 +272,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", metavar="MODEL", help="ONNX file, TensorRT engine, checkpoint directory or "
                    f"embedded model name (default: {DEFAULT_ENGINE})")
     p.add_argument("--backends", default="auto", help="comma list of " + ", ".join(
-        ["onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch", "torch-cuda", "torch-compile",
-         "tensorrt"])
-        + " (default auto: every one this machine and model can run, except torch-compile)")
+        ["onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch", "torch-cuda", "torch-cuda-eager",
+         "torch-cuda-compile", "torch-compile", "tensorrt"])
+        + " (default auto: every one this machine and model can run, except the -compile and -eager variants)")
     p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"comma list of N, WxH, {', '.join(PRESETS)} "
                    f"(default {DEFAULT_SIZES})")
     p.add_argument("--batch", default="1", help="comma list of batch sizes (default 1)")
@@ -475,6 +482,12 @@ def print_summary(document: dict, notes: list[str]) -> None:
         print(report.captioner_markdown(document["captioner"]))
     if document["sgemm_peak"]:
         print(f"SGEMM peak (measured): {document['sgemm_peak']['gflops']:.1f} GFLOP/s")
+    env = document["environment"]
+    if env.get("onnxruntime"):
+        for line in describe_providers(env["onnxruntime"]):
+            print(line)
+    if env.get("gpu_state"):
+        print(f"GPU at start: {environment.describe_gpu_state(env['gpu_state'])}")
     for s in document["skipped"]:
         print(f"skipped: {s['backend']} {s['precision']}: {s['reason']}")
     for f in document["failed"]:
@@ -492,7 +505,7 @@ def run_bench(args) -> int:
     all_variants = variants()
     source = resolve_engine(args.engine)
     if args.backends == "auto":
-        names = [n for n in all_variants if n != "torch-compile"]
+        names = [n for n in all_variants if "compile" not in n and n != "torch-cuda-eager"]
     else:
         names = parse_choices(args.backends, list(all_variants), "backend")
     baseline = report.load_document(args.compare) if args.compare else None
@@ -503,6 +516,8 @@ def run_bench(args) -> int:
     failed: list[harness.Failed] = []
     plan = plan_configs(names, precisions, skipped)
     env = environment.collect(args.threads, command=command_of(args))
+    if any(all_variants[n].backend == "onnxruntime" for n in names):
+        env["onnxruntime"] = provider_report()  # the providers that really start, not the ones listed
     peak = None
     if not args.no_peak and any(all_variants[n].device == "cpu" for n, _ in plan):
         peak = measure_sgemm_peak(threads=args.threads).to_dict()
@@ -522,6 +537,7 @@ def run_bench(args) -> int:
         if caption_skip:
             skipped.append(harness.Skipped("captioner", "fp32", caption_skip))
     env["load_average_end"] = environment.load_average()
+    env["gpu_state_end"] = gpu_state()
     document = report.build_document(env, peak, records, skipped, failed, captioner_rows)
     notes = [work.error] if work.error else []
     if notes:

@@ -13,6 +13,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Sequence
 
+from stylize_rt.benchmarks.environment import describe_gpu_state
 from stylize_rt.benchmarks.harness import BenchRecord
 from stylize_rt.errors import BadInputError, MissingDependencyError, OutputError
 from stylize_rt.fileio import read_json, write_atomic
@@ -181,6 +182,11 @@ def markdown_report(document: dict) -> str:
         f"Measured {env.get('timestamp_utc', '?')} on {cpu.get('model', '?')} "
         f"({cpu.get('physical_cores', '?')} cores, flags {' '.join(cpu.get('flags', []))}); GPU: {gpus}.",
         "",
+    ]
+    if env.get("gpu_state"):
+        lines += [f"GPU at start: {describe_gpu_state(env['gpu_state'])}; at the end: "
+                  f"{describe_gpu_state(env.get('gpu_state_end') or []) or '?'}.", ""]
+    lines += [
         f"Libraries: {libs}. Commit {git.get('commit', 'unknown')[:12]}{' (dirty tree)' if git.get('dirty') else ''}. "
         f"Threads: {env.get('threads', {})}.",
     ]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from stylize_rt.errors import EXIT_SKIPPED, BadInputError
 from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, list_models
+from stylize_rt.runtime.backends.onnxruntime import describe_providers, provider_report
 from stylize_rt.runtime.codecs import HWACCELS, EncodeOptions
 from stylize_rt.runtime.demo import print_result, run_demo
 from stylize_rt.runtime.pipeline import PipelineConfig
@@ -267,7 +268,6 @@ def models_command(args: argparse.Namespace) -> int:
         return 0
     if not models:
         print(f"no embedded models in {MODELS_DIR}")
-        return 0
     for m in models:
         default = "  (default)" if m["name"] == DEFAULT_GENERATOR else ""
         total = sum(f["bytes"] or 0 for f in m["files"].values())
@@ -280,4 +280,6 @@ def models_command(args: argparse.Namespace) -> int:
             print(f"  {role:<10} {_human_bytes(f['bytes']):>10}  {f['path']}")
         print(f"  source: {m['source']}")
         print()
+    for line in describe_providers(provider_report()):  # what the ONNX models can actually run on here
+        print(line)
     return 0

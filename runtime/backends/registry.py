@@ -4,15 +4,20 @@
 model                  ``auto`` picks
 =====================  =========================================================
 ``gen.plan/.engine``   tensorrt (the only engine that reads TensorRT plans)
-``gen.onnx``           tensorrt (through the engine cache) when TensorRT and a GPU
-                       are here, else onnxruntime (whose own ``auto`` takes the
-                       TensorRT EP, then CUDA EP, then CPU)
-checkpoint directory   its ``generator.onnx`` as above when it ships one (the
-                       embedded models do: ONNX engines beat eager PyTorch), else
-                       torch (CUDA when torch sees a GPU, else CPU)
+``gen.onnx``           tensorrt (through the engine cache; frames outside its
+                       profile fall back to onnxruntime with a note) when TensorRT
+                       and a GPU are here, else onnxruntime (whose own ``auto``
+                       takes the TensorRT EP, then CUDA EP, then CPU)
+checkpoint directory   tensorrt on its ``generator.onnx`` when TensorRT and a GPU
+                       are here; else torch on CUDA (FP16, CUDA graphs) when torch
+                       sees a GPU; else its ``generator.onnx`` on onnxruntime when
+                       it ships one (the embedded models do: ONNX Runtime beats
+                       eager PyTorch on CPUs), else torch on the CPU
 =====================  =========================================================
 
-``--backend onnxruntime``/``tensorrt`` on such a directory also take its ``generator.onnx``.
+``--backend onnxruntime``/``tensorrt`` on such a directory also take its ONNX graph
+(``folder_graph``: the INT8 one for ``int8``, and for ``auto`` on a CPU-only ONNX Runtime where it
+met its quality floor; else ``generator.onnx``).
 Each :class:`BackendSpec` names its class by module path, so a backend's engine library is
 imported only when that backend is opened, and says why it is unavailable here, so the CLI
 and the benchmarks ask the table instead of re-deriving it.
@@ -31,9 +36,10 @@ from typing import Any, Callable
 from stylize_rt.contract import CHECKPOINT_CARD, CHECKPOINT_ONNX, CHECKPOINT_ONNX_INT8, INT8_QUALITY
 from stylize_rt.engines.shapes import read_onnx_info
 from stylize_rt.errors import BadInputError
+from stylize_rt.gpu.cuda import cuda_status
 from stylize_rt.gpu.tensorrt import TRT_INSTALL_HINT, tensorrt_available
 from stylize_rt.runtime.backends.base import Backend
-from stylize_rt.runtime.backends.onnxruntime import missing_providers
+from stylize_rt.runtime.backends.onnxruntime import ORT_INSTALL_HINT, missing_providers
 from stylize_rt.runtime.backends.options import (
     BackendOptions,
     OnnxRuntimeOptions,
@@ -41,7 +47,7 @@ from stylize_rt.runtime.backends.options import (
     TorchOptions,
     make_options,
 )
-from stylize_rt.runtime.backends.torch_backend import torch_unavailable
+from stylize_rt.runtime.backends.torch_backend import torch_cuda_available, torch_unavailable
 
 ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
@@ -70,7 +76,7 @@ class BackendSpec:
 
 def _onnxruntime_unavailable(options: OnnxRuntimeOptions) -> str | None:
     if importlib.util.find_spec("onnxruntime") is None:
-        return "onnxruntime is not installed (pip install onnxruntime)"
+        return ORT_INSTALL_HINT
     missing = missing_providers(options.providers)
     if missing:
         return f"this ONNX Runtime build has no {missing[0]} (no onnxruntime-gpu / no GPU here)"
@@ -81,7 +87,7 @@ def _tensorrt_unavailable(options: TensorrtOptions) -> str | None:
     if importlib.util.find_spec("tensorrt") is None:
         return f"tensorrt is not installed ({TRT_INSTALL_HINT})"
     if not tensorrt_available():
-        return "no CUDA GPU visible to cuda-python (NVIDIA driver, pip install 'stylize-rt[gpu]')"
+        return cuda_status().problem(options.device) or "no CUDA GPU visible to cuda-python"
     return None
 
 
@@ -174,12 +180,22 @@ def _gpu_provider() -> bool:
     return not missing_providers(["cuda"]) or not missing_providers(["tensorrt"])
 
 
-def _auto_backend(path: Path, kind: str) -> str:
+def auto_backend(path: Path, kind: str, precision: str = "auto") -> str:
+    """The backend ``auto`` opens for a model of this ``kind`` here (see the table in the module doc)."""
     if kind == "engine":
         return "tensorrt"  # fails with TensorRT's install hint where absent: nothing else reads plans
     if kind == "checkpoint":
-        return "torch"
+        ships_onnx = (path / CHECKPOINT_ONNX).is_file()
+        if ships_onnx and tensorrt_available():
+            return "tensorrt"
+        if not ships_onnx or (precision != "int8" and torch_cuda_available()):  # torch has no INT8 path
+            return "torch"
+        return "onnxruntime"
     return "tensorrt" if tensorrt_available() else "onnxruntime"
+
+
+def _precision(options: BackendOptions | None, fields: dict[str, Any]) -> str:
+    return fields.get("precision") or getattr(options, "precision", None) or "auto"
 
 
 def open_backend(model: str | os.PathLike[str], backend: str = "auto", options: BackendOptions | None = None,
@@ -193,11 +209,12 @@ def open_backend(model: str | os.PathLike[str], backend: str = "auto", options: 
     if not path.exists():
         raise BadInputError(f"model not found: {path}")
     kind = model_kind(path)
-    if kind == "checkpoint" and backend in ("auto", "onnxruntime", "ort", "tensorrt", "trt") \
-            and (path / CHECKPOINT_ONNX).is_file():
-        precision = fields.get("precision") or getattr(options, "precision", None) or "auto"
-        path, kind = folder_graph(path, precision, backend), "onnx"
-    spec = backend_spec(_auto_backend(path, kind) if backend == "auto" else backend)
+    name = auto_backend(path, kind, _precision(options, fields)) if backend == "auto" else backend_spec(backend).name
+    if kind == "checkpoint" and name in ("onnxruntime", "tensorrt") and (path / CHECKPOINT_ONNX).is_file():
+        path, kind = folder_graph(path, _precision(options, fields), backend), "onnx"
+    spec = backend_spec(name)
+    if backend == "auto" and spec.name == "tensorrt" and kind == "onnx" and options is None:
+        fields.setdefault("fallback", True)  # auto must not refuse a frame size the CPU path takes
     opts = spec.make_options(options, **fields)
     if kind not in spec.model_kinds:
         raise BadInputError(f"the {spec.name} backend runs {spec.runs}, not {path.name!r}")
@@ -208,4 +225,4 @@ def open_backend(model: str | os.PathLike[str], backend: str = "auto", options: 
 
 
 __all__ = ["BackendSpec", "BACKENDS", "backend_spec", "unavailable", "open_backend", "available_backends",
-           "model_kind"]
+           "auto_backend", "model_kind"]
