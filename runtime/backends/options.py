@@ -90,6 +90,19 @@ class TorchOptions(BackendOptions):
     timing: bool = False
 
 
+@dataclass
+class TritonOptions(BackendOptions):
+    """Triton client (``triton://`` URLs): ``timeout_s`` bounds every request and the checks at open;
+    ``threads`` and ``precision`` belong to the server's model (an explicit precision is refused)."""
+
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.timeout_s > 0:
+            raise BadInputError(f"timeout_s must be positive (got {self.timeout_s})")
+
+
 Options = TypeVar("Options", bound=BackendOptions)
 
 
@@ -110,4 +123,5 @@ def make_options(kind: type[Options], options: Options | None = None, backend: s
     return dataclasses.replace(options, **fields)
 
 
-__all__ = ["PRECISIONS", "BackendOptions", "OnnxRuntimeOptions", "TensorrtOptions", "TorchOptions", "make_options"]
+__all__ = ["PRECISIONS", "BackendOptions", "OnnxRuntimeOptions", "TensorrtOptions", "TorchOptions", "TritonOptions",
+           "make_options"]

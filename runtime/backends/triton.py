@@ -1,0 +1,238 @@
+"""Triton client backend: a model served by Triton Inference Server, run like a local file.
+
+``--engine triton://HOST:PORT/NAME[/VERSION]`` talks gRPC (default port 8001),
+``triton+http://HOST:PORT/NAME`` HTTP/REST (default port 8000). At open the backend checks
+that the server is live and the model ready, reads the model's tensors from the server's
+metadata and its stylize-rt convention (IO layout, value range, style) from the config
+``parameters`` that ``export-triton`` writes, so ``Stylizer``, ``run``, ``bench`` and the camera
+treat it like the file it was exported from. Latency includes the transport.
+
+Failures are one line: no server at the address (exit 1), no such model (exit 2), model not
+ready (exit 1, with the server's reason), a request the server refuses (exit 2: e.g. more
+frames than its ``max_batch_size``), a request that outlives ``timeout_s`` (exit 1).
+``tritonclient`` (the [serve] extra) is imported when a backend opens.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from stylize_rt.contract import TensorSpec
+from stylize_rt.errors import BadInputError, MissingDependencyError, StylizeError, first_line
+from stylize_rt.runtime.backends.base import BackendBase, warm_up
+from stylize_rt.runtime.backends.options import TritonOptions, make_options
+
+SCHEMES = {"triton": "grpc", "triton+grpc": "grpc", "triton+http": "http"}
+DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
+SERVE_HINT = "pip install 'stylize-rt[serve]'"
+
+
+def is_triton_url(model: Any) -> bool:
+    """Whether ``model`` names a served model (``triton://``, ``triton+grpc://``, ``triton+http://``)."""
+    return isinstance(model, str) and model.split("://", 1)[0].lower() in SCHEMES and "://" in model
+
+
+@dataclass(frozen=True)
+class TritonTarget:
+    """Where a served model is: protocol, host, port, model name and version ("" = the server's choice)."""
+
+    protocol: str
+    host: str
+    port: int
+    model: str
+    version: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def url(self) -> str:
+        scheme = "triton" if self.protocol == "grpc" else "triton+http"
+        return f"{scheme}://{self.address}/{self.model}" + (f"/{self.version}" if self.version else "")
+
+
+def parse_triton_url(url: str) -> TritonTarget:
+    """``triton://HOST[:PORT]/NAME[/VERSION]`` -> :class:`TritonTarget`; a one-line error otherwise."""
+    if not is_triton_url(url):
+        raise BadInputError(f"not a Triton model URL: {url!r} (expected triton://HOST:PORT/NAME)")
+    parts = urlsplit(url)
+    protocol = SCHEMES[parts.scheme.lower()]
+    try:
+        port = parts.port or DEFAULT_PORTS[protocol]
+    except ValueError:
+        raise BadInputError(f"bad port in {url!r}") from None
+    path = [p for p in parts.path.split("/") if p]
+    if not parts.hostname or not 1 <= len(path) <= 2 or parts.query or parts.fragment:
+        raise BadInputError(f"bad Triton model URL {url!r}: expected triton://HOST:PORT/NAME[/VERSION]")
+    version = path[1] if len(path) == 2 else ""
+    if version and not version.isdigit():
+        raise BadInputError(f"bad model version {version!r} in {url!r}: a positive integer")
+    return TritonTarget(protocol, parts.hostname, port, path[0], version)
+
+
+def client_module(protocol: str):
+    """``tritonclient.grpc`` or ``tritonclient.http``; a one-line error naming the extra when absent."""
+    try:
+        return importlib.import_module(f"tritonclient.{protocol}")  # the [serve] extra, only for triton:// models
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"triton{'' if protocol == 'grpc' else '+http'}:// models need tritonclient[{protocol}] "
+            f"({first_line(exc)}): {SERVE_HINT}"
+        ) from None
+
+
+def triton_unavailable(options: TritonOptions) -> str | None:
+    """Why the Triton client cannot run here (None: it can; the server is checked at open)."""
+    if importlib.util.find_spec("tritonclient") is None:
+        return f"tritonclient is not installed ({SERVE_HINT})"
+    return None
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    status = str(getattr(exc, "status", lambda: "")() or "")
+    return "DEADLINE_EXCEEDED" in status or "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower()
+
+
+def _message(exc: BaseException) -> str:
+    text = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
+    return first_line(Exception(text)) if text else type(exc).__name__
+
+
+class TritonBackend(BackendBase):
+    """A model on a Triton server (options: :class:`TritonOptions`)."""
+
+    name = "triton"
+
+    def __init__(self, url: str, options: TritonOptions | None = None, **fields: Any) -> None:
+        options = make_options(TritonOptions, options, self.name, **fields)
+        if options.precision != "auto":
+            raise BadInputError("a served model's precision is fixed by the server's model file; "
+                                "drop --fp16/--fp32 (export an fp16 model to serve fp16)")
+        self.options = options
+        self.target = parse_triton_url(url)
+        self.url = self.target.url()
+        self._module = client_module(self.target.protocol)
+        self._utils = importlib.import_module("tritonclient.utils")  # ships with either protocol's extra
+        self._client = self._connect()
+        self._check_ready()
+        metadata, config = self._describe()
+        self.max_batch = int(config.get("max_batch_size", 0) or 0)
+        self.inputs = [self._spec(t) for t in metadata.get("inputs", [])]
+        self.outputs = [self._spec(t) for t in metadata.get("outputs", [])]
+        self.metadata = {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
+        self.warmup_seconds = warm_up(self, options.warmup, *(options.warmup_shape or (256, 256)))
+
+    # -- opening --------------------------------------------------------------------------
+    def _connect(self):
+        timeout = self.options.timeout_s
+        try:
+            if self.target.protocol == "http":
+                return self._module.InferenceServerClient(self.target.address, connection_timeout=timeout,
+                                                          network_timeout=timeout)
+            return self._module.InferenceServerClient(self.target.address)
+        except Exception as exc:  # noqa: BLE001 - tritonclient raises its own and socket errors alike
+            raise StylizeError(f"cannot reach a Triton server at {self.target.address}: {_message(exc)}") from None
+
+    def _call(self, what: str, function, *args, **kwargs):
+        """A client call whose transport faults become one-line errors."""
+        try:
+            return function(*args, **kwargs)
+        except self._utils.InferenceServerException as exc:
+            if _is_timeout(exc):
+                raise StylizeError(f"{self.url}: {what} timed out after {self.options.timeout_s:g} s") from None
+            if "UNAVAILABLE" in str(exc.status() or "") or "failed to connect" in _message(exc).lower():
+                raise StylizeError(f"cannot reach a Triton server at {self.target.address} "
+                                   f"({self.target.protocol}): is tritonserver running there?") from None
+            raise
+        except OSError as exc:  # HTTP: connection refused, reset, timeouts
+            if _is_timeout(exc):
+                raise StylizeError(f"{self.url}: {what} timed out after {self.options.timeout_s:g} s") from None
+            raise StylizeError(f"cannot reach a Triton server at {self.target.address} ({self.target.protocol}): "
+                               f"{exc.strerror or first_line(exc)}; is tritonserver running there?") from None
+
+    def _timeout_kwargs(self) -> dict[str, Any]:
+        return {"client_timeout": self.options.timeout_s} if self.target.protocol == "grpc" else {}
+
+    def _check_ready(self) -> None:
+        model, version = self.target.model, self.target.version
+        kwargs = self._timeout_kwargs()
+        try:
+            live = self._call("liveness check", self._client.is_server_live, **kwargs)
+            ready = live and self._call("readiness check", self._client.is_model_ready, model, version, **kwargs)
+        except self._utils.InferenceServerException as exc:
+            raise StylizeError(f"{self.url}: {_message(exc)}") from None
+        if not live:
+            raise StylizeError(f"the Triton server at {self.target.address} is not live")
+        if ready:
+            return
+        index = self._repository_index()
+        entry = next((m for m in index if m.get("name") == model), None)
+        if entry is None:
+            names = ", ".join(sorted({m.get("name", "?") for m in index})) or "none"
+            raise BadInputError(f"no model {model!r} on the Triton server at {self.target.address} (models: {names})")
+        state, reason = entry.get("state", "UNKNOWN"), entry.get("reason", "")
+        raise StylizeError(f"model {model!r} is not ready on {self.target.address}: {state}"
+                           + (f" ({first_line(Exception(reason))})" if reason else ""))
+
+    def _repository_index(self) -> list[dict]:
+        try:
+            if self.target.protocol == "grpc":
+                index = self._client.get_model_repository_index(as_json=True, **self._timeout_kwargs())
+                return list(index.get("models", []))
+            return list(self._client.get_model_repository_index())
+        except (self._utils.InferenceServerException, OSError):
+            return []
+
+    def _describe(self) -> tuple[dict, dict]:
+        model, version = self.target.model, self.target.version
+        if self.target.protocol == "grpc":
+            kwargs = {"as_json": True, **self._timeout_kwargs()}
+            metadata = self._call("metadata", self._client.get_model_metadata, model, version, **kwargs)
+            config = self._call("config", self._client.get_model_config, model, version, **kwargs).get("config", {})
+        else:
+            metadata = self._call("metadata", self._client.get_model_metadata, model, version)
+            config = self._call("config", self._client.get_model_config, model, version)
+        return metadata, config
+
+    def _spec(self, tensor: dict) -> TensorSpec:
+        shape = tuple(None if int(d) < 0 else int(d) for d in tensor.get("shape", []))
+        dtype = self._utils.triton_to_np_dtype(tensor.get("datatype", ""))
+        return TensorSpec(tensor["name"], np.dtype(dtype if dtype is not None else object), shape)
+
+    # -- running --------------------------------------------------------------------------
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        module = self._module
+        inputs = []
+        for spec in self.inputs:
+            array = np.ascontiguousarray(feeds[spec.name])
+            item = module.InferInput(spec.name, list(array.shape), self._utils.np_to_triton_dtype(array.dtype))
+            item.set_data_from_numpy(array)
+            inputs.append(item)
+        outputs = [module.InferRequestedOutput(spec.name) for spec in self.outputs]
+        try:
+            result = self._call("request", self._client.infer, self.target.model, inputs,
+                                model_version=self.target.version, outputs=outputs, **self._timeout_kwargs())
+        except self._utils.InferenceServerException as exc:
+            message = _message(exc)
+            hint = ""
+            if "batch-size must be" in message:
+                hint = f" (the model takes at most {self.max_batch} frames per request: use --batch {self.max_batch})"
+            raise BadInputError(f"{self.url} refused the request: {message}{hint}") from None
+        return {spec.name: result.as_numpy(spec.name) for spec in self.outputs}
+
+    def close(self) -> None:
+        client, self._client = getattr(self, "_client", None), None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection must not mask the real error
+                pass
+
+
+__all__ = ["TritonBackend", "TritonTarget", "is_triton_url", "parse_triton_url", "triton_unavailable"]
