@@ -44,6 +44,8 @@ class ModelSource:
     checkpoint: Path | None = None  # generator checkpoint directory (torch backend)
     plan: Path | None = None  # TensorRT engine
     variants: dict[str, Path] = field(default_factory=dict)  # "onnx_int8", "onnx_fp16", ... -> file
+    url: str | None = None  # a model on a Triton server (triton://HOST:PORT/NAME)
+    url_precision: str = "fp32"  # what the served model computes in (its config's stylize_rt.precision)
 
 
 # ---------------------------------------------------------------------------------------
@@ -88,6 +90,8 @@ def variants() -> dict[str, Variant]:
         "torch-compile": Variant("torch-compile", "torch", "cpu", {"device": "cpu", "compile": True},
                                  precision_option=True),
         "tensorrt": Variant("tensorrt", "tensorrt", "cuda", {"timing": True}),
+        # A served model: latency includes the transport (client -> server -> client).
+        "triton": Variant("triton", "triton", "server"),
     }
 
 
@@ -127,9 +131,12 @@ def precision_unsupported(variant: str, precision: str) -> str | None:
 
 
 def resolve_engine(engine: str | None) -> ModelSource:
-    """``--engine``: a file (.onnx/.plan/.engine), a checkpoint directory, or an embedded model name."""
+    """``--engine``: a file (.onnx/.plan/.engine), a checkpoint directory, an embedded model name, or a
+    served model's ``triton://`` URL."""
     if engine is None:
         engine = DEFAULT_ENGINE
+    if registry.is_triton_url(engine):
+        return _served_source(engine)
     path = Path(engine)
     if path.exists():
         if path.is_dir():
@@ -165,6 +172,16 @@ def resolve_engine(engine: str | None) -> ModelSource:
     if (model.directory / "config.json").is_file():
         source.checkpoint = model.directory
     return source
+
+
+def _served_source(url: str) -> ModelSource:
+    """A served model: ask the server once what it is (a server that is down fails here, in one line)."""
+    backend = registry.open_backend(url, warmup=0)
+    try:
+        precision = backend.metadata.get(contract.PRECISION) or "fp32"
+    finally:
+        backend.close()
+    return ModelSource(label=url, url=url, url_precision=precision)
 
 
 def _directory_source(path: Path) -> ModelSource:
@@ -217,6 +234,14 @@ class ModelFiles:
     def for_config(self, variant: str, precision: str) -> tuple[Path | None, str | None]:
         """(model file, None) or (None, reason it is skipped)."""
         src = self.source
+        if variant == "triton" or src.url:
+            if variant != "triton":
+                return None, f"{src.label} is a served model: only the triton backend runs it"
+            if src.url is None:
+                return None, "the triton backend times served models: --engine triton://HOST:PORT/NAME"
+            if precision != src.url_precision:
+                return None, f"the served model computes in {src.url_precision}"
+            return src.url, None
         if variant.startswith("torch"):
             if src.checkpoint is None:
                 return None, f"the torch backend needs a checkpoint directory; {src.label} has none"
@@ -284,12 +309,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "listed with the reason. Exit 1 when a configuration fails its output check or --compare finds "
         "a regression.",
     )
-    p.add_argument("--engine", metavar="MODEL", help="ONNX file, TensorRT engine, checkpoint directory or "
-                   f"embedded model name (default: {DEFAULT_ENGINE})")
+    p.add_argument("--engine", metavar="MODEL", help="ONNX file, TensorRT engine, checkpoint directory, "
+                   f"embedded model name (default: {DEFAULT_ENGINE}) or triton://HOST:PORT/NAME (a served model: "
+                   "latency includes the transport)")
     p.add_argument("--backends", default="auto", help="comma list of " + ", ".join(
         ["onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch", "torch-cuda", "torch-compile",
-         "tensorrt"])
-        + " (default auto: every one this machine and model can run, except torch-compile)")
+         "tensorrt", "triton"])
+        + " (default auto: every one this machine and model can run, except torch-compile; triton for a "
+        "triton:// --engine)")
     p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"comma list of N, WxH, {', '.join(PRESETS)} "
                    f"(default {DEFAULT_SIZES})")
     p.add_argument("--batch", default="1", help="comma list of batch sizes (default 1)")
@@ -404,7 +431,7 @@ def run_matrix(args, plan, source: ModelSource, sizes, batches, budget, peak, wo
                 if model is None:
                     skipped.append(harness.Skipped(name, precision, reason))
                     continue
-                print(f"bench: opening {name} {precision} ({model.name})", file=sys.stderr, flush=True)
+                print(f"bench: opening {name} {precision} ({getattr(model, 'name', model)})", file=sys.stderr, flush=True)
                 try:
                     backend = harness.open_variant(all_variants[name], model, precision, args.threads)
                 except StylizeError as exc:
@@ -460,8 +487,10 @@ def run_bench(args) -> int:
     precisions = parse_choices(args.precision, PRECISIONS, "precision")
     all_variants = variants()
     source = resolve_engine(args.engine)
-    if args.backends == "auto":
-        names = [n for n in all_variants if n != "torch-compile"]
+    if args.backends == "auto" and source.url:
+        names = ["triton"]
+    elif args.backends == "auto":
+        names = [n for n in all_variants if n not in ("torch-compile", "triton")]
     else:
         names = parse_choices(args.backends, list(all_variants), "backend")
     baseline = report.load_document(args.compare) if args.compare else None

@@ -35,8 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from stylize_rt import contract
-from stylize_rt.contract import CAPTIONER_CONFIG_FILE, CAPTIONER_DECODER_FILE, CAPTIONER_ENCODER_FILE
-from stylize_rt.contract import CAPTIONER_TOKENIZER_FILE, CHECKPOINT_CARD, CHECKPOINT_ONNX
+from stylize_rt.contract import (
+    CAPTIONER_CONFIG_FILE,
+    CAPTIONER_DECODER_FILE,
+    CAPTIONER_ENCODER_FILE,
+    CAPTIONER_TOKENIZER_FILE,
+    CHECKPOINT_CARD,
+    CHECKPOINT_ONNX,
+)
 from stylize_rt.engines.shapes import read_onnx_info
 from stylize_rt.engines.sidecar import file_sha256, read_sidecar, sidecar_path
 from stylize_rt.errors import BadInputError, MissingDependencyError, OutputError, first_line

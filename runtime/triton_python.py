@@ -104,7 +104,7 @@ def _quiet_dlpack_capsules() -> None:
     log. The tensor's memory is still freed by the stub (checked: flat stub RSS over 240 calls). Every
     other unraisable exception still reaches the previous hook."""
     previous = sys.unraisablehook
-    if getattr(previous, "_stylize_rt_quiet", False):
+    if getattr(previous, "stylize_rt_quiet", False):
         return
 
     def hook(unraisable) -> None:
@@ -112,7 +112,7 @@ def _quiet_dlpack_capsules() -> None:
             return
         previous(unraisable)
 
-    hook._stylize_rt_quiet = True  # type: ignore[attr-defined]
+    hook.stylize_rt_quiet = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
 
 

@@ -15,8 +15,10 @@ frames than its ``max_batch_size``), a request that outlives ``timeout_s`` (exit
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -120,6 +122,9 @@ class TritonBackend(BackendBase):
         self._module = client_module(self.target.protocol)
         self._utils = importlib.import_module("tritonclient.utils")  # ships with either protocol's extra
         self._client = self._connect()
+        self._thread = threading.get_ident()
+        self._local = threading.local()  # HTTP clients are gevent-based: one per calling thread
+        self._extra_clients: list[Any] = []
         self._check_ready()
         metadata, config = self._describe()
         self.max_batch = int(config.get("max_batch_size", 0) or 0)
@@ -155,6 +160,16 @@ class TritonBackend(BackendBase):
                 raise StylizeError(f"{self.url}: {what} timed out after {self.options.timeout_s:g} s") from None
             raise StylizeError(f"cannot reach a Triton server at {self.target.address} ({self.target.protocol}): "
                                f"{exc.strerror or first_line(exc)}; is tritonserver running there?") from None
+
+    def _client_here(self):
+        """The client for the calling thread (gRPC clients are thread-safe; HTTP ones are not)."""
+        if self.target.protocol == "grpc" or threading.get_ident() == self._thread:
+            return self._client
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._connect()
+            self._extra_clients.append(client)
+        return client
 
     def _timeout_kwargs(self) -> dict[str, Any]:
         return {"client_timeout": self.options.timeout_s} if self.target.protocol == "grpc" else {}
@@ -216,7 +231,7 @@ class TritonBackend(BackendBase):
             inputs.append(item)
         outputs = [module.InferRequestedOutput(spec.name) for spec in self.outputs]
         try:
-            result = self._call("request", self._client.infer, self.target.model, inputs,
+            result = self._call("request", self._client_here().infer, self.target.model, inputs,
                                 model_version=self.target.version, outputs=outputs, **self._timeout_kwargs())
         except self._utils.InferenceServerException as exc:
             message = _message(exc)
@@ -227,12 +242,12 @@ class TritonBackend(BackendBase):
         return {spec.name: result.as_numpy(spec.name) for spec in self.outputs}
 
     def close(self) -> None:
-        client, self._client = getattr(self, "_client", None), None
-        if client is not None:
-            try:
-                client.close()
-            except Exception:  # noqa: BLE001 - closing a dead connection must not mask the real error
-                pass
+        clients = [getattr(self, "_client", None), *getattr(self, "_extra_clients", [])]
+        self._client, self._extra_clients = None, []
+        for client in clients:
+            if client is not None:
+                with contextlib.suppress(Exception):  # closing a dead connection must not mask the real error
+                    client.close()
 
 
 __all__ = ["TritonBackend", "TritonTarget", "is_triton_url", "parse_triton_url", "triton_unavailable"]
