@@ -37,8 +37,9 @@ $(RUNTIME_STAMP): pyproject.toml requirements/runtime.txt $(FILE_LIST) | $(PY)
 	$(PIP) --no-deps -e . --config-settings editable_mode=strict
 	touch $@
 
-$(DEV_STAMP): $(RUNTIME_STAMP) requirements/dev.txt
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements/dev.txt requirements/triton-server.txt
 	$(PIP) $(FIND_LINKS) -r requirements/dev.txt
+	$(PIP) --no-deps -r requirements/triton-server.txt
 	touch $@
 
 # Retrain and re-export the embedded default models (wall times: docs/MODELS.md, docs/CAPTIONER.md).
