@@ -151,7 +151,7 @@ def _closed_port() -> int:
 @pytest.mark.parametrize("scheme", ["triton", "triton+http"])
 def test_server_down_is_one_line(scheme):
     with pytest.raises(StylizeError, match=r"cannot reach a Triton server at 127\.0\.0\.1:\d+ .*is tritonserver running"):
-        open_backend(f"{scheme}://127.0.0.1:{_closed_port()}/mosaic", timeout_s=5)
+        open_backend(f"{scheme}://127.0.0.1:{_closed_port()}/mosaic", connect_timeout_s=5)
 
 
 def test_unknown_and_unready_models(server):

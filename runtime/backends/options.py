@@ -92,15 +92,17 @@ class TorchOptions(BackendOptions):
 
 @dataclass
 class TritonOptions(BackendOptions):
-    """Triton client (``triton://`` URLs): ``timeout_s`` bounds every request and the checks at open;
-    ``threads`` and ``precision`` belong to the server's model (an explicit precision is refused)."""
+    """Triton client (``triton://`` URLs): ``timeout_s`` bounds every inference request,
+    ``connect_timeout_s`` the checks at open (live, ready, metadata); ``threads`` and
+    ``precision`` belong to the server's model (an explicit precision is refused)."""
 
     timeout_s: float = 30.0
+    connect_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.timeout_s > 0:
-            raise BadInputError(f"timeout_s must be positive (got {self.timeout_s})")
+        if not (self.timeout_s > 0 and self.connect_timeout_s > 0):
+            raise BadInputError(f"timeouts must be positive (got {self.timeout_s}, {self.connect_timeout_s})")
 
 
 Options = TypeVar("Options", bound=BackendOptions)

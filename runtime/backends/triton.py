@@ -9,7 +9,8 @@ treat it like the file it was exported from. Latency includes the transport.
 
 Failures are one line: no server at the address (exit 1), no such model (exit 2), model not
 ready (exit 1, with the server's reason), a request the server refuses (exit 2: e.g. more
-frames than its ``max_batch_size``), a request that outlives ``timeout_s`` (exit 1).
+frames than its ``max_batch_size``), a request that outlives ``timeout_s`` (exit 1; the checks at
+open have their own ``connect_timeout_s``).
 ``tritonclient`` (the [serve] extra) is imported when a backend opens.
 """
 
@@ -121,8 +122,7 @@ class TritonBackend(BackendBase):
         self.url = self.target.url()
         self._module = client_module(self.target.protocol)
         self._utils = importlib.import_module("tritonclient.utils")  # ships with either protocol's extra
-        self._client = self._connect()
-        self._thread = threading.get_ident()
+        self._client = self._connect(options.connect_timeout_s)  # the checks, metadata and config
         self._local = threading.local()  # HTTP clients are gevent-based: one per calling thread
         self._extra_clients: list[Any] = []
         self._check_ready()
@@ -134,8 +134,7 @@ class TritonBackend(BackendBase):
         self.warmup_seconds = warm_up(self, options.warmup, *(options.warmup_shape or (256, 256)))
 
     # -- opening --------------------------------------------------------------------------
-    def _connect(self):
-        timeout = self.options.timeout_s
+    def _connect(self, timeout: float):
         try:
             if self.target.protocol == "http":
                 return self._module.InferenceServerClient(self.target.address, connection_timeout=timeout,
@@ -144,39 +143,41 @@ class TritonBackend(BackendBase):
         except Exception as exc:  # noqa: BLE001 - tritonclient raises its own and socket errors alike
             raise StylizeError(f"cannot reach a Triton server at {self.target.address}: {_message(exc)}") from None
 
-    def _call(self, what: str, function, *args, **kwargs):
-        """A client call whose transport faults become one-line errors."""
+    def _call(self, what: str, function, *args, timeout: float, **kwargs):
+        """A client call whose transport faults become one-line errors (``timeout``: for the message)."""
         try:
             return function(*args, **kwargs)
         except self._utils.InferenceServerException as exc:
             if _is_timeout(exc):
-                raise StylizeError(f"{self.url}: {what} timed out after {self.options.timeout_s:g} s") from None
+                raise StylizeError(f"{self.url}: {what} timed out after {timeout:g} s") from None
             if "UNAVAILABLE" in str(exc.status() or "") or "failed to connect" in _message(exc).lower():
                 raise StylizeError(f"cannot reach a Triton server at {self.target.address} "
                                    f"({self.target.protocol}): is tritonserver running there?") from None
             raise
         except OSError as exc:  # HTTP: connection refused, reset, timeouts
             if _is_timeout(exc):
-                raise StylizeError(f"{self.url}: {what} timed out after {self.options.timeout_s:g} s") from None
+                raise StylizeError(f"{self.url}: {what} timed out after {timeout:g} s") from None
             raise StylizeError(f"cannot reach a Triton server at {self.target.address} ({self.target.protocol}): "
                                f"{exc.strerror or first_line(exc)}; is tritonserver running there?") from None
 
     def _client_here(self):
-        """The client for the calling thread (gRPC clients are thread-safe; HTTP ones are not)."""
-        if self.target.protocol == "grpc" or threading.get_ident() == self._thread:
+        """The client for requests from the calling thread: gRPC clients are thread-safe and take a
+        deadline per call; HTTP ones are gevent-based (one per thread) with the request timeout built in."""
+        if self.target.protocol == "grpc":
             return self._client
         client = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = self._connect()
+            client = self._local.client = self._connect(self.options.timeout_s)
             self._extra_clients.append(client)
         return client
 
-    def _timeout_kwargs(self) -> dict[str, Any]:
-        return {"client_timeout": self.options.timeout_s} if self.target.protocol == "grpc" else {}
+    def _timeout_kwargs(self, timeout: float) -> dict[str, Any]:
+        return {"client_timeout": timeout} if self.target.protocol == "grpc" else {}
 
     def _check_ready(self) -> None:
         model, version = self.target.model, self.target.version
-        kwargs = self._timeout_kwargs()
+        timeout = self.options.connect_timeout_s
+        kwargs = {"timeout": timeout, **self._timeout_kwargs(timeout)}
         try:
             live = self._call("liveness check", self._client.is_server_live, **kwargs)
             ready = live and self._call("readiness check", self._client.is_model_ready, model, version, **kwargs)
@@ -198,7 +199,8 @@ class TritonBackend(BackendBase):
     def _repository_index(self) -> list[dict]:
         try:
             if self.target.protocol == "grpc":
-                index = self._client.get_model_repository_index(as_json=True, **self._timeout_kwargs())
+                index = self._client.get_model_repository_index(
+                    as_json=True, **self._timeout_kwargs(self.options.connect_timeout_s))
                 return list(index.get("models", []))
             return list(self._client.get_model_repository_index())
         except (self._utils.InferenceServerException, OSError):
@@ -206,13 +208,14 @@ class TritonBackend(BackendBase):
 
     def _describe(self) -> tuple[dict, dict]:
         model, version = self.target.model, self.target.version
+        timeout = self.options.connect_timeout_s
         if self.target.protocol == "grpc":
-            kwargs = {"as_json": True, **self._timeout_kwargs()}
+            kwargs = {"as_json": True, "timeout": timeout, **self._timeout_kwargs(timeout)}
             metadata = self._call("metadata", self._client.get_model_metadata, model, version, **kwargs)
             config = self._call("config", self._client.get_model_config, model, version, **kwargs).get("config", {})
         else:
-            metadata = self._call("metadata", self._client.get_model_metadata, model, version)
-            config = self._call("config", self._client.get_model_config, model, version)
+            metadata = self._call("metadata", self._client.get_model_metadata, model, version, timeout=timeout)
+            config = self._call("config", self._client.get_model_config, model, version, timeout=timeout)
         return metadata, config
 
     def _spec(self, tensor: dict) -> TensorSpec:
@@ -231,8 +234,9 @@ class TritonBackend(BackendBase):
             inputs.append(item)
         outputs = [module.InferRequestedOutput(spec.name) for spec in self.outputs]
         try:
-            result = self._call("request", self._client_here().infer, self.target.model, inputs,
-                                model_version=self.target.version, outputs=outputs, **self._timeout_kwargs())
+            timeout = self.options.timeout_s
+            result = self._call("request", self._client_here().infer, self.target.model, inputs, timeout=timeout,
+                                model_version=self.target.version, outputs=outputs, **self._timeout_kwargs(timeout))
         except self._utils.InferenceServerException as exc:
             message = _message(exc)
             hint = ""
