@@ -107,7 +107,6 @@ class BatchSummary:
     plan: BatchPlan
     seconds: float
     executor: str
-    first_result_s: float = 0.0  # clock start to the first finished item: workers starting, models opening
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -121,13 +120,6 @@ class BatchSummary:
         """Frames written per second of the whole job (worker start-up included)."""
         done = [r for r in self.results if r.status == "done"]
         return sum(r.frames for r in done) / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def steady_images_per_second(self) -> float:
-        """Frames per second after the first result: the rate once the workers are up."""
-        done = [r for r in self.results if r.status == "done"]
-        rest = self.seconds - self.first_result_s
-        return (sum(r.frames for r in done) - (done[0].frames if done else 0)) / rest if rest > 0 and done else 0.0
 
     def lines(self) -> list[str]:
         plan = self.plan
@@ -143,8 +135,6 @@ class BatchSummary:
     def to_dict(self) -> dict[str, Any]:
         return {"executor": self.executor, "seconds": round(self.seconds, 3),
                 "frames_per_second": round(self.images_per_second, 3),
-                "first_result_s": round(self.first_result_s, 3),
-                "steady_frames_per_second": round(self.steady_images_per_second, 3),
                 "counts": {"done": self.count("done"), "already_done": len(self.plan.done_before) + self.count("exists"),
                            "failed": len(self.failed), "kept": len(self.plan.kept)},
                 "results": [dataclasses.asdict(r) for r in self.results],
@@ -464,12 +454,10 @@ def run_batch(config: BatchConfig, on_result: Callable[[ItemResult], None] | Non
 
         bar = tqdm(total=len(plan.todo), desc="batch", unit="file", dynamic_ncols=True, disable=None)
     t0 = time.perf_counter()
-    first = 0.0
     try:
         if plan.todo:
             run = run_local if config.ray_address is None else run_ray
             for result in run(config, plan.todo):
-                first = first or time.perf_counter() - t0
                 results.append(result)
                 if bar is not None:
                     bar.update(1)
@@ -478,7 +466,7 @@ def run_batch(config: BatchConfig, on_result: Callable[[ItemResult], None] | Non
     finally:
         if bar is not None:
             bar.close()
-    summary = BatchSummary(results, plan, time.perf_counter() - t0, executor, first)
+    summary = BatchSummary(results, plan, time.perf_counter() - t0, executor)
     report = Path(config.report) if config.report else Path(config.output) / REPORT_FILE
     write_atomic(report, json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
