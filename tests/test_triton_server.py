@@ -30,6 +30,7 @@ from stylize_rt.imageio import read_image, write_image
 from stylize_rt.runtime.backends.registry import open_backend
 from stylize_rt.runtime.captioner import Captioner
 from stylize_rt.runtime.session import open_stylizer
+from stylize_rt.runtime.stylizer import Stylizer
 from stylize_rt.runtime.triton_python import decode_captions
 
 pytestmark = pytest.mark.slow
@@ -65,8 +66,9 @@ def frames(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_frames_match_local_onnxruntime_exactly(server, local, protocol):
-    stylizer = open_stylizer(server.url("mosaic", protocol))
+@pytest.mark.parametrize("shared_memory", ["on", "off"])
+def test_frames_match_local_onnxruntime_exactly(server, local, protocol, shared_memory):
+    stylizer = Stylizer(open_backend(server.url("mosaic", protocol), shared_memory=shared_memory))
     try:
         assert stylizer.convention.source == "metadata" and stylizer.layout == "uint8_nhwc"
         assert stylizer.backend.metadata["stylize_rt.style"] == "mosaic"
@@ -74,6 +76,25 @@ def test_frames_match_local_onnxruntime_exactly(server, local, protocol):
             np.testing.assert_array_equal(stylizer.stylize_batch(batch), local.stylize_batch(batch))
     finally:
         stylizer.close()
+
+
+def test_shared_memory_regions_are_registered_while_open(server, local):
+    """On loopback the default (auto) sends frames through registered POSIX shared memory."""
+    import tritonclient.grpc as grpc
+
+    client = grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    backend = open_backend(server.url("mosaic"), warmup=0)
+    try:
+        x = frames(2, 40, 56, seed=4)
+        np.testing.assert_array_equal(backend.infer({"input": x})["output"], local.backend.infer({"input": x})["output"])
+        regions = client.get_system_shared_memory_status(as_json=True).get("regions", {})
+        assert len(regions) == 2 and all(name.startswith("stylize_rt_") for name in regions)
+        bigger = frames(1, 96, 128, seed=5)  # regions grow when a call needs more
+        np.testing.assert_array_equal(backend.infer({"input": bigger})["output"],
+                                      local.backend.infer({"input": bigger})["output"])
+    finally:
+        backend.close()
+    assert not client.get_system_shared_memory_status(as_json=True).get("regions")
 
 
 def test_concurrent_requests_are_batched_by_the_server(server, local):

@@ -93,11 +93,14 @@ class TorchOptions(BackendOptions):
 @dataclass
 class TritonOptions(BackendOptions):
     """Triton client (``triton://`` URLs): ``timeout_s`` bounds every inference request,
-    ``connect_timeout_s`` the checks at open (live, ready, metadata); ``threads`` and
-    ``precision`` belong to the server's model (an explicit precision is refused)."""
+    ``connect_timeout_s`` the checks at open (live, ready, metadata); ``shared_memory`` sends
+    frames through POSIX shared memory registered with the server (``auto``: when the URL's
+    host is loopback, falling back to the request body if the server cannot map it);
+    ``threads`` and ``precision`` belong to the server's model (an explicit precision is refused)."""
 
     timeout_s: float = 30.0
     connect_timeout_s: float = 10.0
+    shared_memory: str = "auto"  # frames through POSIX shared memory: auto (loopback servers), on, off
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -19,9 +19,11 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import itertools
+import os
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -34,6 +36,8 @@ from stylize_rt.runtime.backends.options import TritonOptions, make_options
 SCHEMES = {"triton": "grpc", "triton+grpc": "grpc", "triton+http": "http"}
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
 SERVE_HINT = "pip install 'stylize-rt[serve]'"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+_REGION_IDS = itertools.count()
 
 
 def is_triton_url(model: Any) -> bool:
@@ -131,6 +135,8 @@ class TritonBackend(BackendBase):
         self.inputs = [self._spec(t) for t in metadata.get("inputs", [])]
         self.outputs = [self._spec(t) for t in metadata.get("outputs", [])]
         self.metadata = {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
+        self._shm_lock = threading.Lock()
+        self._shm = SystemSharedMemory(self._client_here, self._module, self._utils) if self._wants_shm() else None
         self.warmup_seconds = warm_up(self, options.warmup, *(options.warmup_shape or (256, 256)))
 
     # -- opening --------------------------------------------------------------------------
@@ -159,6 +165,14 @@ class TritonBackend(BackendBase):
                 raise StylizeError(f"{self.url}: {what} timed out after {timeout:g} s") from None
             raise StylizeError(f"cannot reach a Triton server at {self.target.address} ({self.target.protocol}): "
                                f"{exc.strerror or first_line(exc)}; is tritonserver running there?") from None
+
+    def _wants_shm(self) -> bool:
+        mode = self.options.shared_memory
+        if mode not in ("auto", "on", "off"):
+            raise BadInputError(f"shared_memory must be auto, on or off (got {mode!r})")
+        if mode == "auto":  # only where the server is certainly this host
+            return self.target.host in LOOPBACK_HOSTS and os.path.isdir("/dev/shm")
+        return mode == "on"
 
     def _client_here(self):
         """The client for requests from the calling thread: gRPC clients are thread-safe and take a
@@ -225,6 +239,15 @@ class TritonBackend(BackendBase):
 
     # -- running --------------------------------------------------------------------------
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._shm is not None:
+            try:
+                with self._shm_lock:
+                    return self._shm.infer(feeds, self.inputs, self.outputs, self._request)
+            except SharedMemoryUnavailable as exc:
+                if self.options.shared_memory == "on":
+                    raise StylizeError(f"{self.url}: shared memory with the server failed: {exc}") from None
+                self._shm.close()
+                self._shm = None  # "auto": the server is not on this host after all; send frames in requests
         module = self._module
         inputs = []
         for spec in self.inputs:
@@ -233,6 +256,11 @@ class TritonBackend(BackendBase):
             item.set_data_from_numpy(array)
             inputs.append(item)
         outputs = [module.InferRequestedOutput(spec.name) for spec in self.outputs]
+        result = self._request(inputs, outputs)
+        return {spec.name: result.as_numpy(spec.name) for spec in self.outputs}
+
+    def _request(self, inputs: list, outputs: list):
+        """One inference call; the server's refusal becomes a one-line ``BadInputError``."""
         try:
             timeout = self.options.timeout_s
             result = self._call("request", self._client_here().infer, self.target.model, inputs, timeout=timeout,
@@ -243,15 +271,104 @@ class TritonBackend(BackendBase):
             if "batch-size must be" in message:
                 hint = f" (the model takes at most {self.max_batch} frames per request: use --batch {self.max_batch})"
             raise BadInputError(f"{self.url} refused the request: {message}{hint}") from None
-        return {spec.name: result.as_numpy(spec.name) for spec in self.outputs}
+        return result
 
     def close(self) -> None:
+        shm, self._shm = getattr(self, "_shm", None), None
+        if shm is not None:
+            shm.close()
         clients = [getattr(self, "_client", None), *getattr(self, "_extra_clients", [])]
         self._client, self._extra_clients = None, []
         for client in clients:
             if client is not None:
                 with contextlib.suppress(Exception):  # closing a dead connection must not mask the real error
                     client.close()
+
+
+class SharedMemoryUnavailable(Exception):
+    """The server cannot use this process's shared memory (another host or IPC namespace)."""
+
+
+class SystemSharedMemory:
+    """Frames in and out through POSIX shared memory registered with the server (same host only).
+
+    One region per tensor, grown when a call needs more. An output's region is sized for an
+    image-to-image model (as many elements as the largest input, of the output's type); a
+    model whose output is larger is refused by the server and that call falls back to
+    transfer in the request (``SharedMemoryUnavailable``).
+    """
+
+    def __init__(self, client_here: Callable[[], Any], module, utils) -> None:
+        self._client_here = client_here  # the calling thread's client (registration is per server)
+        self._module, self._utils = module, utils
+        self._shm = importlib.import_module("tritonclient.utils.shared_memory")  # ships with tritonclient
+        self._regions: dict[str, tuple[str, Any, int]] = {}  # tensor -> (region name, handle, bytes)
+        self._tag = f"stylize_rt_{os.getpid()}_{next(_REGION_IDS)}"
+
+    def _region(self, tensor: str, nbytes: int):
+        current = self._regions.get(tensor)
+        if current is not None and current[2] >= nbytes:
+            return current
+        if current is not None:
+            self._release(tensor)
+        name = f"{self._tag}_{len(self._regions)}_{tensor}"
+        nbytes = max(nbytes, 1)
+        try:
+            handle = self._shm.create_shared_memory_region(name, f"/{name}", nbytes)
+        except self._shm.SharedMemoryException as exc:
+            raise SharedMemoryUnavailable(f"cannot create /{name}: {exc}") from None
+        try:
+            self._client_here().register_system_shared_memory(name, f"/{name}", nbytes)
+        except self._utils.InferenceServerException as exc:
+            self._shm.destroy_shared_memory_region(handle)
+            raise SharedMemoryUnavailable(_message(exc)) from None
+        self._regions[tensor] = (name, handle, nbytes)
+        return self._regions[tensor]
+
+    def infer(self, feeds: dict[str, np.ndarray], input_specs: list[TensorSpec], output_specs: list[TensorSpec],
+              request: Callable[[list, list], Any]) -> dict[str, np.ndarray]:
+        module, utils = self._module, self._utils
+        inputs = []
+        largest = 0
+        for spec in input_specs:
+            array = np.ascontiguousarray(feeds[spec.name])
+            name, handle, _ = self._region(spec.name, array.nbytes)
+            self._shm.set_shared_memory_region(handle, [array])
+            item = module.InferInput(spec.name, list(array.shape), utils.np_to_triton_dtype(array.dtype))
+            item.set_shared_memory(name, array.nbytes)
+            inputs.append(item)
+            largest = max(largest, array.size)
+        outputs = []
+        for spec in output_specs:
+            nbytes = largest * np.dtype(spec.dtype).itemsize
+            name, _, size = self._region(spec.name, nbytes)
+            item = module.InferRequestedOutput(spec.name)
+            item.set_shared_memory(name, size)
+            outputs.append(item)
+        try:
+            result = request(inputs, outputs)
+        except BadInputError as exc:
+            if "shared memory" in str(exc).lower() or "byte size" in str(exc).lower():
+                raise SharedMemoryUnavailable(str(exc)) from None
+            raise
+        out = {}
+        for spec in output_specs:
+            meta = result.get_output(spec.name)
+            shape = [int(d) for d in (meta["shape"] if isinstance(meta, dict) else meta.shape)]
+            handle = self._regions[spec.name][1]
+            out[spec.name] = self._shm.get_contents_as_numpy(handle, np.dtype(spec.dtype), shape).copy()
+        return out
+
+    def _release(self, tensor: str) -> None:
+        name, handle, _ = self._regions.pop(tensor)
+        with contextlib.suppress(Exception):  # the server may be gone; the local segment goes regardless
+            self._client_here().unregister_system_shared_memory(name)
+        with contextlib.suppress(Exception):
+            self._shm.destroy_shared_memory_region(handle)
+
+    def close(self) -> None:
+        for tensor in list(self._regions):
+            self._release(tensor)
 
 
 __all__ = ["TritonBackend", "TritonTarget", "is_triton_url", "parse_triton_url", "triton_unavailable"]
