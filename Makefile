@@ -38,8 +38,9 @@ $(RUNTIME_STAMP): pyproject.toml requirements/runtime.txt $(FILE_LIST) | $(PY)
 	$(PIP) --no-deps -e . --config-settings editable_mode=strict
 	touch $@
 
-$(DEV_STAMP): $(RUNTIME_STAMP) requirements/dev.txt
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements/dev.txt requirements/triton-server.txt
 	$(PIP) $(FIND_LINKS) -r requirements/dev.txt
+	$(PIP) --no-deps -r requirements/triton-server.txt
 	touch $@
 
 # Debian packages the tests use: ffmpeg/ffprobe (an independent reader of the videos we write) and

@@ -47,6 +47,8 @@ class ModelSource:
     checkpoint: Path | None = None  # generator checkpoint directory (torch backend)
     plan: Path | None = None  # TensorRT engine
     variants: dict[str, Path] = field(default_factory=dict)  # "onnx_int8", "onnx_fp16", ... -> file
+    url: str | None = None  # a model on a Triton server (triton://HOST:PORT/NAME)
+    url_precision: str = "fp32"  # what the served model computes in (its config's stylize_rt.precision)
 
 
 # ---------------------------------------------------------------------------------------
@@ -96,6 +98,8 @@ def variants() -> dict[str, Variant]:
         "torch-compile": Variant("torch-compile", "torch", "cpu", {"device": "cpu", "compile": True},
                                  precision_option=True),
         "tensorrt": Variant("tensorrt", "tensorrt", "cuda", {"timing": True}),
+        # A served model: latency includes the transport (client -> server -> client).
+        "triton": Variant("triton", "triton", "server"),
     }
 
 
@@ -135,7 +139,10 @@ def precision_unsupported(variant: str, precision: str) -> str | None:
 
 
 def resolve_engine(engine: str | None) -> ModelSource:
-    """``--engine``: a file (.onnx/.plan/.engine), a checkpoint directory, or an embedded model name."""
+    """``--engine``: a file (.onnx/.plan/.engine), a checkpoint directory, an embedded model name, or a
+    served model's ``triton://`` URL."""
+    if engine is not None and registry.is_triton_url(engine):
+        return _served_source(engine)
     path = resolve_model(engine or DEFAULT_ENGINE)
     if path.is_dir():
         source = _directory_source(path)
@@ -150,6 +157,16 @@ def resolve_engine(engine: str | None) -> ModelSource:
     if path.suffix in (".plan", ".engine"):
         return ModelSource(label=str(path), plan=path)
     raise BadInputError(f"cannot benchmark {path.name!r}: expected .onnx, .plan/.engine or a checkpoint directory")
+
+
+def _served_source(url: str) -> ModelSource:
+    """A served model: ask the server once what it is (a server that is down fails here, in one line)."""
+    backend = registry.open_backend(url, warmup=0)
+    try:
+        precision = backend.metadata.get(contract.PRECISION) or "fp32"
+    finally:
+        backend.close()
+    return ModelSource(label=url, url=url, url_precision=precision)
 
 
 def _directory_source(path: Path) -> ModelSource:
@@ -202,6 +219,14 @@ class ModelFiles:
     def for_config(self, variant: str, precision: str) -> tuple[Path | None, str | None]:
         """(model file, None) or (None, reason it is skipped)."""
         src = self.source
+        if variant == "triton" or src.url:
+            if variant != "triton":
+                return None, f"{src.label} is a served model: only the triton backend runs it"
+            if src.url is None:
+                return None, "the triton backend times served models: --engine triton://HOST:PORT/NAME"
+            if precision != src.url_precision:
+                return None, f"the served model computes in {src.url_precision}"
+            return src.url, None
         if variant.startswith("torch"):
             if src.checkpoint is None:
                 return None, f"the torch backend needs a checkpoint directory; {src.label} has none"
@@ -269,12 +294,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "listed with the reason. Exit 1 when a configuration fails its output check or --compare finds "
         "a regression.",
     )
-    p.add_argument("--engine", metavar="MODEL", help="ONNX file, TensorRT engine, checkpoint directory or "
-                   f"embedded model name (default: {DEFAULT_ENGINE})")
+    p.add_argument("--engine", metavar="MODEL", help="ONNX file, TensorRT engine, checkpoint directory, "
+                   f"embedded model name (default: {DEFAULT_ENGINE}) or triton://HOST:PORT/NAME (a served model: "
+                   "latency includes the transport)")
     p.add_argument("--backends", default="auto", help="comma list of " + ", ".join(
         ["onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch", "torch-cuda", "torch-cuda-eager",
-         "torch-cuda-compile", "torch-compile", "tensorrt"])
-        + " (default auto: every one this machine and model can run, except the -compile and -eager variants)")
+         "torch-cuda-compile", "torch-compile", "tensorrt", "triton"])
+        + " (default auto: every one this machine and model can run, except the -compile and -eager variants; "
+        "triton for a triton:// --engine)")
     p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"comma list of N, WxH, {', '.join(PRESETS)} "
                    f"(default {DEFAULT_SIZES})")
     p.add_argument("--batch", default="1", help="comma list of batch sizes (default 1)")
@@ -426,7 +453,7 @@ def run_matrix(args, plan, source: ModelSource, sizes, batches, budget, peak, wo
                     if model is None:
                         skipped.append(harness.Skipped(name, precision, reason))
                         continue
-                    print(f"bench: opening {name} {precision} ({model.name})", file=sys.stderr, flush=True)
+                    print(f"bench: opening {name} {precision} ({getattr(model, 'name', model)})", file=sys.stderr, flush=True)
                     try:
                         backend = harness.open_variant(all_variants[name], model, precision, args.threads)
                     except StylizeError as exc:
@@ -504,8 +531,10 @@ def run_bench(args) -> int:
     precisions = parse_choices(args.precision, PRECISIONS, "precision")
     all_variants = variants()
     source = resolve_engine(args.engine)
-    if args.backends == "auto":
-        names = [n for n in all_variants if "compile" not in n and n != "torch-cuda-eager"]
+    if args.backends == "auto" and source.url:
+        names = ["triton"]
+    elif args.backends == "auto":
+        names = [n for n in all_variants if "compile" not in n and n not in ("torch-cuda-eager", "triton")]
     else:
         names = parse_choices(args.backends, list(all_variants), "backend")
     baseline = report.load_document(args.compare) if args.compare else None

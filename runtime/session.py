@@ -21,7 +21,7 @@ from typing import IO
 from stylize_rt import contract
 from stylize_rt.errors import BadInputError, OutputError
 from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, get_model, resolve_model
-from stylize_rt.runtime.backends.registry import open_backend
+from stylize_rt.runtime.backends.registry import is_triton_url, open_backend
 from stylize_rt.runtime.caption_sink import CaptionSink
 from stylize_rt.runtime.caption_worker import CaptionWorker
 from stylize_rt.runtime.captioner import Captioner
@@ -71,7 +71,11 @@ def open_stylizer(model: ModelChoice | str | os.PathLike[str] | None = None) -> 
     """A model file (or a full ``ModelChoice``; None: the embedded default) loaded by its backend,
     as a ``Stylizer``."""
     choice = model if isinstance(model, ModelChoice) else ModelChoice(engine=model)
-    path = resolve_model(choice.engine) if choice.engine else default_model_path()
+    # A triton:// URL names a served model (backends/triton.py): there is no file to check.
+    if is_triton_url(choice.engine):
+        path = choice.engine
+    else:
+        path = resolve_model(choice.engine) if choice.engine else default_model_path()
     handle = open_backend(path, backend=choice.backend, threads=choice.threads, precision=choice.precision or "auto")
     try:
         graph = handle.metadata.get(contract.PRECISION)

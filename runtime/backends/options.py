@@ -115,6 +115,24 @@ class TorchOptions(BackendOptions):
             raise BadInputError(f"overlap_chunks must be 1 or more (got {self.overlap_chunks})")
 
 
+@dataclass
+class TritonOptions(BackendOptions):
+    """Triton client (``triton://`` URLs): ``timeout_s`` bounds every inference request,
+    ``connect_timeout_s`` the checks at open (live, ready, metadata); ``shared_memory`` sends
+    frames through POSIX shared memory registered with the server (``auto``: when the URL's
+    host is loopback, falling back to the request body if the server cannot map it);
+    ``threads`` and ``precision`` belong to the server's model (an explicit precision is refused)."""
+
+    timeout_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    shared_memory: str = "auto"  # frames through POSIX shared memory: auto (loopback servers), on, off
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (self.timeout_s > 0 and self.connect_timeout_s > 0):
+            raise BadInputError(f"timeouts must be positive (got {self.timeout_s}, {self.connect_timeout_s})")
+
+
 Options = TypeVar("Options", bound=BackendOptions)
 
 
@@ -135,4 +153,5 @@ def make_options(kind: type[Options], options: Options | None = None, backend: s
     return dataclasses.replace(options, **fields)
 
 
-__all__ = ["PRECISIONS", "BackendOptions", "OnnxRuntimeOptions", "TensorrtOptions", "TorchOptions", "make_options"]
+__all__ = ["PRECISIONS", "BackendOptions", "OnnxRuntimeOptions", "TensorrtOptions", "TorchOptions", "TritonOptions",
+           "make_options"]

@@ -13,6 +13,7 @@ checkpoint directory   tensorrt on its ``generator.onnx`` when TensorRT and a GP
                        sees a GPU; else its ``generator.onnx`` on onnxruntime when
                        it ships one (the embedded models do: ONNX Runtime beats
                        eager PyTorch on CPUs), else torch on the CPU
+``triton://H:P/NAME``  triton (a model on a Triton server; ``triton+http://`` for HTTP)
 =====================  =========================================================
 
 ``--backend onnxruntime``/``tensorrt`` on such a directory also take its ONNX graph
@@ -45,13 +46,15 @@ from stylize_rt.runtime.backends.options import (
     OnnxRuntimeOptions,
     TensorrtOptions,
     TorchOptions,
+    TritonOptions,
     make_options,
 )
 from stylize_rt.runtime.backends.torch_backend import torch_cuda_available, torch_unavailable
+from stylize_rt.runtime.backends.triton import is_triton_url, triton_unavailable
 
 ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
-MODEL_KINDS = ("engine", "onnx", "checkpoint")
+MODEL_KINDS = ("engine", "onnx", "checkpoint", "triton")
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ BACKENDS: dict[str, BackendSpec] = {
                     ".onnx files", OnnxRuntimeOptions, _onnxruntime_unavailable),
         BackendSpec("torch", "stylize_rt.runtime.backends.torch_backend", "TorchBackend", ("checkpoint",),
                     "generator checkpoint directories", TorchOptions, torch_unavailable),
+        BackendSpec("triton", "stylize_rt.runtime.backends.triton", "TritonBackend", ("triton",),
+                    "triton://HOST:PORT/NAME models on a Triton server", TritonOptions, triton_unavailable),
     )
 }
 
@@ -119,8 +124,11 @@ def unavailable(name: str, **fields: Any) -> str | None:
     return spec.unavailable(spec.make_options(**fields))
 
 
-def model_kind(path: Path) -> str:
-    """``engine``, ``onnx`` or ``checkpoint``; a one-line error for anything else."""
+def model_kind(model: str | os.PathLike[str]) -> str:
+    """``engine``, ``onnx``, ``checkpoint`` or ``triton`` (a served model's URL); a one-line error for anything else."""
+    if is_triton_url(model):
+        return "triton"
+    path = Path(model)
     if path.is_dir():
         if (path / CHECKPOINT_CARD).is_file():
             return "checkpoint"
@@ -144,8 +152,8 @@ def _runs(spec: BackendSpec, path: Path, kind: str) -> bool:
 
 def available_backends(model: str | os.PathLike[str]) -> list[str]:
     """Backends that can run ``model`` on this machine, fastest first (what ``auto`` picks from)."""
+    kind = model_kind(model)
     path = Path(model)
-    kind = model_kind(path)
     return [spec.name for spec in BACKENDS.values()
             if _runs(spec, path, kind) and spec.unavailable(spec.make_options()) is None]
 
@@ -182,6 +190,8 @@ def _gpu_provider() -> bool:
 
 def auto_backend(path: Path, kind: str, precision: str = "auto") -> str:
     """The backend ``auto`` opens for a model of this ``kind`` here (see the table in the module doc)."""
+    if kind == "triton":
+        return "triton"
     if kind == "engine":
         return "tensorrt"  # fails with TensorRT's install hint where absent: nothing else reads plans
     if kind == "checkpoint":
@@ -205,6 +215,11 @@ def open_backend(model: str | os.PathLike[str], backend: str = "auto", options: 
     ``options`` (the chosen backend's options type) and ``fields`` (its field names; the
     shared ``BackendOptions`` fields work for every backend) are checked, not probed.
     """
+    if is_triton_url(model):  # a served model: no file to look at (and Path would fold the URL's //)
+        spec = backend_spec("triton" if backend == "auto" else backend)
+        if "triton" not in spec.model_kinds:
+            raise BadInputError(f"the {spec.name} backend runs {spec.runs}, not a Triton URL ({model})")
+        return spec.backend_class()(model, spec.make_options(options, **fields))
     path = Path(model)
     if not path.exists():
         raise BadInputError(f"model not found: {path}")
@@ -225,4 +240,4 @@ def open_backend(model: str | os.PathLike[str], backend: str = "auto", options: 
 
 
 __all__ = ["BackendSpec", "BACKENDS", "backend_spec", "unavailable", "open_backend", "available_backends",
-           "auto_backend", "model_kind"]
+           "auto_backend", "model_kind", "is_triton_url"]

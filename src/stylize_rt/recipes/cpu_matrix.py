@@ -359,6 +359,8 @@ def render(document: dict, command: str, json_path: Path, plot_path: Path | None
         "`--noise-k` and `--noise-floor` tune it. Compare runs from the same machine only.",
         "- History: `--history benchmarks/results/history.jsonl` appends the whole result as one JSON line.",
         "- Captioner: `--captioner [DIR]` adds encoder latency, per-token decoder latency and captions/s.",
+        "- A served model: `stylize-rt bench --engine triton://HOST:8001/NAME` times it through Triton "
+        "(latency including the transport; see docs/SCALING.md).",
         "- `torch-compile` (`torch.compile`, dynamic shapes) is available with `--backends torch-compile`; it "
         "is left out of this matrix because compiling takes minutes per run on this CPU.",
         "",
