@@ -40,8 +40,9 @@ from PIL import Image
 from stylize_rt.errors import BadInputError, MissingDependencyError, StylizeError, first_line
 from stylize_rt.fileio import write_atomic
 from stylize_rt.imageio import IMAGE_SUFFIXES, decode_image, write_image
+from stylize_rt.runtime.codecs import CONTAINERS
 from stylize_rt.runtime.session import ModelChoice, open_stylizer
-from stylize_rt.runtime.sinks import VIDEO_FOURCCS, VideoFileSink
+from stylize_rt.runtime.sinks import FrameInfo, VideoFileSink
 from stylize_rt.runtime.sources import VIDEO_SUFFIXES, VideoFileSource
 
 REPORT_FILE = "stylize-rt-batch.json"
@@ -184,7 +185,7 @@ def _expand(spec: str, output_dir: Path, ignored: list[str]) -> Iterator[tuple[P
 
 
 def _output_for(kind: str, relative: Path, output_dir: Path) -> Path:
-    if kind == "video" and relative.suffix.lower() not in VIDEO_FOURCCS:
+    if kind == "video" and relative.suffix.lower() not in CONTAINERS:
         relative = relative.with_suffix(DEFAULT_VIDEO_SUFFIX)
     return output_dir / relative
 
@@ -349,15 +350,20 @@ class BatchWorker:
         try:
             source = VideoFileSource(item.source)
             temp.parent.mkdir(parents=True, exist_ok=True)
-            sink = VideoFileSink(temp, fps=source.fps)
+            # The input's audio and frame times are carried over, as ``stylize-rt run`` does.
+            sink = VideoFileSink(temp, fps=source.fps, audio=source.audio)
             while True:
-                chunk = []
+                chunk, infos = [], []
                 while len(chunk) < self.batch and (frame := source.read()) is not None:
+                    timing = source.timing
+                    infos.append(FrameInfo(frames + len(chunk), time.perf_counter(),
+                                           pts=timing.pts if timing else None,
+                                           duration=timing.duration if timing else None))
                     chunk.append(frame)
                 if not chunk:
                     break
-                for styled in self.stylizer.stylize_batch(np.stack(chunk)):
-                    sink.write(styled)
+                for styled, info in zip(self.stylizer.stylize_batch(np.stack(chunk)), infos):
+                    sink.write(styled, info)
                 frames += len(chunk)
             if frames == 0:
                 raise BadInputError(f"{item.source}: no frames")

@@ -1,7 +1,7 @@
 """``stylize-rt batch``: a folder, videos or globs to a folder of stylized files, here or on Ray.
 
 The job itself is :mod:`stylize_rt.runtime.batch`; this module turns arguments into a
-``BatchConfig``, prints the summary and maps it to the exit code (2 when an input was bad).
+``BatchConfig``, prints the summary and maps it to the exit code (4 when some inputs were skipped).
 """
 
 from __future__ import annotations
@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from stylize_rt.errors import EXIT_SKIPPED
 from stylize_rt.runtime.batch import REPORT_FILE, BatchConfig, run_batch
 from stylize_rt.runtime.session import ModelChoice
 
-EXIT_CODES = ("exit codes: 0 every input stylized or already done, 1 error, 2 bad input (some inputs could not "
-              "be read, or existing outputs kept) or missing dependency, 3 output not writable, 130 interrupted")
+EXIT_CODES = ("exit codes: 0 every input stylized or already done, 1 error, 2 bad arguments, input not found or "
+              "missing dependency (nothing ran), 3 output not writable, 4 some inputs skipped (unreadable, or an "
+              "existing output kept; each named, the others written), 130 interrupted")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,4 +69,4 @@ def batch_command(args: argparse.Namespace) -> int:
     summary = run_batch(batch_config(args))
     for line in summary.lines():
         print(line, file=sys.stderr)
-    return 2 if summary.failed or summary.plan.kept else 0
+    return EXIT_SKIPPED if summary.failed or summary.plan.kept else 0

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--engine", metavar="MODEL",
-                       help="model file: .onnx (and .plan / checkpoints where those backends are installed); "
+                       help="model file: .onnx (and .plan / checkpoints where those backends are installed), "
+                       "an embedded model name, or triton://HOST:PORT/NAME (a model served by Triton); "
                        "default: the embedded default style")
     model.add_argument("--backend", default="auto", help="backend that runs the model (default: by file type)")
     model.add_argument("--threads", type=int, default=0, help="CPU threads for the model (0: the backend's default)")

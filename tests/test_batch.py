@@ -18,8 +18,9 @@ import netns
 import numpy as np
 import pytest
 from PIL import Image
+from video_helpers import audio_packets, clip_with_audio, ffprobe, frame_times, stream, vfr_clip
 
-from stylize_rt.errors import BadInputError
+from stylize_rt.errors import EXIT_SKIPPED, BadInputError
 from stylize_rt.imageio import write_image
 from stylize_rt.runtime.batch import REPORT_FILE, BatchConfig, plan_batch, run_batch
 from stylize_rt.runtime.session import ModelChoice, open_stylizer
@@ -120,6 +121,22 @@ def test_local_job_stylizes_skips_bad_inputs_and_resumes(inputs, stylizer, tmp_p
     assert redo.count("done") == 1 and Image.open(out / "img03.png").size == (64, 48)
 
 
+def test_videos_keep_their_audio_and_frame_times(tmp_path):
+    """A batch video output is what ``stylize-rt run`` makes: the input's audio copied, its frame times kept."""
+    src = tmp_path / "in"
+    src.mkdir()
+    clip_with_audio(src / "talk.mp4", seconds=1.0, size="64x48")
+    times = [0.0, 0.04, 0.2, 0.24, 0.5, 0.9]
+    vfr_clip(src / "vfr.mp4", times)
+    summary = run_batch(BatchConfig(inputs=(str(src),), output=str(tmp_path / "out"), model=ONE_THREAD, batch=4,
+                                    progress=False))
+    assert summary.count("done") == 2 and not summary.failed
+    talk = tmp_path / "out" / "talk.mp4"
+    assert stream(ffprobe(talk), "audio")["codec_name"] == "aac"
+    assert [data for _, data in audio_packets(talk)] == [data for _, data in audio_packets(src / "talk.mp4")]
+    assert frame_times(ffprobe(tmp_path / "out" / "vfr.mp4", frames=True)) == pytest.approx(times, abs=1e-4)
+
+
 def test_cli_summary_and_exit_codes(inputs, tmp_path):
     def batch(*args):
         return subprocess.run([sys.executable, "-m", "stylize_rt", "batch", "--no-progress", "--threads", "1", *args],
@@ -129,7 +146,7 @@ def test_cli_summary_and_exit_codes(inputs, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "6 stylized, 0 already done, 0 failed" in result.stderr
     result = batch("--input", str(inputs), "--output", str(tmp_path / "o"))
-    assert result.returncode == 2
+    assert result.returncode == EXIT_SKIPPED
     assert "failed: " in result.stderr and "broken.png" in result.stderr and "Traceback" not in result.stderr
     result = batch("--input", str(tmp_path / "missing"), "--output", str(tmp_path / "o"))
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith(
