@@ -277,8 +277,9 @@ def models_command(args: argparse.Namespace) -> int:
             print(f"  {m['description']}")
         if m.get("styles"):
             print(f"  styles: {', '.join(m['styles'])}  (--style NAME, --mix, window keys 1-9)")
+        width = max((len(role) for role in m["files"]), default=0)
         for role, f in m["files"].items():
-            print(f"  {role:<10} {_human_bytes(f['bytes']):>10}  {f['path']}")
+            print(f"  {role:<{width}}  {_human_bytes(f['bytes']):>10}  {f['path']}")
         print(f"  source: {m['source']}")
         print()
     for line in describe_providers(provider_report()):  # what the ONNX models can actually run on here
