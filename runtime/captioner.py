@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -83,10 +84,13 @@ class Captioner:
         providers: tuple[str, ...] = ("CPUExecutionProvider",),
         no_repeat_ngram: int = 3,
         constrained: bool = True,
+        graphs: tuple[Any, Any] | None = None,
     ) -> None:
         """``no_repeat_ngram``: no word n-gram of this length occurs twice in a caption (0: off), so
         greedy and beam search cannot loop ("a big ball a big ball ..."). ``constrained=False``
-        decodes with no rule at all (the raw graphs, for parity checks against PyTorch)."""
+        decodes with no rule at all (the raw graphs, for parity checks against PyTorch).
+        ``graphs``: (encoder, decoder step) backends already open elsewhere (a Triton server's
+        models); then no local ONNX Runtime session is opened."""
         if model_dir is None:
             model_dir = get_model("captioner").directory
         self.directory = Path(model_dir)
@@ -109,6 +113,9 @@ class Captioner:
             raise BadInputError(f"vocabulary mismatch in {self.directory}: special token ids differ")
         self.no_repeat_ngram = no_repeat_ngram
         self.constrained = constrained
+        if graphs is not None:
+            self.encoder, self.decoder = graphs
+            return
         self.encoder = OnnxRuntimeBackend(self.directory / ENCODER_FILE, threads=threads, providers=providers)
         self.decoder = OnnxRuntimeBackend(self.directory / DECODER_FILE, threads=threads, providers=providers)
         logits = next((o for o in self.decoder.outputs if o.name == "logits"), None)

@@ -27,12 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from stylize_rt.contract import CAPTIONER_CONFIG_FILE, CAPTIONER_TOKENIZER_FILE
+from stylize_rt.contract import CAPTIONER_CONFIG_FILE
 from stylize_rt.errors import BadInputError, StylizeError, first_line
 from stylize_rt.fileio import read_json
 from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
-from stylize_rt.runtime.captioner import Captioner, CaptionerSpec
-from stylize_rt.tokenizer import Tokenizer
+from stylize_rt.runtime.captioner import Captioner
 
 ROLE_PARAM = "stylize_rt.role"  # which class serves a Python-backend model
 GENERATOR_ROLE, CAPTIONER_ROLE = "generator", "captioner"
@@ -210,21 +209,6 @@ class _BlsGraph:
         pass
 
 
-class _GraphsCaptioner(Captioner):
-    """``runtime.captioner``'s decoding loop over graphs that run elsewhere.
-
-    Deliberately not ``Captioner.__init__``: that opens local ONNX Runtime sessions; here the
-    encoder and decoder are other Triton models, and the export already checked the folder.
-    """
-
-    def __init__(self, folder: Path, encoder: _BlsGraph, decoder: _BlsGraph) -> None:
-        self.directory = folder
-        self.spec = CaptionerSpec.load(folder / CAPTIONER_CONFIG_FILE)
-        self.tokenizer = Tokenizer.load(folder / CAPTIONER_TOKENIZER_FILE)
-        self.encoder = encoder
-        self.decoder = decoder
-
-
 class CaptionerModel:
     """Frames in (``image``: uint8 [N, H, W, 3], any size), captions out (UTF-8 rows of ``caption``)."""
 
@@ -236,7 +220,8 @@ class CaptionerModel:
         self.beam = int(parameters.get(BEAM_PARAM) or 1)
         encoder = _BlsGraph(pb_utils, parameters[ENCODER_PARAM], list(graphs["encoder"]["outputs"]))
         decoder = _BlsGraph(pb_utils, parameters[DECODER_PARAM], list(graphs["decoder_step"]["outputs"]))
-        self.captioner = _GraphsCaptioner(folder, encoder, decoder)
+        # The decoding loop of runtime.captioner over the server's own encoder and decoder models.
+        self.captioner = Captioner(folder, graphs=(encoder, decoder))
 
     def execute(self, requests: list) -> list:
         responses = []
