@@ -314,6 +314,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default 3)")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: the backend's default)")
     p.add_argument("--pipeline", action="store_true", help="also time source -> runtime -> sink per configuration")
+    p.add_argument("--transcode", nargs="?", const="all", metavar="SIZES",
+                   help="also time decode -> stylize -> encode of an H.264 clip in memory (software libx264 both ways, "
+                   "the codec's share of the time shown): what a file-to-file run gets; at every --sizes, or at "
+                   "the comma list SIZES of them")
     p.add_argument("--peer", choices=sorted(PEERS), help="also time a reference network (random weights) in ONNX "
                    "Runtime and PyTorch eager FP32, in turns with the model: johnson2016 = Johnson et al.'s "
                    "fast style transfer network (9x9 stem, 32/64/128 channels, 5 residual blocks)")
@@ -338,6 +342,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _validate(args) -> None:
     if args.iters is not None and args.iters < 1:
         raise BadInputError("--iters must be at least 1")
+    transcode_sizes(args)
+
+
+def transcode_sizes(args) -> set[tuple[int, int]]:
+    """The (height, width) sizes that get a transcode row (``--transcode [SIZES]``; none without it)."""
+    if not args.transcode:
+        return set()
+    sizes = set(parse_sizes(args.sizes))
+    if args.transcode == "all":
+        return sizes
+    wanted = parse_sizes(args.transcode)
+    missing = [f"{w}x{h}" for h, w in wanted if (h, w) not in sizes]
+    if missing:
+        raise BadInputError(f"--transcode {', '.join(missing)}: not among --sizes {args.sizes}")
+    return set(wanted)
     if args.seconds is not None and args.seconds <= 0:
         raise BadInputError("--seconds must be positive")
     if args.warmup < 0:
@@ -360,6 +379,8 @@ def reproduce_command(args, variant: str, precision: str, height: int, width: in
         parts += ["--threads", str(args.threads)]
     if args.pipeline:
         parts.append("--pipeline")
+    if args.transcode and (height, width) in transcode_sizes(args):
+        parts.append("--transcode")
     for flag in ("layout", "input_range"):
         if getattr(args, flag):
             parts.append(f"--{flag.replace('_', '-')}={getattr(args, flag)}")
@@ -376,6 +397,8 @@ def command_of(args) -> str:
             name = "--" + flag.replace("_", "-")
             parts += [f"{name}={value}"] if str(value).startswith("-") else [name, str(value)]
     parts += [f"--{flag.replace('_', '-')}" for flag in ("pipeline", "no_peak") if getattr(args, flag)]
+    if args.transcode:
+        parts += ["--transcode"] + ([] if args.transcode == "all" else [args.transcode])
     if args.captioner:
         parts += ["--captioner"] + ([] if args.captioner == "embedded" else [args.captioner])
     return shlex.join(parts)
@@ -439,6 +462,7 @@ def run_matrix(args, plan, source: ModelSource, sizes, batches, budget, peak, wo
     """
     all_variants = variants()
     records = []
+    transcoded = transcode_sizes(args)
     with tempfile.TemporaryDirectory(prefix="stylize-rt-bench-") as workdir:
         networks = [("model", source, plan, work)]
         for network, peer in peer_sources(args, Path(workdir), skipped):
@@ -471,7 +495,8 @@ def run_matrix(args, plan, source: ModelSource, sizes, batches, budget, peak, wo
                         command = reproduce_command(args, name, precision, height, width, batch)
                         try:
                             group.append(harness.prepare(backend, config, command, pipeline=args.pipeline,
-                                                         work=net_work))
+                                                         work=net_work,
+                                                         transcode=network == "model" and (height, width) in transcoded))
                         except Exception as exc:  # noqa: BLE001 - any engine's error fails this configuration only
                             failed.append(harness.Failed(name, precision, height, width, batch, "model",
                                                          first_line(exc)))
