@@ -342,6 +342,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _validate(args) -> None:
     if args.iters is not None and args.iters < 1:
         raise BadInputError("--iters must be at least 1")
+    if args.seconds is not None and args.seconds <= 0:
+        raise BadInputError("--seconds must be positive")
+    if args.warmup < 0:
+        raise BadInputError("--warmup must be 0 or more")
+    if args.threads < 0:
+        raise BadInputError("--threads must be 0 or more")
+    if args.compare and not Path(args.compare).is_file():
+        raise BadInputError(f"baseline not found: {args.compare}")
     transcode_sizes(args)
 
 
@@ -357,14 +365,6 @@ def transcode_sizes(args) -> set[tuple[int, int]]:
     if missing:
         raise BadInputError(f"--transcode {', '.join(missing)}: not among --sizes {args.sizes}")
     return set(wanted)
-    if args.seconds is not None and args.seconds <= 0:
-        raise BadInputError("--seconds must be positive")
-    if args.warmup < 0:
-        raise BadInputError("--warmup must be 0 or more")
-    if args.threads < 0:
-        raise BadInputError("--threads must be 0 or more")
-    if args.compare and not Path(args.compare).is_file():
-        raise BadInputError(f"baseline not found: {args.compare}")
 
 
 def reproduce_command(args, variant: str, precision: str, height: int, width: int, batch: int) -> str:
