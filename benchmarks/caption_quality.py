@@ -177,7 +177,7 @@ def synthetic_bleu(captioner: Captioner, facts_n: int = 500, seed: int = 0, beam
 
 def contact_sheet(photos: dict, path: str | Path, cols: int = 3) -> Path:
     """A grid of the photos, each with its greedy caption, a green/red subject label and its facts."""
-    width, height, text_h = 360, 240, 112
+    width, height, text_h = 360, 240, 126
     tiles = []
     images = load_photos(list(photos))
     for name, row in photos.items():
@@ -194,8 +194,9 @@ def contact_sheet(photos: dict, path: str | Path, cols: int = 3) -> Path:
         for i, line in enumerate(_wrap(f'"{cap["text"]}"', 42)[:4]):
             cv2.putText(tile, line, (6, height + 38 + 17 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
                         cv2.LINE_AA)
-        cv2.putText(tile, _wrap(row["facts_summary"], 62)[0], (6, height + 106), cv2.FONT_HERSHEY_SIMPLEX, 0.34,
-                    (90, 90, 90), 1, cv2.LINE_AA)
+        for i, line in enumerate(_wrap(row["facts_summary"], 64)[:2]):
+            cv2.putText(tile, line, (6, height + 106 + 13 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.34, (90, 90, 90), 1,
+                        cv2.LINE_AA)
         tiles.append(cv2.copyMakeBorder(tile, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=(200, 200, 200)))
     while len(tiles) % cols:
         tiles.append(np.full_like(tiles[0], 255))

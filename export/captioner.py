@@ -4,7 +4,7 @@ A fact captioner's folder (``config.input == "facts"``) holds ``fact_encoder.onn
 the decoder's attention cells and initial state), the ImageNet classifier ``encoder.onnx`` that
 recognises the facts (``export.caption_encoder``: built from the EfficientNet-Lite0 wheel and
 quantized to INT8, or copied from another fact captioner's folder with the same noun table),
-``classifier.npy`` and ``nouns.json``. An image captioner's folder holds the image
+``classifier.npz`` and ``nouns.json``. An image captioner's folder holds the image
 ``encoder.onnx``.
 
 The decoder is exported as a single step with its recurrent state (GRU hidden state and
@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,7 @@ def export_captioner(ckpt_dir_or_model, out_dir: str | os.PathLike[str], verify:
     The folder is built beside ``out_dir`` and renamed into place only after
     ``onnx.checker`` (full check) and, with ``verify``, the ONNX-vs-PyTorch token check pass.
     ``classifier`` (fact captioners): ``int8`` / ``fp32`` build the ImageNet classifier (about a
-    minute), a folder path copies its ``encoder.onnx`` + ``classifier.npy`` (the folder's
+    minute), a folder path copies its ``encoder.onnx`` + ``classifier.npz`` (the folder's
     ``nouns.json`` must equal the checkpoint's).
     """
     model, tokenizer, card, coder = _load(ckpt_dir_or_model)
@@ -159,7 +160,7 @@ def export_captioner(ckpt_dir_or_model, out_dir: str | os.PathLike[str], verify:
             "bos_id": tokenizer.bos_id,
             "eos_id": tokenizer.eos_id,
             "pad_id": tokenizer.pad_id,
-            "encoder": ({"file": ENCODER_FILE, "inputs": ["image"], "outputs": ["probs", "groups", "head"],
+            "encoder": ({"file": ENCODER_FILE, "inputs": ["image"], "outputs": ["head"],
                          "classifier": CLASSIFIER_FILE, "nouns": NOUNS_FILE} if facts else
                         {"file": ENCODER_FILE, "inputs": ["image"], "outputs": ENCODER_OUTPUTS}),
             **({"fact_encoder": {"file": FACT_ENCODER_FILE, "inputs": ["facts"], "outputs": ENCODER_OUTPUTS},
@@ -368,8 +369,10 @@ def write_embedded(ckpt_dir: str | os.PathLike[str], dest: str | os.PathLike[str
         raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from None
     staging = Path(tempfile.mkdtemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent))
     try:
+        export_start = time.perf_counter()
         folder = export_captioner((model, tokenizer, coder) if facts else (model, tokenizer), staging / "export",
                                   classifier=classifier)
+        export_wall = round(time.perf_counter() - export_start, 1)
         shutil.copyfile(ckpt / "config.json", folder / "config.json")
         shutil.copyfile(ckpt / "captioner.safetensors", folder / "captioner.safetensors")
         report = card.get("report", {})
@@ -385,7 +388,7 @@ def write_embedded(ckpt_dir: str | os.PathLike[str], dest: str | os.PathLike[str
             "description": description,
             "files": {**EMBEDDED_FILES, **(FACT_FILES if facts else {})},
             "source": source,
-            "wall_s": _wall_times(report),
+            "wall_s": {**_wall_times(report), "export_s": export_wall},
             "trained_on": "this repository's CI-class machine: 2 shared CPU cores, torch CPU with 1 thread",
             "held_out_greedy": {k: final.get(k) for k in ("bleu1", "bleu2", "bleu3", "bleu4", "cider", "distinct2")},
             **({"classifier": runtime_config.get("classifier")} if facts else {}),

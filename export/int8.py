@@ -98,7 +98,7 @@ def quantize_qdq(
     ``tensorrt=True`` (generators): what TensorRT accepts, symmetric signed INT8 activations,
     only Convs, float biases. ``tensorrt=False`` (the captioner's classifier, an ONNX Runtime
     CPU graph): asymmetric unsigned INT8 activations on every op ORT quantizes, so the whole
-    network runs fused in INT8; on EfficientNet-Lite0 this kept the top noun of all 12 packaged
+    trunk runs fused in INT8; on EfficientNet-Lite0 this kept the top noun of all 12 packaged
     photos where the TensorRT form lost two, and ran faster (docs/CAPTIONER.md).
     ``preprocess`` runs ORT's shape inference + graph optimisation first.
     """

@@ -1,15 +1,17 @@
 """Facts about a frame, recognised without torch: what the fact captioner talks about.
 
-* **Subjects**: the ImageNet classifier (``encoder.onnx``, EfficientNet-Lite0) on the frame's
-  centre square (7/8 of the short side, area-resized to 224: the usual evaluation crop, clearly
-  better than squashing the whole frame on the packaged photos); its class probabilities summed
-  per noun group (in the graph), top 3 groups, and a kind word when one class holds most of
-  its group.
+* **Subjects**: the ImageNet classifier on the frame's centre square (7/8 of the short side,
+  area-resized to 224: the usual evaluation crop, clearly better than squashing the whole frame
+  on the packaged photos). ``encoder.onnx`` is its INT8 convolutional trunk (EfficientNet-Lite0,
+  up to the 7x7x1280 head activations); the 1000-way layer, softmax and the sums per noun group
+  run here in float (``ClassifierHead``, ``classifier.npz``): 8-bit probabilities would erase the
+  small class probabilities a group adds up. Top 3 groups, and a kind word when one class holds
+  most of its group.
 * **Faces**: OpenCV's Haar frontal-face cascade (shipped inside the OpenCV 4.x wheel). ImageNet
   has no person class, so faces are how people get into captions.
 * **Colours, brightness, layout**: HSV rules on a thumbnail; the subject's colour and position
-  from the class-activation map (CAM) of the top group (the classifier's weights,
-  ``classifier.npy``, times the 7x7 head activations), mapped back into the whole frame.
+  from the class-activation map (CAM) of the top group (the same classifier weights times the
+  7x7 head activations), mapped back into the whole frame.
 
 Faces cost 20-90 ms on a busy CPU core, so they never run in the frame path: the caption worker
 (``runtime/caption_worker.py``) runs the whole captioner, faces included, in its own thread.
@@ -24,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stylize_rt.caption_facts import COLOUR_NAMES, Facts, NounTable, Subject
+from stylize_rt.caption_facts import COLOUR_NAMES, PROBABLE, Facts, NounTable, Subject
 from stylize_rt.errors import BadInputError
 from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
@@ -33,7 +35,7 @@ CROP_FRACTION = 224 / 256
 COLOUR_MIN_SHARE = 0.12  # a colour must cover this share of the frame to be named
 SUBJECT_COLOUR_MIN_SHARE = 0.35  # ... and this share of the CAM's weight to be the subject's colour
 KIND_SHARE = 0.5  # a kind word when its class holds this share of its group's probability
-ENCODER_OUTPUTS = ("probs", "groups", "head")
+ENCODER_OUTPUTS = ("head",)
 
 
 def crop_box(height: int, width: int) -> tuple[int, int, int]:
@@ -143,6 +145,31 @@ class FaceDetector:
         return [(x / ww, y / hh, w / ww, h / hh) for x, y, w, h in (tuple(map(float, b)) for b in found)]
 
 
+# --- the classifier's float tail -------------------------------------------------------------
+class ClassifierHead:
+    """Head activations [B, L, C] -> ImageNet probabilities [B, classes] and noun-group sums [B, G]."""
+
+    def __init__(self, path: Path, table: NounTable) -> None:
+        try:
+            with np.load(path) as data:
+                self.weight = data["weight"].astype(np.float32)  # [classes, channels]
+                self.bias = data["bias"].astype(np.float32)
+        except (OSError, ValueError, KeyError) as exc:
+            raise BadInputError(f"cannot read classifier weights {path}: {exc}") from None
+        if self.weight.shape[0] != table.classes or self.bias.shape != (table.classes,):
+            raise BadInputError(f"{path} has {self.weight.shape[0]} classes, the noun table {table.classes}")
+        self.one_hot = table.one_hot()
+
+    def probs(self, head: np.ndarray) -> np.ndarray:
+        logits = head.mean(axis=1) @ self.weight.T + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def groups(self, probs: np.ndarray) -> np.ndarray:
+        return probs @ self.one_hot
+
+
 # --- the extractor --------------------------------------------------------------------------
 class FactExtractor:
     """frame (HxWx3 uint8 RGB) -> ``Facts``, with the classifier graph and weights of one model folder."""
@@ -154,12 +181,7 @@ class FactExtractor:
         names = [o.name for o in self.encoder.outputs]
         if names[: len(ENCODER_OUTPUTS)] != list(ENCODER_OUTPUTS):
             raise BadInputError(f"{encoder_path} outputs {names}, expected {list(ENCODER_OUTPUTS)}")
-        try:
-            self.classifier = np.load(classifier_path).astype(np.float32)  # [classes, channels]
-        except (OSError, ValueError) as exc:
-            raise BadInputError(f"cannot read classifier weights {classifier_path}: {exc}") from None
-        if self.classifier.shape[0] != table.classes:
-            raise BadInputError(f"{classifier_path} has {self.classifier.shape[0]} classes, the noun table {table.classes}")
+        self.head = ClassifierHead(classifier_path, table)
         self.faces: FaceDetector | None = None
         if faces:
             if FaceDetector.cascade_path() is None:
@@ -171,15 +193,16 @@ class FactExtractor:
 
     def classify(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """The classifier's outputs for one frame (probs [classes], groups [G], head [49, C])."""
-        out = self.encoder.infer({"image": crop_for_encoder(image)[None]})
-        return {k: out[k][0] for k in ENCODER_OUTPUTS}
+        head = self.encoder.infer({"image": crop_for_encoder(image)[None]})["head"]
+        probs = self.head.probs(head)
+        return {"probs": probs[0], "groups": self.head.groups(probs)[0], "head": head[0]}
 
     def cam(self, head: np.ndarray, probs: np.ndarray, group: int) -> np.ndarray:
         """7x7 class-activation map of a group: its 3 likeliest classes, probability-weighted."""
         members = self.table.members[group]
         top = members[np.argsort(-probs[members], kind="stable")[:3]]
         w = probs[top] / max(float(probs[top].sum()), 1e-12)
-        cam = np.maximum(head @ self.classifier[top].T, 0) @ w
+        cam = np.maximum(head @ self.head.weight[top].T, 0) @ w
         side = int(round(np.sqrt(len(cam))))
         return cam.reshape(side, side)
 
@@ -208,6 +231,8 @@ class FactExtractor:
         if boxes:
             big = max(boxes, key=lambda b: b[2] * b[3])
             cx, closeup = big[0] + big[2] / 2, big[3] > 0.3
+        elif subjects[0].prob < PROBABLE:  # no subject to place: an unsure frame has no layout to speak of
+            cx, closeup = 0.5, False
         else:
             mass = full.sum(axis=0)
             cx = float((mass * (np.arange(w) + 0.5) / w).sum() / max(float(mass.sum()), 1e-12)) if mass.sum() > 0 else 0.5
@@ -221,4 +246,4 @@ class FactExtractor:
         self.encoder.close()
 
 
-__all__ = ["FactExtractor", "FaceDetector", "colour_facts", "colour_map", "crop_for_encoder", "crop_box", "ENCODER_SIZE"]
+__all__ = ["FactExtractor", "FaceDetector", "ClassifierHead", "colour_facts", "colour_map", "crop_for_encoder", "crop_box", "ENCODER_SIZE"]

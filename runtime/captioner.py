@@ -4,9 +4,9 @@ Two kinds of folder, told apart by ``captioner.json``'s ``"input"``:
 
 **facts** (the embedded default)::
 
-    encoder.onnx        image uint8 [B, 224, 224, 3] RGB -> probs [B, 1000], groups [B, G], head [B, 49, C]
-                        (EfficientNet-Lite0 ImageNet classifier, INT8)
-    classifier.npy      the classifier's weights (class-activation maps: subject colour, position)
+    encoder.onnx        image uint8 [B, 224, 224, 3] RGB -> head [B, 49, 1280]
+                        (EfficientNet-Lite0 ImageNet classifier's trunk, INT8)
+    classifier.npz      its 1000-way layer (probabilities and class-activation maps, in float)
     nouns.json          ImageNet class -> speakable noun group
     fact_encoder.onnx   facts int64 [B, 13] -> features, keys, hidden, context
     decoder_step.onnx   token, hidden, context, features, keys -> logits, hidden_out, context_out, attention

@@ -244,14 +244,15 @@ def train(config: TrainConfig, log=tqdm.write) -> dict:
     _check_writable(Path(config.out))
     if config.threads:
         torch.set_num_threads(config.threads)
-        print(f"captioner training: {config.threads} CPU thread(s) (--threads)", file=sys.stderr)
     torch.manual_seed(config.seed)
     coder = None
     if config.data == "facts":
         batches, held_out, model, tokenizer, coder, init_info = _fact_setup(config)
         train_size: int | str = "unlimited (synthetic fact sets drawn every step)"
-    else:
+    else:  # bad data is reported before anything else is said
         batches, held_out, model, tokenizer, init_info, train_size = _image_setup(config)
+    if config.threads:
+        print(f"captioner training: {config.threads} CPU thread(s) (--threads)", file=sys.stderr)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     warmup = min(100, max(1, config.steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
