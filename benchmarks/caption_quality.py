@@ -194,7 +194,7 @@ def contact_sheet(photos: dict, path: str | Path, cols: int = 3) -> Path:
         for i, line in enumerate(_wrap(f'"{cap["text"]}"', 42)[:4]):
             cv2.putText(tile, line, (6, height + 38 + 17 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
                         cv2.LINE_AA)
-        for i, line in enumerate(_wrap(row["facts_summary"], 64)[:2]):
+        for i, line in enumerate(_wrap(row["facts_summary"], 58)[:2]):
             cv2.putText(tile, line, (6, height + 106 + 13 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.34, (90, 90, 90), 1,
                         cv2.LINE_AA)
         tiles.append(cv2.copyMakeBorder(tile, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=(200, 200, 200)))

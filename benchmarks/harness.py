@@ -719,7 +719,7 @@ def _encoder_precision(captioner: Captioner) -> str:
 
 
 def measure_caption_overlay(generator: str | Path, model_dir: str | None = None, threads: int = 1,
-                            frames: int = 240, rounds: int = 3, interval_s: float = 1.0) -> dict:
+                            frames: int = 300, rounds: int = 5, interval_s: float = 1.0) -> dict:
     """Does the live overlay slow the stylizer down? Same-run A/B of the stream runner.
 
     ``frames`` 640x360 frames (the packaged photos) go through ``run_stream`` with ``generator``

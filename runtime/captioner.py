@@ -44,7 +44,7 @@ from stylize_rt.contract import CAPTIONER_NOUNS_FILE as NOUNS_FILE
 from stylize_rt.contract import CAPTIONER_TOKENIZER_FILE as TOKENIZER_FILE
 from stylize_rt.errors import BadInputError
 from stylize_rt.fileio import read_json
-from stylize_rt.models import get_model
+from stylize_rt.models import get_model, list_models
 from stylize_rt.runtime import caption_decode
 from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from stylize_rt.runtime.caption_decode import DecodeRules
@@ -121,6 +121,8 @@ class Captioner:
         the random stream of sampled captions."""
         if model_dir is None:
             model_dir = get_model("captioner").directory
+        elif not Path(model_dir).exists() and str(model_dir) in {m.name for m in list_models() if m.kind == "captioner"}:
+            model_dir = get_model(str(model_dir)).directory  # an embedded captioner by name: --caption-engine captioner
         self.directory = Path(model_dir)
         if not self.directory.is_dir():
             raise BadInputError(f"captioner folder not found: {self.directory}")

@@ -144,3 +144,20 @@ def test_held_out_synthetic_bleu4_for_regression():
     finally:
         cap.close()
     assert scores["bleu4"] >= 0.45 and scores["with_unsupported_nouns"] < 0.02 and scores["casual_share"] > 0.9
+
+
+def test_bench_times_the_fact_captioner_parts():
+    from stylize_rt.benchmarks.harness import Budget, measure_captioner
+
+    [row], skipped = measure_captioner(Budget(warmup=1, iters=3, seconds=None), threads=1)
+    assert skipped is None and row["kind"] == "facts" and row["precision"] == "int8" and row["frame"] == "640x360"
+    assert 0 < row["encoder_ms"] < row["caption_ms"] < row["caption_with_faces_ms"] and row["faces_ms"] > 0
+    assert row["tokens"] >= 3 and row["token_ms"] > 0
+
+
+@pytest.mark.slow
+def test_the_overlay_a_b_runs_the_stream_with_real_captions():
+    from stylize_rt.benchmarks.harness import measure_caption_overlay
+
+    result = measure_caption_overlay(get_model("mosaic").path("onnx"), frames=40, rounds=1, interval_s=0.0)
+    assert result["plain_fps"] > 0 and result["captions_fps"] > 0 and result["captions_per_run"][0] >= 1
