@@ -72,14 +72,15 @@ def apply_rules(logp: np.ndarray, prefixes: list[list[int]], t: int, rules: Deco
     return logp
 
 
-def greedy(step: StepFn, state: State, rows: int, rules: DecodeRules) -> list[list[int]]:
-    """Argmax at every step, ``rows`` captions as one batch -> token ids (without <bos>/<eos>)."""
+def _left_to_right(step: StepFn, state: State, rows: int, rules: DecodeRules,
+                   choose: Callable[[np.ndarray], np.ndarray], temperature: float = 1.0) -> list[list[int]]:
+    """One token per row per step, picked by ``choose`` from the rule-masked log-probabilities."""
     token = np.full(rows, rules.bos, np.int64)
     done = np.zeros(rows, bool)
     out: list[list[int]] = [[] for _ in range(rows)]
     for t in range(rules.max_len):
         logits, state = step(token, state)
-        token = apply_rules(log_softmax(logits.astype(np.float64)), out, t, rules).argmax(axis=1)
+        token = choose(apply_rules(log_softmax(logits.astype(np.float64) / temperature), out, t, rules))
         for i in np.flatnonzero(~done):
             if token[i] == rules.eos:
                 done[i] = True
@@ -88,6 +89,11 @@ def greedy(step: StepFn, state: State, rows: int, rules: DecodeRules) -> list[li
         if done.all():
             break
     return out
+
+
+def greedy(step: StepFn, state: State, rows: int, rules: DecodeRules) -> list[list[int]]:
+    """Argmax at every step, ``rows`` captions as one batch -> token ids (without <bos>/<eos>)."""
+    return _left_to_right(step, state, rows, rules, lambda logp: logp.argmax(axis=1))
 
 
 def sample(step: StepFn, state: State, rows: int, rules: DecodeRules, rng: np.random.Generator,
@@ -96,27 +102,18 @@ def sample(step: StepFn, state: State, rows: int, rules: DecodeRules, rng: np.ra
     ``temperature``) under the same rules: varied captions over a stream, nothing the rules forbid."""
     if temperature <= 0 or not 0 < top_p <= 1:
         raise ValueError(f"temperature must be > 0 and top_p in (0, 1], got {temperature}, {top_p}")
-    token = np.full(rows, rules.bos, np.int64)
-    done = np.zeros(rows, bool)
-    out: list[list[int]] = [[] for _ in range(rows)]
-    for t in range(rules.max_len):
-        logits, state = step(token, state)
-        logp = apply_rules(log_softmax(logits.astype(np.float64) / temperature), out, t, rules)
-        token = np.empty(rows, np.int64)
-        for i in range(rows):
-            p = np.exp(logp[i] - logp[i].max())
+
+    def choose(logp: np.ndarray) -> np.ndarray:
+        token = np.empty(len(logp), np.int64)
+        for i, row in enumerate(logp):
+            p = np.exp(row - row.max())
             p /= p.sum()
             order = np.argsort(-p, kind="stable")
             keep = order[: int(np.searchsorted(np.cumsum(p[order]), top_p)) + 1]
             token[i] = keep[rng.choice(len(keep), p=p[keep] / p[keep].sum())]
-        for i in np.flatnonzero(~done):
-            if token[i] == rules.eos:
-                done[i] = True
-            else:
-                out[i].append(int(token[i]))
-        if done.all():
-            break
-    return out
+        return token
+
+    return _left_to_right(step, state, rows, rules, choose, temperature)
 
 
 def beam_search(step: StepFn, state: State, beam: int, rules: DecodeRules, length_penalty: float = 0.0) -> list[int]:

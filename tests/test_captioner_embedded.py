@@ -161,3 +161,9 @@ def test_the_overlay_a_b_runs_the_stream_with_real_captions():
 
     result = measure_caption_overlay(get_model("mosaic").path("onnx"), frames=40, rounds=1, interval_s=0.0)
     assert result["plain_fps"] > 0 and result["captions_fps"] > 0 and result["captions_per_run"][0] >= 1
+
+
+def test_captioning_a_frame_never_imports_torch():
+    code = ("import sys, numpy as np; from stylize_rt.runtime.captioner import Captioner; "
+            "c = Captioner(); c.caption(np.zeros((36, 64, 3), np.uint8), beam=2); sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
