@@ -26,8 +26,10 @@ from stylize_rt.benchmarks.harness import Skipped, Variant
 from stylize_rt.benchmarks.peak import measure_sgemm_peak
 from stylize_rt.benchmarks.peers import PEERS, build_peer, peer_unavailable
 from stylize_rt.errors import BadInputError, MissingDependencyError, OutputError, StylizeError, first_line
+from stylize_rt.gpu.devices import gpu_state
 from stylize_rt.models import get_model, resolve_model
 from stylize_rt.runtime.backends import registry
+from stylize_rt.runtime.backends.onnxruntime import describe_providers, provider_report
 from stylize_rt.sizes import PRESETS
 from stylize_rt.sizes import parse_sizes as parse_frame_sizes
 
@@ -45,6 +47,8 @@ class ModelSource:
     checkpoint: Path | None = None  # generator checkpoint directory (torch backend)
     plan: Path | None = None  # TensorRT engine
     variants: dict[str, Path] = field(default_factory=dict)  # "onnx_int8", "onnx_fp16", ... -> file
+    url: str | None = None  # a model on a Triton server (triton://HOST:PORT/NAME)
+    url_precision: str = "fp32"  # what the served model computes in (its config's stylize_rt.precision)
 
 
 # ---------------------------------------------------------------------------------------
@@ -85,10 +89,17 @@ def variants() -> dict[str, Variant]:
         "onnxruntime-tensorrt": Variant("onnxruntime-tensorrt", "onnxruntime", "cuda",
                                         {"providers": ["TensorrtExecutionProvider"]}, precision_option=True),
         "torch": Variant("torch", "torch", "cpu", {"device": "cpu"}, precision_option=True),
-        "torch-cuda": Variant("torch-cuda", "torch", "cuda", {"device": "cuda"}, precision_option=True),
+        # The torch CUDA path: CUDA graphs per shape, side-stream copies; -eager without graphs, -compile with Inductor.
+        "torch-cuda": Variant("torch-cuda", "torch", "cuda", {"device": "cuda", "timing": True}, precision_option=True),
+        "torch-cuda-eager": Variant("torch-cuda-eager", "torch", "cuda",
+                                    {"device": "cuda", "timing": True, "cuda_graph": False}, precision_option=True),
+        "torch-cuda-compile": Variant("torch-cuda-compile", "torch", "cuda",
+                                      {"device": "cuda", "timing": True, "compile": True}, precision_option=True),
         "torch-compile": Variant("torch-compile", "torch", "cpu", {"device": "cpu", "compile": True},
                                  precision_option=True),
         "tensorrt": Variant("tensorrt", "tensorrt", "cuda", {"timing": True}),
+        # A served model: latency includes the transport (client -> server -> client).
+        "triton": Variant("triton", "triton", "server"),
     }
 
 
@@ -108,7 +119,7 @@ def precision_unsupported(variant: str, precision: str) -> str | None:
         return None
     if variant.startswith("onnxruntime-"):
         return "ONNX Runtime GPU runs fp32/fp16 here" if precision in ("bf16", "int8") else None
-    if variant == "torch-cuda":
+    if variant.startswith("torch-cuda"):
         return "the torch backend has no INT8 path" if precision == "int8" else None
     if variant.startswith("torch"):
         if precision == "fp16":
@@ -128,7 +139,10 @@ def precision_unsupported(variant: str, precision: str) -> str | None:
 
 
 def resolve_engine(engine: str | None) -> ModelSource:
-    """``--engine``: a file (.onnx/.plan/.engine), a checkpoint directory, or an embedded model name."""
+    """``--engine``: a file (.onnx/.plan/.engine), a checkpoint directory, an embedded model name, or a
+    served model's ``triton://`` URL."""
+    if engine is not None and registry.is_triton_url(engine):
+        return _served_source(engine)
     path = resolve_model(engine or DEFAULT_ENGINE)
     if path.is_dir():
         source = _directory_source(path)
@@ -143,6 +157,16 @@ def resolve_engine(engine: str | None) -> ModelSource:
     if path.suffix in (".plan", ".engine"):
         return ModelSource(label=str(path), plan=path)
     raise BadInputError(f"cannot benchmark {path.name!r}: expected .onnx, .plan/.engine or a checkpoint directory")
+
+
+def _served_source(url: str) -> ModelSource:
+    """A served model: ask the server once what it is (a server that is down fails here, in one line)."""
+    backend = registry.open_backend(url, warmup=0)
+    try:
+        precision = backend.metadata.get(contract.PRECISION) or "fp32"
+    finally:
+        backend.close()
+    return ModelSource(label=url, url=url, url_precision=precision)
 
 
 def _directory_source(path: Path) -> ModelSource:
@@ -195,6 +219,14 @@ class ModelFiles:
     def for_config(self, variant: str, precision: str) -> tuple[Path | None, str | None]:
         """(model file, None) or (None, reason it is skipped)."""
         src = self.source
+        if variant == "triton" or src.url:
+            if variant != "triton":
+                return None, f"{src.label} is a served model: only the triton backend runs it"
+            if src.url is None:
+                return None, "the triton backend times served models: --engine triton://HOST:PORT/NAME"
+            if precision != src.url_precision:
+                return None, f"the served model computes in {src.url_precision}"
+            return src.url, None
         if variant.startswith("torch"):
             if src.checkpoint is None:
                 return None, f"the torch backend needs a checkpoint directory; {src.label} has none"
@@ -262,12 +294,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "listed with the reason. Exit 1 when a configuration fails its output check or --compare finds "
         "a regression.",
     )
-    p.add_argument("--engine", metavar="MODEL", help="ONNX file, TensorRT engine, checkpoint directory or "
-                   f"embedded model name (default: {DEFAULT_ENGINE})")
+    p.add_argument("--engine", metavar="MODEL", help="ONNX file, TensorRT engine, checkpoint directory, "
+                   f"embedded model name (default: {DEFAULT_ENGINE}) or triton://HOST:PORT/NAME (a served model: "
+                   "latency includes the transport)")
     p.add_argument("--backends", default="auto", help="comma list of " + ", ".join(
-        ["onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch", "torch-cuda", "torch-compile",
-         "tensorrt"])
-        + " (default auto: every one this machine and model can run, except torch-compile)")
+        ["onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch", "torch-cuda", "torch-cuda-eager",
+         "torch-cuda-compile", "torch-compile", "tensorrt", "triton"])
+        + " (default auto: every one this machine and model can run, except the -compile and -eager variants; "
+        "triton for a triton:// --engine)")
     p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"comma list of N, WxH, {', '.join(PRESETS)} "
                    f"(default {DEFAULT_SIZES})")
     p.add_argument("--batch", default="1", help="comma list of batch sizes (default 1)")
@@ -280,6 +314,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default 3)")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: the backend's default)")
     p.add_argument("--pipeline", action="store_true", help="also time source -> runtime -> sink per configuration")
+    p.add_argument("--transcode", nargs="?", const="all", metavar="SIZES",
+                   help="also time decode -> stylize -> encode of an H.264 clip in memory (software libx264 both ways, "
+                   "the codec's share of the time shown): what a file-to-file run gets; at every --sizes, or at "
+                   "the comma list SIZES of them")
     p.add_argument("--peer", choices=sorted(PEERS), help="also time a reference network (random weights) in ONNX "
                    "Runtime and PyTorch eager FP32, in turns with the model: johnson2016 = Johnson et al.'s "
                    "fast style transfer network (9x9 stem, 32/64/128 channels, 5 residual blocks)")
@@ -308,6 +346,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _validate(args) -> None:
     if args.iters is not None and args.iters < 1:
         raise BadInputError("--iters must be at least 1")
+    transcode_sizes(args)
+
+
+def transcode_sizes(args) -> set[tuple[int, int]]:
+    """The (height, width) sizes that get a transcode row (``--transcode [SIZES]``; none without it)."""
+    if not args.transcode:
+        return set()
+    sizes = set(parse_sizes(args.sizes))
+    if args.transcode == "all":
+        return sizes
+    wanted = parse_sizes(args.transcode)
+    missing = [f"{w}x{h}" for h, w in wanted if (h, w) not in sizes]
+    if missing:
+        raise BadInputError(f"--transcode {', '.join(missing)}: not among --sizes {args.sizes}")
+    return set(wanted)
     if args.seconds is not None and args.seconds <= 0:
         raise BadInputError("--seconds must be positive")
     if args.warmup < 0:
@@ -330,6 +383,8 @@ def reproduce_command(args, variant: str, precision: str, height: int, width: in
         parts += ["--threads", str(args.threads)]
     if args.pipeline:
         parts.append("--pipeline")
+    if args.transcode and (height, width) in transcode_sizes(args):
+        parts.append("--transcode")
     for flag in ("layout", "input_range"):
         if getattr(args, flag):
             parts.append(f"--{flag.replace('_', '-')}={getattr(args, flag)}")
@@ -346,6 +401,8 @@ def command_of(args) -> str:
             name = "--" + flag.replace("_", "-")
             parts += [f"{name}={value}"] if str(value).startswith("-") else [name, str(value)]
     parts += [f"--{flag.replace('_', '-')}" for flag in ("pipeline", "no_peak") if getattr(args, flag)]
+    if args.transcode:
+        parts += ["--transcode"] + ([] if args.transcode == "all" else [args.transcode])
     if args.captioner:
         parts += ["--captioner"] + ([] if args.captioner == "embedded" else [args.captioner])
     return shlex.join(parts)
@@ -409,6 +466,7 @@ def run_matrix(args, plan, source: ModelSource, sizes, batches, budget, peak, wo
     """
     all_variants = variants()
     records = []
+    transcoded = transcode_sizes(args)
     with tempfile.TemporaryDirectory(prefix="stylize-rt-bench-") as workdir:
         networks = [("model", source, plan, work)]
         for network, peer in peer_sources(args, Path(workdir), skipped):
@@ -423,7 +481,7 @@ def run_matrix(args, plan, source: ModelSource, sizes, batches, budget, peak, wo
                     if model is None:
                         skipped.append(harness.Skipped(name, precision, reason))
                         continue
-                    print(f"bench: opening {name} {precision} ({model.name})", file=sys.stderr, flush=True)
+                    print(f"bench: opening {name} {precision} ({getattr(model, 'name', model)})", file=sys.stderr, flush=True)
                     try:
                         backend = harness.open_variant(all_variants[name], model, precision, args.threads)
                     except StylizeError as exc:
@@ -441,7 +499,8 @@ def run_matrix(args, plan, source: ModelSource, sizes, batches, budget, peak, wo
                         command = reproduce_command(args, name, precision, height, width, batch)
                         try:
                             group.append(harness.prepare(backend, config, command, pipeline=args.pipeline,
-                                                         work=net_work))
+                                                         work=net_work,
+                                                         transcode=network == "model" and (height, width) in transcoded))
                         except Exception as exc:  # noqa: BLE001 - any engine's error fails this configuration only
                             failed.append(harness.Failed(name, precision, height, width, batch, "model",
                                                          first_line(exc)))
@@ -479,6 +538,12 @@ def print_summary(document: dict, notes: list[str]) -> None:
         print(report.captioner_markdown(document["captioner"]))
     if document["sgemm_peak"]:
         print(f"SGEMM peak (measured): {document['sgemm_peak']['gflops']:.1f} GFLOP/s")
+    env = document["environment"]
+    if env.get("onnxruntime"):
+        for line in describe_providers(env["onnxruntime"]):
+            print(line)
+    if env.get("gpu_state"):
+        print(f"GPU at start: {environment.describe_gpu_state(env['gpu_state'])}")
     for s in document["skipped"]:
         print(f"skipped: {s['backend']} {s['precision']}: {s['reason']}")
     for f in document["failed"]:
@@ -495,8 +560,10 @@ def run_bench(args) -> int:
     precisions = parse_choices(args.precision, PRECISIONS, "precision")
     all_variants = variants()
     source = resolve_engine(args.engine)
-    if args.backends == "auto":
-        names = [n for n in all_variants if n != "torch-compile"]
+    if args.backends == "auto" and source.url:
+        names = ["triton"]
+    elif args.backends == "auto":
+        names = [n for n in all_variants if "compile" not in n and n not in ("torch-cuda-eager", "triton")]
     else:
         names = parse_choices(args.backends, list(all_variants), "backend")
     baseline = report.load_document(args.compare) if args.compare else None
@@ -507,6 +574,8 @@ def run_bench(args) -> int:
     failed: list[harness.Failed] = []
     plan = plan_configs(names, precisions, skipped)
     env = environment.collect(args.threads, command=command_of(args))
+    if any(all_variants[n].backend == "onnxruntime" for n in names):
+        env["onnxruntime"] = provider_report()  # the providers that really start, not the ones listed
     peak = None
     if not args.no_peak and any(all_variants[n].device == "cpu" for n, _ in plan):
         peak = measure_sgemm_peak(threads=args.threads).to_dict()
@@ -531,6 +600,7 @@ def run_bench(args) -> int:
                                                       threads=max(1, args.threads))
             captioner_rows[0]["overlay"] = overlay
     env["load_average_end"] = environment.load_average()
+    env["gpu_state_end"] = gpu_state()
     document = report.build_document(env, peak, records, skipped, failed, captioner_rows)
     notes = [work.error] if work.error else []
     if notes:

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from stylize_rt.gpu.devices import smi_gpus
+from stylize_rt.gpu.devices import gpu_state, smi_gpus
 
 LIBRARIES = (
     "stylize-rt",
@@ -27,6 +27,12 @@ LIBRARIES = (
     "onnx",
     "torch",
     "tensorrt",
+    "tensorrt-cu12",
+    "tensorrt-cu13",
+    "cuda-python",
+    "cuda-bindings",
+    "cupy-cuda12x",
+    "cupy-cuda13x",
     "opencv-python-headless",
     "pillow",
 )
@@ -116,6 +122,23 @@ def load_average() -> list[float] | None:
         return None
 
 
+def describe_gpu_state(states: list[dict[str, Any]]) -> str:
+    """One line per GPU: SM clock (of its max), memory clock, power (of its limit), temperature, throttling."""
+    def value(state, key, unit, digits=0):
+        v = state.get(key)
+        return "?" if v is None else f"{v:.{digits}f}{unit}"
+
+    parts = []
+    for s in states:
+        reasons = s.get("throttle_reasons")
+        throttle = "none" if reasons == [] else ("?" if reasons is None else ",".join(reasons))
+        parts.append(f"GPU {s.get('index', '?')} {s.get('name') or ''}: SM {value(s, 'sm_clock_mhz', ' MHz')} of "
+                     f"{value(s, 'max_sm_clock_mhz', ' MHz')}, memory {value(s, 'mem_clock_mhz', ' MHz')}, "
+                     f"{value(s, 'power_w', ' W', 1)} of {value(s, 'power_limit_w', ' W', 0)}, "
+                     f"{value(s, 'temperature_c', ' C')}, throttling: {throttle}")
+    return "; ".join(parts)
+
+
 def collect(requested_threads: int = 0, command: str | None = None) -> dict[str, Any]:
     """The full environment record written at the top of every result file."""
     return {
@@ -125,6 +148,7 @@ def collect(requested_threads: int = 0, command: str | None = None) -> dict[str,
         "platform": platform.platform(),
         "cpu": cpu_info(),
         "gpus": smi_gpus(),
+        "gpu_state": gpu_state(),  # clocks, power, temperature, throttling at the start (NVML)
         "libraries": library_versions(),
         "git": git_commit(),
         "threads": thread_settings(requested_threads),

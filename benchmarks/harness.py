@@ -7,7 +7,9 @@ pre/post-processing), warms it up, checks the output once (not NaN, not constant
 broken model must not produce a fast-looking number), then times a fixed count or a
 time budget of iterations. Configurations measured together take turns, so their ratios
 share the machine's load. With ``pipeline``, source -> runtime -> sink is timed beside
-each model-only figure, so the runtime's overhead around the model shows.
+each model-only figure, so the runtime's overhead around the model shows; with
+``transcode``, decode -> stylize -> encode of an H.264 clip (software codecs), so the codec's
+share of a file-to-file run shows too.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from stylize_rt.benchmarks.stats import LatencyStats, summarize, throughput
 from stylize_rt.errors import MissingDependencyError, StylizeError
 from stylize_rt.runtime.backends import registry
 from stylize_rt.runtime.captioner import Captioner
+from stylize_rt.runtime.codecs import EncodeOptions
 from stylize_rt.runtime.pipeline import PipelineConfig, run_stream
 from stylize_rt.runtime.sinks import RawPipeSink
 from stylize_rt.runtime.sources import RawPipeSource
 from stylize_rt.runtime.stylizer import Stylizer
+from stylize_rt.runtime.transcode import encode_clip, transcode_in_memory
 from stylize_rt.training.caption_photos import MAIN_PHOTOS, load_photos
 
 MIN_TIMED_ITERS = 30  # a median of fewer iterations is not a number to publish
@@ -104,9 +108,10 @@ class BenchRecord:
     # twin timed in the same turns, - 1: the throughput a user loses to the runtime around the model
     overhead: float | None = None
     # pipeline: where an end-to-end batch's time went, per batch, inside the iterations
-    capture_ms: float | None = None
+    capture_ms: float | None = None  # transcode rows: demux + decode + YUV->RGB
     infer_ms: float | None = None
-    output_ms: float | None = None
+    output_ms: float | None = None  # transcode rows: RGB->YUV + encode + mux
+    codec_share: float | None = None  # transcode rows: (capture + output) / all three stages' busy time
     p50_ci_low_ms: float | None = None  # ~95% confidence interval of the median
     p50_ci_high_ms: float | None = None
     network: str = "model"  # "model": the one benchmarked; a peer network's name otherwise
@@ -424,6 +429,43 @@ def pipeline_step(backend, batch: int, height: int, width: int, ring: int = 4, l
     return step, "run_stream: RawPipeSource(bgr24) -> capture/model/output threads -> RawPipeSink(bgr24)"
 
 
+# Software codecs on both ends: what any machine has, and what a GPU machine's numbers are compared with.
+TRANSCODE_ENCODE = EncodeOptions(codec="libx264", hwaccel="none")
+
+
+def transcode_step(backend, batch: int, height: int, width: int, ring: int = 4, layout: str | None = None,
+                   input_range: str | None = None) -> tuple[Step, str]:
+    """decode -> runtime -> encode around ``backend``, in memory; returns the step and what it exercised.
+
+    The clip (``PIPELINE_BATCHES_PER_RUN`` batches of distinct photo-like frames, H.264
+    ``yuv420p``) is encoded once, outside the timing. One step is one
+    ``transcode_in_memory``: the runtime's PyAV ``VideoFileSource`` decoding it (software),
+    the stream runner's capture/model/output threads, and a ``VideoWriter`` encoding H.264
+    (libx264, the runtime's default settings) into memory: what ``--input a.mp4 --output
+    b.mp4`` runs, minus the disk. Times are per batch, comparable with model-only latency.
+    """
+    timed = _TimedBackend(backend)
+    stylizer = Stylizer(timed, layout=layout, input_range=input_range)
+    frames = np.concatenate([make_frames(batch, height, width, seed=100 + i) for i in range(ring)])
+    count = PIPELINE_BATCHES_PER_RUN * batch
+    clip = encode_clip(np.concatenate([frames] * (count // len(frames) + 1))[:count], fps=30.0,
+                       encode=TRANSCODE_ENCODE)
+    config = PipelineConfig(batch=batch, warm_up=False, progress=False, live=False)
+    check_outputs({"stylized": stylizer.stylize_batch(frames[:batch])}, batch, height, width)
+
+    def step() -> dict[str, float]:
+        timed.infer_ms = 0.0
+        times = transcode_in_memory(stylizer, clip, config, TRANSCODE_ENCODE)
+        if times.frames != count or times.bytes_out == 0:
+            raise RuntimeError(f"the transcode wrote {times.frames} of {count} frames")
+        per_batch = 1000.0 / PIPELINE_BATCHES_PER_RUN
+        return {"wall_ms": times.wall_s * per_batch, "infer_ms": timed.infer_ms / PIPELINE_BATCHES_PER_RUN,
+                "capture_ms": times.decode_s * per_batch, "output_ms": times.encode_s * per_batch}
+
+    return step, ("transcode_in_memory: H.264 in memory -> VideoFileSource (software decode) -> capture/model/"
+                  "output threads -> VideoWriter (libx264 yuv420p) in memory")
+
+
 # ---------------------------------------------------------------------------------------
 # Running configurations
 
@@ -479,23 +521,25 @@ class Prepared:
     """A configuration whose output passed the check, with its timed steps ready."""
 
     config: BenchConfig
-    steps: dict[str, Step]  # mode (model / pipeline) -> step
+    steps: dict[str, Step]  # mode (model / pipeline / transcode) -> step
     command: str
-    pipeline_name: str | None = None
+    descriptions: dict[str, str] = field(default_factory=dict)  # end-to-end mode -> what it exercised
     work: WorkCounter | None = None  # MACs of this configuration's network (for GFLOP/s)
 
 
 def prepare(backend, config: BenchConfig, command: str = "", pipeline: bool = False,
-            work: WorkCounter | None = None) -> Prepared:
-    """Feeds in the backend's convention, the output check, and the model (+ pipeline) steps."""
+            work: WorkCounter | None = None, transcode: bool = False) -> Prepared:
+    """Feeds in the backend's convention, the output check, and the model (+ pipeline, + transcode) steps."""
     frames = make_frames(config.batch, config.height, config.width)
     stylizer = Stylizer(backend, layout=config.layout, input_range=config.input_range)
     feeds = stylizer.model_feeds(frames)  # in the model's convention, converted once, outside the timed loop
     check_outputs(backend.infer(feeds), config.batch, config.height, config.width)
     prepared = Prepared(config, {"model": model_step(backend, feeds)}, command, work=work)
-    if pipeline:
-        prepared.steps["pipeline"], prepared.pipeline_name = pipeline_step(
-            backend, config.batch, config.height, config.width, layout=config.layout, input_range=config.input_range)
+    for mode, wanted, make in (("pipeline", pipeline, pipeline_step), ("transcode", transcode, transcode_step)):
+        if wanted:
+            prepared.steps[mode], prepared.descriptions[mode] = make(
+                backend, config.batch, config.height, config.width, layout=config.layout,
+                input_range=config.input_range)
     return prepared
 
 
@@ -511,7 +555,7 @@ def measure_together(
     each item's own ``work`` counter, else the shared ``work``.
     """
     steps = {(i, mode): step for i, item in enumerate(group) for mode, step in item.steps.items()}
-    warmups = {key: min(1, budget.warmup) for key in steps if key[1] == "pipeline"}
+    warmups = {key: min(1, budget.warmup) for key in steps if key[1] != "model"}
     timings = time_steps(steps, budget, warmups)
     records = []
     for (i, mode), timing in timings.items():
@@ -520,7 +564,7 @@ def measure_together(
         macs = counter.macs(item.config.height, item.config.width) if counter else None
         peak = peak_gflops if item.config.variant.device == "cpu" else None
         records.append(_record(item.config, mode, timing, budget, macs, peak, item.command,
-                               item.pipeline_name if mode == "pipeline" else None))
+                               item.descriptions.get(mode)))
     return records
 
 
@@ -539,6 +583,9 @@ def _record(config: BenchConfig, mode: str, timing: Timing, budget: Budget, macs
     split = {k: float(np.mean([s[k] for s in splits]))
              for k in ("h2d_ms", "compute_ms", "d2h_ms", "capture_ms", "infer_ms", "output_ms")
              if splits and all(k in s for s in splits)}
+    if mode == "transcode" and split:
+        busy = split["capture_ms"] + split["infer_ms"] + split["output_ms"]
+        split["codec_share"] = (split["capture_ms"] + split["output_ms"]) / busy if busy else None
     loads = timing.loads
     return BenchRecord(
         backend=config.variant.name,
@@ -592,7 +639,7 @@ def add_overheads(records: Iterable[BenchRecord]) -> None:
     model_only = {r.key()[:-1]: r for r in records if r.mode == "model"}
     for r in records:
         twin = model_only.get(r.key()[:-1])
-        if r.mode != "pipeline" or twin is None:
+        if r.mode == "model" or twin is None:
             continue
         r.overhead = r.mean_ms / twin.mean_ms - 1.0
         if r.p50_ci_high_ms is not None and twin.p50_ci_low_ms is not None and r.p50_ci_high_ms < twin.p50_ci_low_ms:

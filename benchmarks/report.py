@@ -13,6 +13,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Sequence
 
+from stylize_rt.benchmarks.environment import describe_gpu_state
 from stylize_rt.benchmarks.harness import BenchRecord
 from stylize_rt.errors import BadInputError, MissingDependencyError, OutputError
 from stylize_rt.fileio import read_json, write_atomic
@@ -109,11 +110,16 @@ BREAKDOWN_COLUMNS = (  # pipeline rows: where an end-to-end batch's time went
     ("model ms", lambda r: r.infer_ms, "{:.2f}"),
     ("output ms", lambda r: r.output_ms, "{:.2f}"),
 )
+CODEC_COLUMN = ("codec %", lambda r: None if r.codec_share is None else 100 * r.codec_share, "{:.0f}%")
 SPLIT_COLUMNS = (
     ("H2D ms", lambda r: r.h2d_ms, "{:.2f}"),
     ("compute ms", lambda r: r.compute_ms, "{:.2f}"),
     ("D2H ms", lambda r: r.d2h_ms, "{:.2f}"),
 )
+
+
+END_TO_END_LABELS = {"pipeline": " end-to-end", "transcode": " decode+encode"}
+END_TO_END_LINES = {"pipeline": "--", "transcode": ":"}
 
 
 def _columns(records: Sequence[BenchRecord]):
@@ -126,6 +132,8 @@ def _columns(records: Sequence[BenchRecord]):
     else:
         at = next(i for i, c in enumerate(cols) if c[0] == "overhead") + 1
         cols[at:at] = BREAKDOWN_COLUMNS
+        if any(r.codec_share is not None for r in records):
+            cols.insert(at + len(BREAKDOWN_COLUMNS), CODEC_COLUMN)
     if any(r.network != "model" for r in records):
         cols.insert(0, NETWORK_COLUMN)
     if not any(r.others_load is not None for r in records):
@@ -181,6 +189,11 @@ def markdown_report(document: dict) -> str:
         f"Measured {env.get('timestamp_utc', '?')} on {cpu.get('model', '?')} "
         f"({cpu.get('physical_cores', '?')} cores, flags {' '.join(cpu.get('flags', []))}); GPU: {gpus}.",
         "",
+    ]
+    if env.get("gpu_state"):
+        lines += [f"GPU at start: {describe_gpu_state(env['gpu_state'])}; at the end: "
+                  f"{describe_gpu_state(env.get('gpu_state_end') or []) or '?'}.", ""]
+    lines += [
         f"Libraries: {libs}. Commit {git.get('commit', 'unknown')[:12]}{' (dirty tree)' if git.get('dirty') else ''}. "
         f"Threads: {env.get('threads', {})}.",
     ]
@@ -265,8 +278,8 @@ def write_plot(records: Sequence[BenchRecord], path: str | os.PathLike[str], tit
         rows = sorted(rows, key=lambda r: r.height * r.width)
         x = [r.height * r.width / 1e6 for r in rows]
         y = [r.p50_ms / r.batch for r in rows]
-        label = f"{backend} ({device}) {precision} b{batch}" + (" end-to-end" if mode == "pipeline" else "")
-        ax.plot(x, y, marker="o" if mode == "model" else "s", linestyle="--" if mode == "pipeline" else "-",
+        label = f"{backend} ({device}) {precision} b{batch}" + END_TO_END_LABELS.get(mode, "")
+        ax.plot(x, y, marker="o" if mode == "model" else "s", linestyle=END_TO_END_LINES.get(mode, "-"),
                 color=colors[key[:4]], label=label)
     sizes = sorted({(r.width, r.height) for r in records}, key=lambda s: s[0] * s[1])
     ax.set_xscale("log")

@@ -264,10 +264,10 @@ def _configure_precision(trt, network, builder_config, precision: str, strongly_
 
 
 def matches_node(layer_name: str, node_names: set[str]) -> bool:
-    """The ONNX parser names a node's layer after the node; helper layers it adds get suffixes."""
-    if layer_name in node_names:
-        return True
-    return any(layer_name.startswith(n + "_") and layer_name[len(n) + 1 :].isdigit() for n in node_names)
+    """Exact names only. The ONNX parser names a node's layer after the node, and the extra layers
+    it adds get a suffix from one counter shared by the whole network (``name_37``), so a suffixed
+    name says nothing about which node it came from: ``/Transpose_1`` is another node's layer."""
+    return layer_name in node_names
 
 
 def _pin_fp32_layers(trt, network, names: set[str]) -> int:

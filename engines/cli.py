@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "cuda-python and an NVIDIA GPU.",
         epilog="Shapes: --shapes 720p builds a fixed 1280x720 engine (fastest); --shapes 480p,1080p "
         "covers that range tuned for the largest; --min/--opt/--max take frame sizes (1280x720) or "
-        "tensor shapes (1x720x1280x3, name:1x720x1280x3). Default 360p..720p..1080p.",
+        "tensor shapes (1x720x1280x3, name:1x720x1280x3). Default 16x16..720p..1920x1920 (1080p in either orientation).",
     )
     build.add_argument("onnx", type=Path, help="ONNX model (from stylize-rt export)")
     build.add_argument("-o", "--output", type=Path, help="engine path (default: the ONNX path with .plan)")

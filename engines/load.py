@@ -58,13 +58,25 @@ class LoadedEngine:
         self.keepalive = ()
 
 
-def deserialize(trt, path: Path):
-    """(keepalive, engine) from a plan file; a one-line error for one TensorRT cannot read."""
+def deserialize(trt, path: Path, host_code: bool = False):
+    """(keepalive, engine) from a plan file; a one-line error for one TensorRT cannot read.
+
+    ``host_code``: the plan is version-compatible (``--version-compatible``), so it embeds the
+    lean runtime as host code, which TensorRT only deserializes once
+    ``runtime.engine_host_code_allowed`` is set (default False: such a plan would read as corrupt).
+    """
     plan = path.read_bytes()
     if not plan:
         raise BadInputError(f"engine file {path} is empty")
     logger = trt.Logger(trt.Logger.ERROR)
     runtime = trt.Runtime(logger)
+    if host_code:
+        if not hasattr(runtime, "engine_host_code_allowed"):
+            raise BadInputError(
+                f"{path.name} is a version-compatible engine; TensorRT {trt.__version__} cannot allow its "
+                "embedded host code (no IRuntime.engine_host_code_allowed): rebuild it without --version-compatible"
+            )
+        runtime.engine_host_code_allowed = True
     try:
         engine = runtime.deserialize_cuda_engine(plan)
     except Exception as exc:  # noqa: BLE001 - some versions raise instead of returning None
@@ -72,11 +84,18 @@ def deserialize(trt, path: Path):
     else:
         detail = "see TensorRT's message above"
     if engine is None:
+        hint = "" if host_code else (
+            "; if it was built with --version-compatible but has no sidecar, open it with allow_host_code=True")
         raise BadInputError(
             f"TensorRT {trt.__version__} cannot load {path.name} ({detail}): the file is corrupt, truncated, "
-            "or was built for another TensorRT version or GPU; rebuild it with stylize-rt build-engine"
+            f"or was built for another TensorRT version or GPU; rebuild it with stylize-rt build-engine{hint}"
         )
     return (logger, runtime), engine
+
+
+def is_version_compatible(sidecar: Sidecar | None) -> bool:
+    """Whether the sidecar says the plan was built ``--version-compatible`` (it then carries host code)."""
+    return bool(sidecar and sidecar.build_flags.get("version_compatible"))
 
 
 def load_engine(
@@ -85,12 +104,14 @@ def load_engine(
     verify_hash: bool = True,
     precision: str | None = None,
     quiet: bool = False,
+    allow_host_code: bool = False,
 ) -> LoadedEngine:
     """Check ``engine_path`` against its sidecar and this machine, then deserialize it on ``device``.
 
     ``precision``, when given (and not ``auto``), must be the one the engine was built with:
     an engine's precision is fixed at build time, so asking for another is an error, not a
-    silent fallback.
+    silent fallback. Host code embedded in a plan runs only for engines whose sidecar says they
+    are version-compatible, or with ``allow_host_code`` (an engine from elsewhere, trusted).
     """
     path = Path(engine_path)
     if not path.is_file():
@@ -115,7 +136,7 @@ def load_engine(
     if not quiet:
         for message in warnings:
             print(f"stylize-rt: warning: {message}", file=sys.stderr)
-    keepalive, engine = deserialize(trt, path)
+    keepalive, engine = deserialize(trt, path, host_code=allow_host_code or is_version_compatible(sidecar))
 
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     is_input = {n: engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
@@ -134,4 +155,4 @@ def load_engine(
     return LoadedEngine(path, trt, engine, keepalive, inputs, outputs, Profile(tuple(items)), sidecar, warnings)
 
 
-__all__ = ["LoadedEngine", "deserialize", "load_engine"]
+__all__ = ["LoadedEngine", "deserialize", "is_version_compatible", "load_engine"]

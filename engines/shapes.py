@@ -15,8 +15,11 @@ from typing import Iterable, Mapping, Sequence
 from stylize_rt.errors import BadInputError, first_line
 from stylize_rt.sizes import PRESETS, parse_size
 
-# Without --shapes/--min/--opt/--max: frames from 360p to 1080p, kernels tuned for 720p.
-DEFAULT_MIN, DEFAULT_OPT, DEFAULT_MAX = "360p", "720p", "1080p"
+# Without --shapes/--min/--opt/--max: what users feed the CPU path too, from thumbnails to
+# 1080p in either orientation (a 512x512 photo, a portrait 1080x1920 phone frame), kernels
+# tuned for 720p. A wide range costs the engine little (activation memory is sized for max);
+# larger frames (1440p, 4K) need an engine built with --max, or run on the fallback backend.
+DEFAULT_MIN, DEFAULT_OPT, DEFAULT_MAX = "16x16", "720p", "1920x1920"
 
 Shape = tuple[int, ...]
 
@@ -176,7 +179,7 @@ def resolve_profile(
     ``shapes`` (e.g. ``["720p"]`` or ``["480p", "1080p"]``): min = the smallest frame, max = the
     largest, opt = the largest (the size a video pipeline built up to it usually runs at). One
     preset gives a fixed-size profile, the fastest engine. Explicit ``--min/--opt/--max`` override
-    the matching end. With nothing given: 360p .. 720p .. 1080p.
+    the matching end. With nothing given: 16x16 .. 720p .. 1920x1920 (both orientations of 1080p).
     """
     names = [i.name for i in inputs]
     sizes = [parse_frame_size(s) for s in (shapes or []) if str(s).strip()]
@@ -186,7 +189,7 @@ def resolve_profile(
         hi = (max(w for w, _ in sizes), max(h for _, h in sizes))
         defaults = {"min": lo, "opt": by_area[-1], "max": hi}
     else:
-        defaults = {k: PRESETS[v] for k, v in (("min", DEFAULT_MIN), ("opt", DEFAULT_OPT), ("max", DEFAULT_MAX))}
+        defaults = {k: parse_frame_size(v) for k, v in (("min", DEFAULT_MIN), ("opt", DEFAULT_OPT), ("max", DEFAULT_MAX))}
     explicit = {
         "min": parse_shape_arg(min_shape, names) if min_shape else {},
         "opt": parse_shape_arg(opt_shape, names) if opt_shape else {},

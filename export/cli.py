@@ -1,4 +1,5 @@
-"""``stylize-rt export generator|captioner`` and ``stylize-rt verify``: checkpoints to verified ONNX.
+"""``stylize-rt export generator|captioner``, ``verify`` and ``export-triton``: checkpoints to verified ONNX,
+verified ONNX to a Triton model repository.
 
 Handlers import torch/onnx only when they run, so ``--help`` works in a runtime-only install.
 """
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from stylize_rt.contract import CAPTIONER_ENCODER_FILE
 from stylize_rt.errors import BadInputError, MissingDependencyError
+from stylize_rt.export import triton as triton_export
 
 
 def _need(*modules: str) -> None:
@@ -162,3 +164,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--sizes", type=_sizes, help="BxHxW list, e.g. 1x16x16,2x37x53 (default: 4 sizes incl. odd)")
     verify.add_argument("--min-psnr", type=float, metavar="DB", help="fp16/int8: PSNR floor (defaults 40 / 20 dB)")
     verify.set_defaults(handler=_verify)
+    _register_export_triton(subparsers)
+
+
+# -- export-triton ------------------------------------------------------------------------
+def _register_export_triton(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export-triton",
+        help="write a Triton Inference Server model repository for a generator or the captioner",
+        description="Write REPO/NAME/config.pbtxt and REPO/NAME/1/ for a generator (.onnx -> onnxruntime_onnx, "
+        "TensorRT .plan -> tensorrt_plan, or --backend python: model.py running the ONNX file through "
+        "stylize-rt's ONNX Runtime backend) or a captioner folder (NAME_encoder + NAME_decoder_step + NAME, "
+        "a Python-backend model running the decoding loop). Every config is parsed back with Triton's "
+        "protobuf schema and checked against the model file. Serve it with tritonserver "
+        "--model-repository REPO and run it with stylize-rt --engine triton://HOST:8001/NAME.",
+        epilog="exit codes: 0 ok, 2 bad input or missing dependency (pip install 'stylize-rt[serve]'), "
+        "3 output not writable or already there (--overwrite)",
+    )
+    p.add_argument("model", metavar="MODEL",
+                   help="generator .onnx, TensorRT engine (with its sidecar), checkpoint folder with generator.onnx, "
+                   "captioner folder, or an embedded model name (mosaic, captioner)")
+    p.add_argument("--repo", required=True, metavar="DIR", help="model repository folder (created if needed)")
+    p.add_argument("--name", help="model name (default: the style, or 'captioner')")
+    p.add_argument("--backend", choices=triton_export.BACKENDS, default="auto",
+                   help="auto (onnxruntime for .onnx, tensorrt for engines), onnxruntime, tensorrt, or python "
+                   "(for servers without the ONNX Runtime/TensorRT backends)")
+    p.add_argument("--max-batch", type=int, default=0, metavar="N",
+                   help="Triton's max_batch_size: the model's dynamic first axis becomes Triton's batch axis "
+                   "(default 0: no Triton batching)")
+    p.add_argument("--instances", type=int, default=1, metavar="N", help="model instances (default 1)")
+    p.add_argument("--kind", choices=triton_export.KINDS, default="auto",
+                   help="instance kind (default: gpu for engines, cpu for the python backend, else Triton's choice)")
+    p.add_argument("--dynamic-batching", action="store_true", help="let Triton merge requests (needs --max-batch)")
+    p.add_argument("--queue-delay-us", type=int, default=0, metavar="US",
+                   help="dynamic batching: how long a request may wait for others (default 0)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads of each ONNX Runtime session (0: its default)")
+    p.add_argument("--site-packages", action="append", default=[], metavar="DIR",
+                   help="python backend: a site-packages folder holding stylize-rt for the server's Python "
+                   "(repeatable; default: the server's Python must import stylize_rt itself)")
+    p.add_argument("--overwrite", action="store_true", help="replace models of the same name in REPO")
+    p.set_defaults(handler=_export_triton)
+
+
+def _export_triton(args: argparse.Namespace) -> int:
+    options = triton_export.TritonExportConfig(
+        name=args.name, backend=args.backend, max_batch=args.max_batch, instances=args.instances, kind=args.kind,
+        dynamic_batching=args.dynamic_batching, queue_delay_us=args.queue_delay_us, threads=args.threads,
+        site_packages=tuple(args.site_packages), overwrite=args.overwrite)
+    for folder in triton_export.export_triton(args.model, args.repo, options):
+        print(f"wrote {folder}/config.pbtxt (checked against Triton's schema and the model)")
+    return 0

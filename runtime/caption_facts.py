@@ -175,12 +175,16 @@ class FactExtractor:
     """frame (HxWx3 uint8 RGB) -> ``Facts``, with the classifier graph and weights of one model folder."""
 
     def __init__(self, encoder_path: Path, classifier_path: Path, table: NounTable, threads: int = 1,
-                 providers: tuple[str, ...] = ("CPUExecutionProvider",), faces: bool = True) -> None:
+                 providers: tuple[str, ...] = ("CPUExecutionProvider",), faces: bool = True, encoder=None) -> None:
+        """``encoder``: the classifier graph already open elsewhere (a Triton server's model)."""
         self.table = table
-        self.encoder = OnnxRuntimeBackend(encoder_path, threads=threads, providers=providers)
-        names = [o.name for o in self.encoder.outputs]
-        if names[: len(ENCODER_OUTPUTS)] != list(ENCODER_OUTPUTS):
-            raise BadInputError(f"{encoder_path} outputs {names}, expected {list(ENCODER_OUTPUTS)}")
+        if encoder is None:
+            encoder = OnnxRuntimeBackend(encoder_path, threads=threads, providers=providers)
+            names = [o.name for o in encoder.outputs]
+            if names[: len(ENCODER_OUTPUTS)] != list(ENCODER_OUTPUTS):
+                encoder.close()
+                raise BadInputError(f"{encoder_path} outputs {names}, expected {list(ENCODER_OUTPUTS)}")
+        self.encoder = encoder
         self.head = ClassifierHead(classifier_path, table)
         self.faces: FaceDetector | None = None
         if faces:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -114,11 +115,14 @@ class Captioner:
         constrained: bool = True,
         faces: bool = True,
         seed: int | None = None,
+        graphs: tuple[Any, ...] | None = None,
     ) -> None:
         """``no_repeat_ngram``: no word n-gram of this length occurs twice in a caption (0: off).
         ``constrained=False`` decodes with no rule at all (the raw graphs, for parity checks against
         PyTorch). ``faces``: look for faces (fact captioners; costs 20-90 ms a frame). ``seed``:
-        the random stream of sampled captions."""
+        the random stream of sampled captions. ``graphs``: backends already open elsewhere (a
+        Triton server's models), (encoder, decoder step), or (classifier, fact encoder, decoder
+        step) for a fact captioner; then no local ONNX Runtime session is opened."""
         if model_dir is None:
             model_dir = get_model("captioner").directory
         elif not Path(model_dir).exists() and str(model_dir) in {m.name for m in list_models() if m.kind == "captioner"}:
@@ -138,21 +142,34 @@ class Captioner:
         self.encoder: OnnxRuntimeBackend | None = None
         self.fact_encoder: OnnxRuntimeBackend | None = None
         self.decoder: OnnxRuntimeBackend | None = None
+        if graphs is not None and len(graphs) != (3 if self.kind == "facts" else 2):
+            raise BadInputError(f"a{' fact' if self.kind == 'facts' else 'n image'} captioner runs over "
+                                f"{3 if self.kind == 'facts' else 2} graphs, got {len(graphs)}")
+        opened = graphs is None
+
+        def graph(index: int, file: str):
+            if not opened:
+                return graphs[index]
+            return OnnxRuntimeBackend(self.directory / file, threads=threads, providers=providers)
+
         try:
             if self.kind == "facts":
                 table = NounTable.load(self.directory / NOUNS_FILE)
                 self.coder = FactCoder(table, self.spec.facts["vocab"], tuple(self.spec.facts.get("p_edges", P_EDGES)))
                 self.facts = FactExtractor(self.directory / ENCODER_FILE, self.directory / CLASSIFIER_FILE, table,
-                                           threads=threads, providers=providers, faces=faces)
+                                           threads=threads, providers=providers, faces=faces,
+                                           encoder=None if opened else graphs[0])
                 self.encoder = self.facts.encoder
-                self.fact_encoder = OnnxRuntimeBackend(self.directory / FACT_ENCODER_FILE, threads=threads,
-                                                       providers=providers)
+                self.fact_encoder = graph(1, FACT_ENCODER_FILE)
+                self.decoder = graph(2, DECODER_FILE)
             else:
-                self.encoder = OnnxRuntimeBackend(self.directory / ENCODER_FILE, threads=threads, providers=providers)
-            self.decoder = OnnxRuntimeBackend(self.directory / DECODER_FILE, threads=threads, providers=providers)
-            self._check_decoder()
+                self.encoder = graph(0, ENCODER_FILE)
+                self.decoder = graph(1, DECODER_FILE)
+            if opened:
+                self._check_decoder()
         except BaseException:
-            self.close()
+            if opened:
+                self.close()
             raise
 
     @property

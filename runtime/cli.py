@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import threading
@@ -15,9 +16,12 @@ from pathlib import Path
 
 from stylize_rt.errors import EXIT_SKIPPED, BadInputError
 from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, list_models
+from stylize_rt.runtime.backends.onnxruntime import describe_providers, provider_report
+from stylize_rt.runtime.codecs import HWACCELS, EncodeOptions
 from stylize_rt.runtime.demo import print_result, run_demo
 from stylize_rt.runtime.pipeline import PipelineConfig
 from stylize_rt.runtime.session import ModelChoice, RunConfig, StyleChoice, describe_model, open_run
+from stylize_rt.runtime.sources import DEFAULT_RECONNECTS, DEFAULT_TIMEOUT_S
 from stylize_rt.sizes import parse_size
 
 EXIT_CODES = ("exit codes: 0 ok, 1 error, 2 bad input or missing dependency, 3 output error, "
@@ -35,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--engine", metavar="MODEL",
-                       help="model file: .onnx (and .plan / checkpoints where those backends are installed); "
+                       help="model file: .onnx (and .plan / checkpoints where those backends are installed), "
+                       "an embedded model name, or triton://HOST:PORT/NAME (a model served by Triton); "
                        "default: the embedded default style")
     model.add_argument("--backend", default="auto", help="backend that runs the model (default: by file type)")
     model.add_argument("--threads", type=int, default=0, help="CPU threads for the model (0: the backend's default)")
@@ -75,18 +80,33 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
     src = parser.add_argument_group("source (one of)")
     src.add_argument("--camera", type=int, metavar="N", help="camera device index (/dev/videoN on Linux)")
     src.add_argument("--input", metavar="PATH|URL|-",
-                     help="video file, image, image folder, rtsp/http URL, or - for raw frames on stdin")
+                     help="video file, image, image folder, rtsp/rtmp/udp/srt/http(s)/HLS URL, or - for raw frames on stdin")
+    src.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                     help=f"seconds a network stream may send nothing before it counts as lost (default {DEFAULT_TIMEOUT_S:g})")
+    src.add_argument("--reconnect", type=int, default=DEFAULT_RECONNECTS, metavar="N",
+                     help=f"reopen a lost network stream up to N times with backoff (default {DEFAULT_RECONNECTS}; 0: never)")
     src.add_argument("--camera-size", metavar="WxH", help="ask the camera for this capture size")
     src.add_argument("--camera-fps", type=float, metavar="FPS", help="ask the camera for this frame rate")
     src.add_argument("--raw-size", metavar="WxH", help="frame size of raw frames on stdin (--input -)")
     src.add_argument("--pix-fmt", choices=("rgb24", "bgr24"), default="rgb24",
                      help="byte order of raw frames on stdin and stdout (default rgb24)")
-    src.add_argument("--fps", type=float, help="frame rate written to video outputs (default: the source's; 30 for raw)")
+    src.add_argument("--fps", type=float,
+                     help="re-time video outputs to this constant rate (default: the source's own timestamps; "
+                     "30 for raw input)")
     out = parser.add_argument_group("output")
-    out.add_argument("--output", metavar="PATH|-",
-                     help="video file (.mp4 .avi .mkv .mov), image, folder, or - for raw frames on stdout")
-    out.add_argument("--codec", metavar="FOURCC",
-                     help="video codec of --output (default: mp4v for .mp4/.mov/.mkv, MJPG for .avi, VP80 for .webm)")
+    out.add_argument("--output", metavar="PATH|URL|-",
+                     help="video file (.mp4 .mov .mkv .webm .ts .avi), image, folder, stream URL (udp:// srt:// "
+                     "rtmp:// rtsp://), virtualcam, or - for raw frames on stdout")
+    out.add_argument("--codec", metavar="CODEC",
+                     help="video codec: h264 (default for .mp4 .mov .mkv .ts and streams), hevc, vp9 (.webm), av1, "
+                     "mjpeg (.avi), or an FFmpeg encoder name such as libx264 or h264_nvenc")
+    out.add_argument("--crf", type=float, help="constant quality (lower is better; default 23 for H.264)")
+    out.add_argument("--bitrate", metavar="RATE", help="target bit rate instead of --crf, e.g. 4M or 800k")
+    out.add_argument("--preset", help="encoder speed preset (H.264 default veryfast; medium gives smaller files)")
+    out.add_argument("--hwaccel", choices=HWACCELS, default="auto",
+                     help="NVDEC/NVENC through FFmpeg where the driver has them (auto, the default), "
+                     "cuda (ask, note when it falls back), none (software only)")
+    out.add_argument("--no-audio", action="store_true", help="leave the input's audio out of video outputs")
     out.add_argument("--no-display", action="store_true", help="never open a window")
     out.add_argument("--screenshot-dir", default=".", help="where the window's s key saves PNGs")
     proc = parser.add_argument_group("processing")
@@ -133,6 +153,12 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         raise BadInputError(f"--batch must be >= 1 (got {args.batch})")
     if args.max_frames is not None and args.max_frames < 1:
         raise BadInputError(f"--max-frames must be >= 1 (got {args.max_frames})")
+    for flag, value in (("--fps", args.fps), ("--camera-fps", args.camera_fps), ("--scale", args.scale),
+                        ("--timeout", args.timeout)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise BadInputError(f"{flag} must be a number above 0 (got {value:g})")
+    if args.reconnect < 0:
+        raise BadInputError(f"--reconnect must be >= 0 (got {args.reconnect})")
     if args.output == "-" and args.caption_log == "-":
         raise BadInputError("stdout carries the raw frames; write --caption-log to a file")
     raw_size = parse_size(args.raw_size, "--raw-size") if args.raw_size else None
@@ -144,7 +170,9 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         model=model_choice(args), style=style_choice(args), input=args.input, camera=args.camera,
         camera_size=parse_size(args.camera_size, "--camera-size") if args.camera_size else None,
         camera_fps=args.camera_fps, raw_size=raw_size, pix_fmt=args.pix_fmt, fps=args.fps, output=args.output,
-        codec=args.codec, display=not args.no_display, screenshot_dir=args.screenshot_dir, pipeline=pipeline,
+        encode=EncodeOptions(args.codec, args.crf, args.bitrate, args.preset, args.hwaccel),
+        audio=not args.no_audio, reconnect=args.reconnect, timeout_s=args.timeout, display=not args.no_display,
+        screenshot_dir=args.screenshot_dir, pipeline=pipeline,
         caption_engine=args.caption_engine, caption_interval=args.caption_interval, caption_log=args.caption_log,
     )
 
@@ -161,15 +189,20 @@ def run_command(args: argparse.Namespace) -> int:
                 print(session.runner.stats.report(), file=sys.stderr)
             raise
         live = session.source.live
+        skipped = list(getattr(session.source, "skipped", []))
     if args.stats:
         print(stats.report(), file=sys.stderr)
     else:
         print(f"stylize-rt: {stats.frames_out} frames, {stats.fps:.1f} frames/s"
               + (f", {stats.dropped_capture} stale frames dropped" if live else ""), file=sys.stderr)
+    if skipped:
+        shown = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
+        print(f"stylize-rt: skipped {len(skipped)} unreadable input(s): {shown}", file=sys.stderr)
     if stats.skipped:
         shown = ", ".join(stats.skipped[:5]) + (f" and {len(stats.skipped) - 5} more" if len(stats.skipped) > 5 else "")
         print(f"stylize-rt: skipped {len(stats.skipped)} frame(s) the model could not process: {shown}",
               file=sys.stderr)
+    if skipped or stats.skipped:
         return EXIT_SKIPPED
     return 0
 
@@ -198,6 +231,8 @@ def demo_command(args: argparse.Namespace) -> int:
         raise BadInputError(f"--frames must be >= 1 (got {args.frames})")
     if not 1 <= args.batch <= 64:
         raise BadInputError(f"--batch must be in 1..64 (got {args.batch})")
+    if not (math.isfinite(args.fps) and args.fps > 0):
+        raise BadInputError(f"--fps must be a number above 0 (got {args.fps:g})")
     size = parse_size(args.size)
     _install_sigterm()
     result = run_demo(Path(args.output_dir), args.frames, size, args.fps, model_choice(args), args.batch,
@@ -234,7 +269,6 @@ def models_command(args: argparse.Namespace) -> int:
         return 0
     if not models:
         print(f"no embedded models in {MODELS_DIR}")
-        return 0
     for m in models:
         default = "  (default)" if m["name"] == DEFAULT_GENERATOR else ""
         total = sum(f["bytes"] or 0 for f in m["files"].values())
@@ -243,8 +277,11 @@ def models_command(args: argparse.Namespace) -> int:
             print(f"  {m['description']}")
         if m.get("styles"):
             print(f"  styles: {', '.join(m['styles'])}  (--style NAME, --mix, window keys 1-9)")
+        width = max((len(role) for role in m["files"]), default=0)
         for role, f in m["files"].items():
-            print(f"  {role:<10} {_human_bytes(f['bytes']):>10}  {f['path']}")
+            print(f"  {role:<{width}}  {_human_bytes(f['bytes']):>10}  {f['path']}")
         print(f"  source: {m['source']}")
         print()
+    for line in describe_providers(provider_report()):  # what the ONNX models can actually run on here
+        print(line)
     return 0

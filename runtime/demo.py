@@ -1,10 +1,10 @@
 """``stylize-rt demo``: a sample clip from photos that ship with scikit-image, stylized end to end.
 
-The clip is written as a real .mp4 first and then stylized through the same objects that
-``stylize-rt run --input clip.mp4 --output out.mp4`` builds (one ``RunConfig`` through
-``session.open_run``), so the demo exercises decoding, the threaded pipeline, the model and
-encoding. Camera
-moves (slow pans and zooms) give the frames the motion a style model meets in video.
+The clip is written as a real H.264 .mp4 with a generated audio track first, and then
+stylized through the same objects that ``stylize-rt run --input clip.mp4 --output out.mp4``
+builds (one ``RunConfig`` through ``session.open_run``), so the demo exercises decoding, the
+threaded pipeline, the model, encoding and carrying the audio over. Camera moves (slow pans
+and zooms) give the frames the motion a style model meets in video.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 from stylize_rt.errors import MissingDependencyError
 from stylize_rt.fileio import check_writable_dir
 from stylize_rt.imageio import write_image
+from stylize_rt.runtime.av_audio import PcmAudio
 from stylize_rt.runtime.frames import resize
 from stylize_rt.runtime.pipeline import PipelineConfig
 from stylize_rt.runtime.session import ModelChoice, RunConfig, describe_model, open_run
@@ -80,8 +81,23 @@ def sample_frames(frames: int, width: int, height: int):
         yield _camera_move(photos[shot], min(t, 1.0), shot, width, height)
 
 
+def sample_audio(frames: int, fps: float, shots: int = len(PHOTOS), rate: int = 48000) -> PcmAudio:
+    """A stereo tone per shot (A4, C#5, E5, A5), faded at each cut: the audio path gets real
+    sound whose changes line up with the picture's cuts, so a drift is audible."""
+    per_shot = max(1, -(-frames // shots))
+    total = int(round(frames / fps * rate))
+    t = np.arange(total) / rate
+    shot = np.minimum((t * fps // per_shot).astype(int), shots - 1)
+    notes = np.array([440.0, 554.37, 659.25, 880.0])[shot % 4]
+    in_shot = (t * fps - shot * per_shot) / fps
+    fade = np.clip(np.minimum(in_shot, per_shot / fps - in_shot) / 0.05, 0, 1)
+    tone = 0.2 * np.sin(2 * np.pi * notes * t) * fade
+    return PcmAudio(np.stack([tone, 0.8 * tone]).astype(np.float32), rate)
+
+
 def write_sample_clip(path: Path, frames: int, width: int, height: int, fps: float) -> Path:
-    sink = VideoFileSink(path, fps)
+    """The sample clip as H.264 with its generated audio track (AAC)."""
+    sink = VideoFileSink(path, fps, audio=sample_audio(frames, fps))
     try:
         for i, frame in enumerate(sample_frames(frames, width, height)):
             sink.write(frame, FrameInfo(i, time.perf_counter()))

@@ -53,8 +53,8 @@ def _text_block(frame: np.ndarray, lines: list[str], top: bool) -> None:
     scale = max(0.35, min(1.0, w / 1280))
     thickness = 1 if scale < 0.7 else 2
     line_h = int(22 * scale) + 6
-    max_lines = max(1, (h // 3) // line_h)  # never cover more than a third of the picture
-    lines = [part for line in lines for part in _wrap(line, w - 12, scale, thickness, max_lines)][: max(max_lines, 2)]
+    max_lines = max(1, (h // 3 - 6) // line_h)  # never cover more than a third of the picture
+    lines = [part for line in lines for part in _wrap(line, w - 12, scale, thickness, max_lines)][:max_lines]
     block_h = line_h * len(lines) + 6
     y0 = 0 if top else max(0, h - block_h)
     region = frame[y0 : y0 + block_h]

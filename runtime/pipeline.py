@@ -32,6 +32,7 @@ import numpy as np
 from stylize_rt.errors import StylizeError
 from stylize_rt.progress import progress_bar
 from stylize_rt.runtime.frames import resize
+from stylize_rt.runtime.signals import deferred_signals
 from stylize_rt.runtime.sinks import FrameInfo, Sink
 from stylize_rt.runtime.sources import Source
 from stylize_rt.runtime.stats import RunStats
@@ -171,7 +172,9 @@ class StreamRunner:
                 if frame is None:
                     break
                 stats.stage("capture").add(t1 - t0)
-                info = FrameInfo(index, t1, getattr(self.source, "frame_name", None))
+                timing = getattr(self.source, "timing", None)  # the source's clock, when it has one
+                info = FrameInfo(index, (timing and timing.captured_at) or t1, getattr(self.source, "frame_name", None),
+                                 pts=timing and timing.pts, duration=timing and timing.duration)
                 index += 1
                 stats.frames_in = index
                 original = frame
@@ -286,6 +289,16 @@ class StreamRunner:
             total = min(total, self.config.max_frames)
         return progress_bar(total=total, unit="frame", desc="stylize", leave=False)
 
+    def _finish(self, progress) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(_JOIN_S)
+        if progress is not None:
+            progress.close()
+        self.stats.finished_at = time.perf_counter()
+        self.stats.dropped_capture = self._frames.dropped
+        self.stats.dropped_output = self._results.dropped
+
     def run(self) -> RunStats:
         """Process the stream; returns the timings. Errors from any stage are raised here,
         after the sink was closed (output finalized) and the threads were stopped."""
@@ -306,21 +319,17 @@ class StreamRunner:
         except BaseException as exc:  # noqa: BLE001 - Ctrl-C / SIGTERM / sink errors: finalize first
             error = exc
         finally:
-            self._stop.set()
-            for thread in self._threads:
-                thread.join(_JOIN_S)
-            if progress is not None:
-                progress.close()
-            self.stats.finished_at = time.perf_counter()
-            self.stats.dropped_capture = self._frames.dropped
-            self.stats.dropped_output = self._results.dropped
-            try:
-                self.sink.close()
-            except BaseException as exc:  # noqa: BLE001
-                error = error or exc
-            if not self._threads[0].is_alive():  # never release a capture another thread is inside
-                with contextlib.suppress(Exception):  # closing a source must not mask the real outcome
-                    self.source.close()
+            with deferred_signals() as received:  # a second Ctrl-C must not abandon the output half-finalized
+                self._finish(progress)
+                try:
+                    self.sink.close()
+                except BaseException as exc:  # noqa: BLE001
+                    error = error or exc
+                if not self._threads[0].is_alive():  # never release a capture another thread is inside
+                    with contextlib.suppress(Exception):  # closing a source must not mask the real outcome
+                        self.source.close()
+            if received and error is None:
+                error = KeyboardInterrupt()
         error = error or self._results.error or self._frames.error
         if error is not None:
             raise error

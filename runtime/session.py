@@ -21,14 +21,16 @@ from typing import IO
 from stylize_rt import contract
 from stylize_rt.errors import BadInputError, OutputError
 from stylize_rt.models import DEFAULT_GENERATOR, MODELS_DIR, get_model, resolve_model
-from stylize_rt.runtime.backends.registry import open_backend
+from stylize_rt.runtime.backends.registry import is_triton_url, open_backend
 from stylize_rt.runtime.caption_sink import CaptionSink
 from stylize_rt.runtime.caption_worker import CaptionWorker
 from stylize_rt.runtime.captioner import Captioner
+from stylize_rt.runtime.codecs import EncodeOptions
+from stylize_rt.runtime.guard import refuse_overwriting_inputs
 from stylize_rt.runtime.overlay import ViewState
 from stylize_rt.runtime.pipeline import PipelineConfig, StreamRunner
-from stylize_rt.runtime.sinks import FrameInfo, NullSink, Sink, TeeSink, open_sink
-from stylize_rt.runtime.sources import ImageFolderSource, Source, open_source
+from stylize_rt.runtime.sinks import FrameInfo, NullSink, Sink, TeeSink, open_sink, output_kind
+from stylize_rt.runtime.sources import DEFAULT_RECONNECTS, DEFAULT_TIMEOUT_S, ImageFolderSource, Source, open_source
 from stylize_rt.runtime.stats import RunStats
 from stylize_rt.runtime.style_controls import StyleControls, StyleTimeline, apply_style_key, one_hot, parse_mix
 from stylize_rt.runtime.stylizer import Stylizer
@@ -69,7 +71,11 @@ def open_stylizer(model: ModelChoice | str | os.PathLike[str] | None = None) -> 
     """A model file (or a full ``ModelChoice``; None: the embedded default) loaded by its backend,
     as a ``Stylizer``."""
     choice = model if isinstance(model, ModelChoice) else ModelChoice(engine=model)
-    path = resolve_model(choice.engine) if choice.engine else default_model_path()
+    # A triton:// URL names a served model (backends/triton.py): there is no file to check.
+    if is_triton_url(choice.engine):
+        path = choice.engine
+    else:
+        path = resolve_model(choice.engine) if choice.engine else default_model_path()
     handle = open_backend(path, backend=choice.backend, threads=choice.threads, precision=choice.precision or "auto")
     try:
         graph = handle.metadata.get(contract.PRECISION)
@@ -126,8 +132,11 @@ class RunConfig:
     raw_size: tuple[int, int] | None = None  # --raw-size for --input -
     pix_fmt: str = "rgb24"
     fps: float | None = None  # frame rate written to video outputs (default: the source's)
-    output: str | None = None  # --output PATH|-
-    codec: str | None = None
+    output: str | None = None  # --output PATH|URL|virtualcam|-
+    encode: EncodeOptions = field(default_factory=EncodeOptions)  # --codec --crf --bitrate --preset --hwaccel
+    audio: bool = True  # False: --no-audio
+    reconnect: int = DEFAULT_RECONNECTS  # --reconnect N for network inputs
+    timeout_s: float = DEFAULT_TIMEOUT_S  # --timeout: a network input silent this long is lost
     display: bool = True  # False: --no-display
     screenshot_dir: str = "."
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
@@ -162,9 +171,17 @@ class RunSession:
 
     def _open(self) -> None:
         cfg = self.config
+        cfg.encode.check()
+        if cfg.output is not None:
+            output_kind(cfg.output)  # an output we cannot write is exit 2 before any input opens
         self.source = open_source(cfg.input, camera=cfg.camera, camera_size=cfg.camera_size,
-                                  camera_fps=cfg.camera_fps, raw_size=cfg.raw_size, pix_fmt=cfg.pix_fmt, fps=cfg.fps)
+                                  camera_fps=cfg.camera_fps, raw_size=cfg.raw_size, pix_fmt=cfg.pix_fmt, fps=cfg.fps,
+                                  hwaccel=cfg.encode.hwaccel, reconnect=cfg.reconnect,
+                                  timeout_s=cfg.timeout_s)
         self._stack.callback(self._close_unless_started, self.source)
+        engine = Path(cfg.model.engine) if cfg.model.engine else None
+        refuse_overwriting_inputs(getattr(self.source, "input_files", []), cfg.output, [cfg.caption_log],
+                                  protected=[engine], stdin_is_input=cfg.input == "-")
         self.stylizer = open_stylizer(cfg.model)
         self._stack.callback(self.stylizer.close)
         self.stylizer.controls = cfg.style.controls(self.stylizer.styles)
@@ -190,12 +207,24 @@ class RunSession:
                       file=sys.stderr)
         if cfg.output is not None:
             sinks.append(open_sink(cfg.output, fps=cfg.fps or source.fps, pix_fmt=cfg.pix_fmt,
-                                   single_image=source.frame_count == 1 and not source.live, codec=cfg.codec))
+                                   single_image=source.frame_count == 1 and not source.live, encode=cfg.encode,
+                                   audio=self._audio(), use_source_times=cfg.fps is None or cfg.input == "-"))
         if not sinks:
             if cfg.display:
                 raise BadInputError("nothing to write to: give --output PATH (or - for stdout), or --no-display")
             sinks.append(NullSink())
         return sinks[0] if len(sinks) == 1 else TeeSink(*sinks)
+
+    def _audio(self):
+        """The source's audio for a video output, unless --no-audio or --fps re-times the frames."""
+        audio = getattr(self.source, "audio", None)
+        if audio is None or not self.config.audio:
+            return None
+        if self.config.fps is not None:
+            print(f"stylize-rt: note: --fps {self.config.fps:g} re-times the frames, so the input's audio "
+                  "would drift: it is left out", file=sys.stderr)
+            return None
+        return audio
 
     def _open_caption_worker(self) -> CaptionWorker:
         captioner = Captioner(self.config.caption_engine)
@@ -247,6 +276,9 @@ class RunSession:
         pace = pipeline.pace_fps
         if self.has_window and not source.live and cfg.output is None and pace is None:
             pace = cfg.fps or source.fps or 30.0  # a file previewed in a window plays at its own rate
+        realtime_output = cfg.output is not None and output_kind(cfg.output) in ("stream", "virtualcam")
+        if realtime_output and not source.live and pace is None:
+            pace = cfg.fps or source.fps or 30.0  # a file sent to a stream or camera goes out at its own rate
         skip = pipeline.skip_bad_frames or isinstance(source, ImageFolderSource)  # a folder goes on past bad images
         controls_at = self.controls_at if self.timeline is not None else pipeline.controls_at
         return dataclasses.replace(pipeline, keep_original=keep, pace_fps=pace, skip_bad_frames=skip,

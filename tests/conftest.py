@@ -39,10 +39,23 @@ def _tensorrt_reason() -> str | None:
 def pytest_collection_modifyitems(config, items):
     gpu_reason, trt_reason = _cuda_reason(), _tensorrt_reason()
     for item in items:
-        if "gpu" in item.keywords and gpu_reason:
+        # Markers, not keywords: keywords also hold directory names (a checkout in .../gpu/ is not a GPU).
+        if item.get_closest_marker("gpu") and gpu_reason:
             item.add_marker(pytest.mark.skip(reason=gpu_reason))
-        if "tensorrt" in item.keywords and trt_reason:
+        if item.get_closest_marker("tensorrt") and trt_reason:
             item.add_marker(pytest.mark.skip(reason=trt_reason))
+
+
+@pytest.fixture
+def cudart():
+    """cuda-python's runtime module; the test skips with the reason where it cannot be imported."""
+    from stylize_rt.errors import MissingDependencyError
+    from stylize_rt.gpu.cuda import import_cudart
+
+    try:
+        return import_cudart()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
 
 
 # The default layout (unshuffle stem, reflect padding) at toy width; tests of the conv stem say so.

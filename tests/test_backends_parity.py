@@ -30,6 +30,9 @@ class Case:
     layout: str
     reduced: bool = False  # FP16/BF16 tolerance
     marks: tuple = ()
+    # Where the case claims to run: the ONNX Runtime provider that must come first in
+    # session.get_providers() (ORT falls back silently), or the torch device type.
+    runs_on: str | None = None
     # BF16 (8-bit mantissa) on frames under 32 px a side, where the residual blocks see ~10x4
     # pixels: measured 97.9% within 2 levels on the embedded model at 40x16 (99.99% at 41x57).
     small_frame_share: float | None = None
@@ -67,28 +70,35 @@ def _tensorrt(model: str, precision: str):
         from stylize_rt.engines.build import BuildConfig
         from stylize_rt.runtime.backends.tensorrt import TensorrtBackend
 
-        config = BuildConfig(precision=precision, min_shape="16x16", opt_shape="64x64", max_shape="128x128",
-                             batch="1:2:3", progress=False)
+        config = BuildConfig(precision=precision, progress=False, **SUITE_PROFILE)
         return TensorrtBackend.from_onnx(models[model], build=config, cache_dir=models["cache"])
 
     return open_
 
 
 GPU, TRT = (pytest.mark.gpu,), (pytest.mark.tensorrt,)
+CPU_EP, CUDA_EP, TRT_EP = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
+# The sizes and batches this suite feeds (41x57 x3, 17x33, 64x48 x2, 40x16 x3) inside one TensorRT profile.
+SUITE_PROFILE = {"min_shape": "16x16", "opt_shape": "64x64", "max_shape": "128x128", "batch": "1:2:3"}
 CASES = [
-    Case("onnxruntime-cpu-uint8", _ort("onnx_uint8_nhwc", "cpu"), "uint8_nhwc"),
-    Case("onnxruntime-cpu-float32", _ort("onnx_float32_nchw", "cpu"), "float32_nchw"),
+    Case("onnxruntime-cpu-uint8", _ort("onnx_uint8_nhwc", "cpu"), "uint8_nhwc", runs_on=CPU_EP),
+    Case("onnxruntime-cpu-float32", _ort("onnx_float32_nchw", "cpu"), "float32_nchw", runs_on=CPU_EP),
     # The mixed-precision FP16 graph that export writes for TensorRT, run by ORT's CPU kernels.
-    Case("onnxruntime-cpu-fp16graph", _ort("onnx_fp16_uint8_nhwc", "cpu"), "uint8_nhwc", reduced=True),
-    Case("torch-cpu-fp32", _torch("uint8_nhwc", "cpu", "fp32"), "uint8_nhwc"),
-    Case("torch-cpu-fp32-nchw", _torch("float32_nchw", "cpu", "fp32", channels_last=False), "float32_nchw"),
-    Case("torch-cpu-bf16", _torch("uint8_nhwc", "cpu", "bf16"), "uint8_nhwc", reduced=True, small_frame_share=0.97),
-    Case("torch-cuda-fp32", _torch("uint8_nhwc", "cuda", "fp32"), "uint8_nhwc", marks=GPU),
-    Case("torch-cuda-fp16", _torch("uint8_nhwc", "cuda", "fp16"), "uint8_nhwc", True, GPU),
-    Case("onnxruntime-cuda", _ort("onnx_uint8_nhwc", "cuda"), "uint8_nhwc", marks=GPU),
-    Case("onnxruntime-cuda-fp16graph", _ort("onnx_fp16_uint8_nhwc", "cuda"), "uint8_nhwc", True, GPU),
-    Case("onnxruntime-tensorrt-fp16", _ort("onnx_uint8_nhwc", "tensorrt", precision="fp16", shapes=("64x64",)),
-         "uint8_nhwc", True, TRT),
+    Case("onnxruntime-cpu-fp16graph", _ort("onnx_fp16_uint8_nhwc", "cpu"), "uint8_nhwc", reduced=True, runs_on=CPU_EP),
+    Case("torch-cpu-fp32", _torch("uint8_nhwc", "cpu", "fp32"), "uint8_nhwc", runs_on="cpu"),
+    Case("torch-cpu-fp32-nchw", _torch("float32_nchw", "cpu", "fp32", channels_last=False), "float32_nchw",
+         runs_on="cpu"),
+    Case("torch-cpu-bf16", _torch("uint8_nhwc", "cpu", "bf16"), "uint8_nhwc", reduced=True, small_frame_share=0.97,
+         runs_on="cpu"),
+    Case("torch-cuda-fp32", _torch("uint8_nhwc", "cuda", "fp32"), "uint8_nhwc", marks=GPU, runs_on="cuda"),
+    Case("torch-cuda-fp16", _torch("uint8_nhwc", "cuda", "fp16"), "uint8_nhwc", True, GPU, runs_on="cuda"),
+    Case("torch-cuda-bf16", _torch("uint8_nhwc", "cuda", "bf16"), "uint8_nhwc", True, GPU, small_frame_share=0.97,
+         runs_on="cuda"),
+    Case("onnxruntime-cuda", _ort("onnx_uint8_nhwc", "cuda"), "uint8_nhwc", marks=GPU, runs_on=CUDA_EP),
+    Case("onnxruntime-cuda-fp16graph", _ort("onnx_fp16_uint8_nhwc", "cuda"), "uint8_nhwc", True, GPU,
+         runs_on=CUDA_EP),
+    Case("onnxruntime-tensorrt-fp16", _ort("onnx_uint8_nhwc", "tensorrt", precision="fp16", **SUITE_PROFILE),
+         "uint8_nhwc", True, TRT, runs_on=TRT_EP),
     Case("tensorrt-fp32", _tensorrt("onnx_uint8_nhwc", "fp32"), "uint8_nhwc", marks=TRT),
     Case("tensorrt-fp32-nchw", _tensorrt("onnx_float32_nchw", "fp32"), "float32_nchw", marks=TRT),
     Case("tensorrt-fp16", _tensorrt("onnx_fp16_uint8_nhwc", "fp16"), "uint8_nhwc", True, TRT),
@@ -187,6 +197,17 @@ def test_io_description(backend, models):
     assert be.metadata.get("stylize_rt.io_layout") == case.layout
     assert Stylizer(be).layout == case.layout
     assert isinstance(be.warmup_seconds, float) and be.warmup_seconds >= 0.0
+
+
+def test_runs_where_it_claims(backend):
+    """A GPU case that silently ran on the CPU would pass every agreement test: check the provider/device."""
+    case, be = backend
+    if be.name == "onnxruntime":
+        assert be.providers[0] == case.runs_on, f"{case.id} runs on {be.providers}"
+    elif be.name == "torch":
+        assert be.device.type == case.runs_on, f"{case.id} runs on {be.device}"
+    else:
+        assert be.name == "tensorrt" and case.id.startswith("tensorrt")
 
 
 def test_agrees_with_cpu_float32_reference(backend, models, frames):

@@ -76,6 +76,27 @@ def test_tiny_benchmark_through_the_cli(tiny_onnx, tmp_path):
     assert "p99 ms" in proc.stdout and "40x24" in proc.stdout
 
 
+def test_transcode_rows_time_the_codecs_too(tiny_onnx, tmp_path):
+    """--transcode: decode -> stylize -> encode of an H.264 clip, with the codec's share of the time."""
+    out = tmp_path / "out"
+    proc = bench("--engine", tiny_onnx["uint8_nhwc"], "--backends", "onnxruntime", "--precision", "fp32",
+                 "--sizes", "32,64x48", "--iters", 4, "--warmup", 1, "--threads", 1, "--no-peak",
+                 "--transcode", "64x48", "--json", out / "r.json", "--markdown", out / "r.md")
+    assert proc.returncode == 0, proc.stderr
+    rows = report.records_of(report.load_document(out / "r.json"))
+    assert sorted((r.width, r.mode) for r in rows) == [(32, "model"), (64, "model"), (64, "transcode")]
+    records = {r.mode: r for r in rows if r.width == 64}
+    row = records["transcode"]
+    assert "libx264" in row.pipeline and row.command.endswith("--transcode")
+    assert row.capture_ms > 0 and row.output_ms > 0 and row.infer_ms > 0
+    assert row.codec_share == pytest.approx((row.capture_ms + row.output_ms)
+                                            / (row.capture_ms + row.infer_ms + row.output_ms))
+    assert row.overhead is not None and records["model"].codec_share is None
+    assert "| codec % |" in (out / "r.md").read_text()
+    refused = bench("--engine", tiny_onnx["uint8_nhwc"], "--sizes", "32", "--transcode", "720p", "--iters", 1)
+    assert refused.returncode == 2 and "not among --sizes" in one_line_error(refused)
+
+
 def test_conv_work_is_counted_from_the_onnx_graph(tiny_onnx):
     from conftest import TINY_CONFIG
 

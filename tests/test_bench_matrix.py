@@ -45,6 +45,17 @@ def test_page_states_ratios_targets_and_reproducing_commands(tmp_path):
     assert "Test CPU" in page and "40.0 GFLOP/s" in page
 
 
+def test_file_to_file_rows_show_the_codec_share(tmp_path):
+    doc = document()
+    records = report.records_of(doc)
+    row = rec("onnxruntime", "fp32", (360, 640), 40.0, mode="transcode", overhead=0.6)
+    row.capture_ms, row.infer_ms, row.output_ms, row.codec_share = 3.0, 26.0, 11.0, 14.0 / 40.0
+    doc = report.build_document(doc["environment"], doc["sgemm_peak"], records + [row])
+    page = cpu_matrix.render(doc, "cmd", Path(tmp_path / "r.json"), None)
+    assert "| onnxruntime FP32 | 640x360 | 40.0 | 38.5 | 25.0 | 3.00 / 26.00 / 11.00 | 35% |" in page
+    assert "--transcode 640x360,720p" in page
+
+
 def test_render_from_a_result_file(tmp_path):
     path = report.write_json(document(), tmp_path / "cpu.json")
     out = tmp_path / "BENCH.md"

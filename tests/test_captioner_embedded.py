@@ -151,8 +151,9 @@ def test_bench_times_the_fact_captioner_parts():
 
     [row], skipped = measure_captioner(Budget(warmup=1, iters=3, seconds=None), threads=1)
     assert skipped is None and row["kind"] == "facts" and row["precision"] == "int8" and row["frame"] == "640x360"
-    assert 0 < row["encoder_ms"] < row["caption_ms"] < row["caption_with_faces_ms"] and row["faces_ms"] > 0
-    assert row["tokens"] >= 3 and row["token_ms"] > 0
+    # every part timed (no ordering asserted: three samples on a shared machine say nothing about speed)
+    assert min(row[k] for k in ("encoder_ms", "caption_ms", "caption_with_faces_ms", "faces_ms", "token_ms")) > 0
+    assert row["tokens"] >= 3 and row["iters"] == 3
 
 
 @pytest.mark.slow
@@ -161,6 +162,23 @@ def test_the_overlay_a_b_runs_the_stream_with_real_captions():
 
     result = measure_caption_overlay(get_model("mosaic").path("onnx"), frames=40, rounds=1, interval_s=0.0)
     assert result["plain_fps"] > 0 and result["captions_fps"] > 0 and result["captions_per_run"][0] >= 1
+
+
+def test_graphs_opened_elsewhere_give_the_same_captions(captioner, captions):
+    """The Triton path: the three graphs come from outside (here: local sessions), the loop is the same."""
+    from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    folder = captioner.directory
+    graphs = tuple(OnnxRuntimeBackend(folder / f, threads=1) for f in
+                   ("encoder.onnx", "fact_encoder.onnx", "decoder_step.onnx"))
+    outside = Captioner(folder, graphs=graphs)
+    assert {n: outside.caption(load_photo(n)) for n in ("chelsea", "rocket")} == \
+        {n: captions[n] for n in ("chelsea", "rocket")}
+    from stylize_rt.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="3 graphs"):
+        Captioner(folder, graphs=graphs[:2])
+    outside.close()
 
 
 def test_captioning_a_frame_never_imports_torch():

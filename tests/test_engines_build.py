@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import types
 
 import pytest
 
@@ -31,7 +32,7 @@ def test_profiles_follow_the_onnx_layout(tiny_onnx):
     assert nhwc["input"].opt == (2, 720, 1280, 3)
     nchw = resolve_build_profile(tiny_onnx["float32_nchw"], BuildConfig(min_shape="320x240"))
     item = nchw["input"]
-    assert item.min == (1, 3, 240, 320) and item.opt == (1, 3, 720, 1280) and item.max == (1, 3, 1080, 1920)
+    assert item.min == (1, 3, 240, 320) and item.opt == (1, 3, 720, 1280) and item.max == (1, 3, 1920, 1920)
 
 
 def test_fp32_layer_names_from_metadata():
@@ -43,12 +44,46 @@ def test_fp32_layer_names_from_metadata():
             fp32_layers({FP32_LAYERS: bad})
 
 
-def test_layers_match_their_onnx_node():
-    nodes = {"/res/res.0/norm1/InstanceNormalization", "/res/Add"}
+def test_layers_match_their_onnx_node_by_exact_name():
+    nodes = {"/res/res.0/norm1/InstanceNormalization", "/res/Add", "/Transpose", "/Reshape_1"}
     assert matches_node("/res/res.0/norm1/InstanceNormalization", nodes)
-    assert matches_node("/res/res.0/norm1/InstanceNormalization_2", nodes)  # a helper layer of that node
-    assert not matches_node("/res/Add_1x", nodes)
-    assert not matches_node("/res/res.0/norm2/InstanceNormalization", nodes)
+    # Suffixes come from one counter shared by the network: /Transpose_1 is another node's layer
+    # (the full-resolution space-to-depth moves), never a helper of /Transpose.
+    for other in ("/Transpose_1", "/Transpose_4", "/Reshape_2", "/Reshape_6", "/res/Add_1",
+                  "/res/res.0/norm1/InstanceNormalization_2", "/res/res.0/norm2/InstanceNormalization"):
+        assert not matches_node(other, nodes), other
+
+
+class StandInLayer:
+    """A TensorRT ILayer stand-in: a name, a type, float outputs whose precision can be pinned."""
+
+    def __init__(self, name, kind="CONVOLUTION", dtype="float16"):
+        self.name, self.type, self.num_outputs = name, kind, 1
+        self._outputs = [types.SimpleNamespace(dtype=dtype)]
+        self.precision = None
+        self.output_types = {}
+
+    def get_output(self, j):
+        return self._outputs[j]
+
+    def set_output_type(self, j, dtype):
+        self.output_types[j] = dtype
+
+
+def test_fp32_pinning_pins_only_the_named_layers():
+    """TensorRT 10 weak typing: the export's FP32 list pins exactly those layers (a stand-in network)."""
+    from stylize_rt.engines.build import _pin_fp32_layers
+
+    trt = types.SimpleNamespace(float32="float32", float16="float16", LayerType=types.SimpleNamespace(CAST="CAST"))
+    names = ["/Transpose", "/Transpose_1", "/Transpose_2", "/Reshape_1", "/Reshape_2", "/Reshape_6",
+             "/stem/norm/InstanceNormalization", "/Cast"]
+    layers = [StandInLayer(n, "CAST" if n == "/Cast" else "SHUFFLE") for n in names]
+    network = types.SimpleNamespace(num_layers=len(layers), get_layer=lambda i: layers[i])
+    pinned = _pin_fp32_layers(trt, network, {"/Transpose", "/Reshape_1", "/stem/norm/InstanceNormalization", "/Cast"})
+    assert pinned == 3
+    assert [layer.name for layer in layers if layer.precision == "float32"] == [
+        "/Transpose", "/Reshape_1", "/stem/norm/InstanceNormalization"]
+    assert all(layer.output_types == {0: "float32"} for layer in layers if layer.precision == "float32")
 
 
 def test_exported_graphs_carry_fp32_layers_that_name_real_nodes(tiny_onnx):

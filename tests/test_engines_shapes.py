@@ -43,9 +43,15 @@ def test_preset_range_tunes_for_the_largest():
     assert p.max == (4, 1080, 1920, 3)
 
 
-def test_default_profile_is_360p_to_1080p():
+def test_default_profile_covers_what_users_feed():
+    """``auto`` builds the default profile: it must take the frames the CPU path takes (issue 12, item 17)."""
     p = resolve_profile([NHWC])["input"]
-    assert (p.min, p.opt, p.max) == ((1, 360, 640, 3), (1, 720, 1280, 3), (1, 1080, 1920, 3))
+    assert (p.min, p.opt, p.max) == ((1, 16, 16, 3), (1, 720, 1280, 3), (1, 1920, 1920, 3))
+    for width, height in [(512, 512), (1080, 1920), (1920, 1080), (640, 360), (256, 256), (16, 16), (1280, 720)]:
+        check_shape(resolve_profile([NHWC]), "input", (1, height, width, 3))
+        check_shape(resolve_profile([NCHW]), "input", (1, 3, height, width))
+    with pytest.raises(BadInputError, match="outside the engine's profile"):
+        check_shape(resolve_profile([NHWC]), "input", (1, 2160, 3840, 3))
 
 
 def test_explicit_shapes_override_presets_and_accept_trtexec_syntax():
@@ -57,11 +63,11 @@ def test_explicit_shapes_override_presets_and_accept_trtexec_syntax():
 
 def test_one_explicit_end_stretches_the_defaults():
     p = resolve_profile([NHWC], min_shape="1440p")["input"]
-    assert p.min == p.opt == p.max == (1, 1440, 2560, 3)
+    assert p.min == p.opt == (1, 1440, 2560, 3) and p.max == (1, 1920, 2560, 3)
     p = resolve_profile([NHWC], max_shape="480p")["input"]
-    assert p.min == (1, 360, 640, 3) and p.opt == p.max == (1, 480, 854, 3)
+    assert p.min == (1, 16, 16, 3) and p.opt == p.max == (1, 480, 854, 3)
     p = resolve_profile([NHWC], opt_shape="4k")["input"]
-    assert p.min == (1, 360, 640, 3) and p.opt == p.max == (1, 2160, 3840, 3)
+    assert p.min == (1, 16, 16, 3) and p.opt == p.max == (1, 2160, 3840, 3)
 
 
 def test_bad_shapes_are_one_line_errors():

@@ -13,6 +13,7 @@ from stylize_rt.errors import BadInputError, OutputError, StylizeError
 from stylize_rt.runtime.backends import OnnxRuntimeBackend
 from stylize_rt.runtime.caption_sink import CaptionSink
 from stylize_rt.runtime.caption_worker import CaptionWorker
+from stylize_rt.runtime.codecs import EncodeOptions
 from stylize_rt.runtime.pipeline import PipelineConfig, StreamRunner, run_stream
 from stylize_rt.runtime.sinks import FrameInfo, ImageFolderSink, NullSink, VideoFileSink
 from stylize_rt.runtime.sources import ImageFolderSource, ReconnectingCapture, VideoFileSource
@@ -302,7 +303,7 @@ def test_refused_rtsp_stream_is_a_clear_error():
 
 
 def test_pacing_and_webm(identity, tmp_path):
-    """pace_fps (a file previewed in a window) plays at the given rate; .webm is written as VP8."""
+    """pace_fps (a file previewed in a window) plays at the given rate; .webm is written as VP9."""
     src = write_video(tmp_path / "in.mp4", 10)
     out = tmp_path / "out.webm"
     started = time.perf_counter()
@@ -311,10 +312,9 @@ def test_pacing_and_webm(identity, tmp_path):
     assert [decode_index(f) for f in read_video(out)] == list(range(10))
 
 
-def test_unknown_codec_is_a_clear_output_error(tmp_path):
-    sink = VideoFileSink(tmp_path / "out.mp4", 25, fourcc="ZZZZ")
-    with pytest.raises(OutputError, match="cannot encode ZZZZ"):
-        sink.write(coded_frame(0), FrameInfo(0, 0.0))
+def test_unknown_codec_is_bad_input_before_anything_is_written(tmp_path):
+    with pytest.raises(BadInputError, match="no such video encoder"):
+        VideoFileSink(tmp_path / "out.mp4", 25, codec="ZZZZ")
+    with pytest.raises(BadInputError, match="presets are"):
+        VideoFileSink(tmp_path / "out.mp4", 25, encode=EncodeOptions(preset="warp"))
     assert not list(tmp_path.iterdir())
-    with pytest.raises(BadInputError, match="four-character"):
-        VideoFileSink(tmp_path / "out.mp4", 25, fourcc="h264x")

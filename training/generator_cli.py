@@ -98,7 +98,8 @@ def require_torch() -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     require_torch()
-    from stylize_rt.training.trainer import RESUME_OVERRIDABLE, TrainConfig, Trainer  # torch, checked just above
+    from stylize_rt.training import distributed  # torch, checked just above
+    from stylize_rt.training.trainer import RESUME_OVERRIDABLE, TrainConfig, Trainer  # likewise
 
     given = {name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None}
     if "styles" in given:
@@ -114,12 +115,20 @@ def run_train(args: argparse.Namespace) -> int:
             raise BadInputError(f"{flags} cannot change on --resume (the checkpoint's settings are used)")
     config = TrainConfig(**given)
     threads = apply_threads(args.threads)
-    trainer = Trainer(config, resume=args.resume)
-    print(f"content: {trainer.content.stats.summary()}", file=sys.stderr)
-    where = f"; resuming at step {trainer.step}" if args.resume else ""
-    print(f"perception: {trainer.perception.name}; device: {trainer.device}; {threads} CPU thread(s) "
-          f"(--threads){where}", file=sys.stderr)
-    result = trainer.run()
+    dist = distributed.from_environment()  # set by torchrun: one rank of a data-parallel run
+    distributed.init(dist, config.device)
+    try:
+        trainer = Trainer(config, resume=args.resume, dist=dist)
+        if dist is not None and not dist.is_main:
+            return 130 if trainer.run().interrupted else 0
+        print(f"content: {trainer.content.stats.summary()}", file=sys.stderr)
+        where = f"; resuming at step {trainer.step}" if args.resume else ""
+        ranks = f"; {dist.world_size} processes, {config.batch // dist.world_size} crops each" if dist else ""
+        print(f"perception: {trainer.perception.name}; device: {trainer.device}; {threads} CPU thread(s) "
+              f"(--threads){where}{ranks}", file=sys.stderr)
+        result = trainer.run()
+    finally:
+        distributed.close(dist)
     state = "interrupted" if result.interrupted else "done"
     print(f"{state} at step {result.step} ({result.steps_per_second:.2f} steps/s, "
           f"{result.wall_seconds:.1f} s); checkpoint: {result.checkpoint}")

@@ -251,8 +251,7 @@ def train(config: TrainConfig, log=tqdm.write) -> dict:
         train_size: int | str = "unlimited (synthetic fact sets drawn every step)"
     else:  # bad data is reported before anything else is said
         batches, held_out, model, tokenizer, init_info, train_size = _image_setup(config)
-    if config.threads:
-        print(f"captioner training: {config.threads} CPU thread(s) (--threads)", file=sys.stderr)
+    print(f"captioner training: {torch.get_num_threads()} CPU thread(s) (--threads)", file=sys.stderr)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     warmup = min(100, max(1, config.steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(

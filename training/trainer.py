@@ -38,6 +38,7 @@ from stylize_rt.nets import checkpoint as ckpt_io
 from stylize_rt.nets.discriminator import DiscriminatorConfig, PatchDiscriminator
 from stylize_rt.nets.generator import LEGACY_LAYOUT, MIN_SIZE, PADDINGS, STEMS, Generator, GeneratorConfig
 from stylize_rt.progress import progress_bar
+from stylize_rt.training import distributed
 from stylize_rt.training.data import ContentImages, load_style, open_content
 from stylize_rt.training.losses import (
     content_loss,
@@ -202,7 +203,8 @@ class _InterruptFlag:
 class Trainer:
     """Builds the models and data of a :class:`TrainConfig` and runs (or resumes) it."""
 
-    def __init__(self, config: TrainConfig, resume: str | None = None, content: ContentImages | None = None) -> None:
+    def __init__(self, config: TrainConfig, resume: str | None = None, content: ContentImages | None = None,
+                 dist: distributed.DistEnv | None = None) -> None:
         if resume:
             card = ckpt_io.read_card(resume, kind="generator")
             if "train" not in card or "step" not in card:
@@ -212,8 +214,10 @@ class Trainer:
                 setattr(stored, name, getattr(config, name))
             config = stored
         config.validate()
+        distributed.check_batch(config.batch, dist)
         self.config = config
-        self.device = self._device(config.device)
+        self.dist = dist  # a torchrun job (training/distributed.py), or None alone
+        self.device = self._device(distributed.device_name(config.device, dist))
         self.use_amp = bool(config.amp and self.device.type == "cuda")
         self.out = Path(config.out)
 
@@ -231,6 +235,9 @@ class Trainer:
         self.step = 0
         if resume:
             self._load(resume)
+        # What the training step calls: the modules under DDP in a torchrun job, else themselves.
+        self._train_generator = distributed.wrap(self.generator, dist, self.device)
+        self._train_discriminator = distributed.wrap(self.discriminator, dist, self.device)
         self.style_grams = self._style_grams()
 
     @staticmethod
@@ -272,12 +279,13 @@ class Trainer:
         """G's output and its loss terms on content batch ``x`` (NCHW float in [0, 1])."""
         cfg = self.config
         with self._autocast():
-            y = self.generator(x)
+            y = self._train_generator(x)
             feats_c, feats_s = self.perception(y)
             with torch.no_grad():
                 target_c, _ = self.perception(x)
+            norm = distributed.global_mean(target_c.float().pow(2).mean(), self.dist)  # the global batch's
             logs = {
-                "content": content_loss(feats_c, target_c) / target_c.float().pow(2).mean().clamp_min(1e-12),
+                "content": content_loss(feats_c, target_c) / norm.clamp_min(1e-12),
                 "style": style_loss(feats_s, self.style_grams),
                 "tv": total_variation(y.float()),
             }
@@ -300,9 +308,12 @@ class Trainer:
         """One G update and one D update for global step ``step`` (1-based)."""
         cfg = self.config
         np_rng, t_rng = _step_rngs(cfg.seed, step)
-        x = _to_tensor(self.content.batch(np_rng, cfg.batch, cfg.size), self.device)
+        t_rng = distributed.rank_generator(t_rng, cfg.seed, step, self.dist)
+        # Every rank draws the global batch and takes its slice (distributed.shard): same data as alone.
+        x = _to_tensor(distributed.shard(self.content.batch(np_rng, cfg.batch, cfg.size), self.dist), self.device)
         use_adv = cfg.adv != "none"
-        real = _to_tensor(_style_crops(self.styles, np_rng, cfg.batch, cfg.size), self.device) if use_adv else None
+        real = (_to_tensor(distributed.shard(_style_crops(self.styles, np_rng, cfg.batch, cfg.size), self.dist),
+                           self.device) if use_adv else None)
 
         self.generator.train()
         y, logs = self.generator_losses(x, step, t_rng)
@@ -316,13 +327,13 @@ class Trainer:
 
         if use_adv:
             with self._autocast():
-                d_loss = discriminator_loss(self.discriminator(real), self.discriminator(y.detach()), cfg.adv)
+                d_loss = discriminator_loss(self._train_discriminator(real), self.discriminator(y.detach()), cfg.adv)
             self.opt_d.zero_grad(set_to_none=True)
             self.scaler_d.scale(d_loss).backward()
             self.scaler_d.step(self.opt_d)
             self.scaler_d.update()
             logs["adv_d"] = d_loss
-        return {k: float(v.detach()) for k, v in logs.items()}
+        return distributed.mean_logs({k: float(v.detach()) for k, v in logs.items()}, self.dist, self.device)
 
     def save(self, path: Path) -> Path:
         states = {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
@@ -368,15 +379,17 @@ class Trainer:
     def run(self) -> TrainResult:
         """Train up to ``config.steps``; Ctrl-C stops after the current step and saves a checkpoint."""
         cfg = self.config
+        main = self.dist is None or self.dist.is_main  # rank 0 alone writes files and draws the bar
         try:
-            self.out.mkdir(parents=True, exist_ok=True)
+            if main:
+                self.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create run directory {self.out}: {exc.strerror or exc}") from None
         start_step, t0 = self.step, time.perf_counter()
         losses: dict[str, float] = {}
         interrupted = False
         bar = None
-        if cfg.progress:
+        if cfg.progress and main:
             bar = progress_bar(total=cfg.steps, initial=start_step, desc="train generator", unit="step")
         try:
             with _InterruptFlag() as flag:
@@ -386,16 +399,16 @@ class Trainer:
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(loss=f"{losses['total']:.3f}", refresh=False)
-                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    if main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
                         rate = (self.step - start_step) / max(time.perf_counter() - t0, 1e-9)
                         self._log({"step": self.step, "wall_s": round(time.perf_counter() - t0, 3),
                                    "steps_per_s": round(rate, 4), "lr_g": cfg.lr_g, "lr_d": cfg.lr_d,
                                    **{k: round(v, 6) for k, v in losses.items()}})
-                    if cfg.preview_every and self.step % cfg.preview_every == 0:
+                    if main and cfg.preview_every and self.step % cfg.preview_every == 0:
                         self.preview(self.out / "previews" / f"step_{self.step:07d}.png")
-                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                    if main and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                         self.save(self.out / "checkpoints" / f"step_{self.step:07d}")
-                    if flag.requested:
+                    if distributed.any_rank(flag.requested, self.dist):
                         interrupted = True
                         break
         except KeyboardInterrupt:
@@ -403,10 +416,13 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-        final = self.save(self.out / "checkpoints" / f"step_{self.step:07d}")
-        self.save(self.out / "final")
-        if not interrupted:  # always one final sheet, whatever the interval
-            self.preview(self.out / "previews" / "final.png")
+        final = self.out / "checkpoints" / f"step_{self.step:07d}"
+        if main:
+            self.save(final)
+            self.save(self.out / "final")
+            if not interrupted:  # always one final sheet, whatever the interval
+                self.preview(self.out / "previews" / "final.png")
+        distributed.barrier(self.dist)  # no rank reports done before rank 0's checkpoint is on disk
         wall = time.perf_counter() - t0
         done = self.step - start_step
         return TrainResult(

@@ -44,15 +44,21 @@ class BackendOptions:
 
 @dataclass
 class OnnxRuntimeOptions(BackendOptions):
-    """ONNX Runtime: ``providers`` "auto" (TensorRT EP, CUDA EP, CPU, whichever the build has), a
-    list of EP names or aliases ("tensorrt", "cuda", "cpu"); ``inter_threads`` between independent
-    nodes; ``device`` the CUDA ordinal; ``shapes`` (frame presets for the TensorRT EP's profile) and
-    ``cache_dir`` concern the TensorRT EP only; ``io_binding`` keeps GPU outputs on the device."""
+    """ONNX Runtime: ``providers`` "auto" (TensorRT EP, CUDA EP, CPU, whichever the build has and can
+    start), a list of EP names or aliases ("tensorrt", "cuda", "cpu": the first one named must be
+    the one the session gets, else opening fails); ``inter_threads`` between independent nodes;
+    ``device`` the CUDA ordinal; ``shapes`` (frame presets), ``min_shape``/``opt_shape``/``max_shape``
+    and ``batch`` (as ``build-engine`` takes them) make the TensorRT EP's profile, and ``cache_dir``
+    its caches: those concern the TensorRT EP only; ``io_binding`` keeps GPU outputs on the device."""
 
     providers: str | Sequence[str] = "auto"
     inter_threads: int = 0
     device: int = 0
     shapes: Sequence[str] = ()
+    min_shape: str | None = None
+    opt_shape: str | None = None
+    max_shape: str | None = None
+    batch: str = "1"
     cache_dir: str | None = None
     io_binding: bool = True
 
@@ -62,8 +68,11 @@ class TensorrtOptions(BackendOptions):
     """TensorRT: ``device`` (CUDA ordinal), ``cuda_graph`` (capture each repeated input shape and
     replay it), ``timing`` (CUDA events per call, read as ``last_timings``), ``copy_outputs`` (False
     returns views into the pinned output buffer, valid until the next call), ``verify_hash``
-    (SHA-256 of the engine against its sidecar); for an ``.onnx`` model, ``build`` (an
-    ``engines.build.BuildConfig``; default: ``precision`` and ``shapes``) and ``cache_dir``."""
+    (SHA-256 of the engine against its sidecar), ``allow_host_code`` (deserialize a plan that embeds
+    host code, i.e. a version-compatible engine without a sidecar saying so); for an ``.onnx`` model,
+    ``build`` (an ``engines.build.BuildConfig``; default: ``precision`` and ``shapes``), ``cache_dir``
+    and ``fallback`` (frames outside the engine's profile run on ONNX Runtime from the same file, with
+    a one-line note, instead of being refused; ``auto`` turns it on)."""
 
     warmup: int = 2
     warmup_shape: tuple[int, ...] | None = None
@@ -72,16 +81,23 @@ class TensorrtOptions(BackendOptions):
     timing: bool = False
     copy_outputs: bool = True
     verify_hash: bool = True
+    allow_host_code: bool = False
     shapes: Sequence[str] = ()
     build: Any = None
     cache_dir: str | None = None
+    fallback: bool = False
 
 
 @dataclass
 class TorchOptions(BackendOptions):
     """PyTorch: ``device`` ("cpu", "cuda", "cuda:1"; None = CUDA where torch sees a GPU, else CPU),
-    ``compile`` (``torch.compile`` with dynamic shapes), ``channels_last`` (NHWC memory for the
-    convolutions), ``io_layout`` (uint8_nhwc or float32_nchw), ``timing`` (CUDA events per call)."""
+    ``compile`` (``torch.compile``: Inductor; dynamic shapes on CPU, per-shape kernels on CUDA),
+    ``channels_last`` (NHWC memory for the convolutions), ``io_layout`` (uint8_nhwc or
+    float32_nchw), ``timing`` (CUDA events per call). CUDA only: ``cuda_graph`` (capture each
+    repeated input shape with torch's graph API and replay it), ``overlap_chunks`` (a batch is
+    split into this many chunks whose uploads and downloads, on side streams, overlap the other
+    chunks' compute; 1 = one chunk), ``copy_outputs`` (False returns views of the pinned output
+    buffer, valid until the next call)."""
 
     device: str | None = None
     compile: bool = False
@@ -89,6 +105,32 @@ class TorchOptions(BackendOptions):
     io_layout: str = "uint8_nhwc"
     timing: bool = False
     omp_wait_policy: str | None = None  # "PASSIVE"/"ACTIVE" set before torch loads (None: OpenMP's default)
+    cuda_graph: bool = True
+    overlap_chunks: int = 2
+    copy_outputs: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.overlap_chunks < 1:
+            raise BadInputError(f"overlap_chunks must be 1 or more (got {self.overlap_chunks})")
+
+
+@dataclass
+class TritonOptions(BackendOptions):
+    """Triton client (``triton://`` URLs): ``timeout_s`` bounds every inference request,
+    ``connect_timeout_s`` the checks at open (live, ready, metadata); ``shared_memory`` sends
+    frames through POSIX shared memory registered with the server (``auto``: when the URL's
+    host is loopback, falling back to the request body if the server cannot map it);
+    ``threads`` and ``precision`` belong to the server's model (an explicit precision is refused)."""
+
+    timeout_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    shared_memory: str = "auto"  # frames through POSIX shared memory: auto (loopback servers), on, off
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (self.timeout_s > 0 and self.connect_timeout_s > 0):
+            raise BadInputError(f"timeouts must be positive (got {self.timeout_s}, {self.connect_timeout_s})")
 
 
 Options = TypeVar("Options", bound=BackendOptions)
@@ -111,4 +153,5 @@ def make_options(kind: type[Options], options: Options | None = None, backend: s
     return dataclasses.replace(options, **fields)
 
 
-__all__ = ["PRECISIONS", "BackendOptions", "OnnxRuntimeOptions", "TensorrtOptions", "TorchOptions", "make_options"]
+__all__ = ["PRECISIONS", "BackendOptions", "OnnxRuntimeOptions", "TensorrtOptions", "TorchOptions", "TritonOptions",
+           "make_options"]

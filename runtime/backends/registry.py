@@ -4,15 +4,21 @@
 model                  ``auto`` picks
 =====================  =========================================================
 ``gen.plan/.engine``   tensorrt (the only engine that reads TensorRT plans)
-``gen.onnx``           tensorrt (through the engine cache) when TensorRT and a GPU
-                       are here, else onnxruntime (whose own ``auto`` takes the
-                       TensorRT EP, then CUDA EP, then CPU)
-checkpoint directory   its ``generator.onnx`` as above when it ships one (the
-                       embedded models do: ONNX engines beat eager PyTorch), else
-                       torch (CUDA when torch sees a GPU, else CPU)
+``gen.onnx``           tensorrt (through the engine cache; frames outside its
+                       profile fall back to onnxruntime with a note) when TensorRT
+                       and a GPU are here, else onnxruntime (whose own ``auto``
+                       takes the TensorRT EP, then CUDA EP, then CPU)
+checkpoint directory   tensorrt on its ``generator.onnx`` when TensorRT and a GPU
+                       are here; else torch on CUDA (FP16, CUDA graphs) when torch
+                       sees a GPU; else its ``generator.onnx`` on onnxruntime when
+                       it ships one (the embedded models do: ONNX Runtime beats
+                       eager PyTorch on CPUs), else torch on the CPU
+``triton://H:P/NAME``  triton (a model on a Triton server; ``triton+http://`` for HTTP)
 =====================  =========================================================
 
-``--backend onnxruntime``/``tensorrt`` on such a directory also take its ``generator.onnx``.
+``--backend onnxruntime``/``tensorrt`` on such a directory also take its ONNX graph
+(``folder_graph``: the INT8 one for ``int8``, and for ``auto`` on a CPU-only ONNX Runtime where it
+met its quality floor; else ``generator.onnx``).
 Each :class:`BackendSpec` names its class by module path, so a backend's engine library is
 imported only when that backend is opened, and says why it is unavailable here, so the CLI
 and the benchmarks ask the table instead of re-deriving it.
@@ -31,21 +37,24 @@ from typing import Any, Callable
 from stylize_rt.contract import CHECKPOINT_CARD, CHECKPOINT_ONNX, CHECKPOINT_ONNX_INT8, INT8_QUALITY
 from stylize_rt.engines.shapes import read_onnx_info
 from stylize_rt.errors import BadInputError
+from stylize_rt.gpu.cuda import cuda_status
 from stylize_rt.gpu.tensorrt import TRT_INSTALL_HINT, tensorrt_available
 from stylize_rt.runtime.backends.base import Backend
-from stylize_rt.runtime.backends.onnxruntime import missing_providers
+from stylize_rt.runtime.backends.onnxruntime import ORT_INSTALL_HINT, missing_providers
 from stylize_rt.runtime.backends.options import (
     BackendOptions,
     OnnxRuntimeOptions,
     TensorrtOptions,
     TorchOptions,
+    TritonOptions,
     make_options,
 )
-from stylize_rt.runtime.backends.torch_backend import torch_unavailable
+from stylize_rt.runtime.backends.torch_backend import torch_cuda_available, torch_unavailable
+from stylize_rt.runtime.backends.triton import is_triton_url, triton_unavailable
 
 ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
-MODEL_KINDS = ("engine", "onnx", "checkpoint")
+MODEL_KINDS = ("engine", "onnx", "checkpoint", "triton")
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,7 @@ class BackendSpec:
 
 def _onnxruntime_unavailable(options: OnnxRuntimeOptions) -> str | None:
     if importlib.util.find_spec("onnxruntime") is None:
-        return "onnxruntime is not installed (pip install onnxruntime)"
+        return ORT_INSTALL_HINT
     missing = missing_providers(options.providers)
     if missing:
         return f"this ONNX Runtime build has no {missing[0]} (no onnxruntime-gpu / no GPU here)"
@@ -81,7 +90,7 @@ def _tensorrt_unavailable(options: TensorrtOptions) -> str | None:
     if importlib.util.find_spec("tensorrt") is None:
         return f"tensorrt is not installed ({TRT_INSTALL_HINT})"
     if not tensorrt_available():
-        return "no CUDA GPU visible to cuda-python (NVIDIA driver, pip install 'stylize-rt[gpu]')"
+        return cuda_status().problem(options.device) or "no CUDA GPU visible to cuda-python"
     return None
 
 
@@ -95,6 +104,8 @@ BACKENDS: dict[str, BackendSpec] = {
                     ".onnx files", OnnxRuntimeOptions, _onnxruntime_unavailable),
         BackendSpec("torch", "stylize_rt.runtime.backends.torch_backend", "TorchBackend", ("checkpoint",),
                     "generator checkpoint directories", TorchOptions, torch_unavailable),
+        BackendSpec("triton", "stylize_rt.runtime.backends.triton", "TritonBackend", ("triton",),
+                    "triton://HOST:PORT/NAME models on a Triton server", TritonOptions, triton_unavailable),
     )
 }
 
@@ -113,8 +124,11 @@ def unavailable(name: str, **fields: Any) -> str | None:
     return spec.unavailable(spec.make_options(**fields))
 
 
-def model_kind(path: Path) -> str:
-    """``engine``, ``onnx`` or ``checkpoint``; a one-line error for anything else."""
+def model_kind(model: str | os.PathLike[str]) -> str:
+    """``engine``, ``onnx``, ``checkpoint`` or ``triton`` (a served model's URL); a one-line error for anything else."""
+    if is_triton_url(model):
+        return "triton"
+    path = Path(model)
     if path.is_dir():
         if (path / CHECKPOINT_CARD).is_file():
             return "checkpoint"
@@ -138,8 +152,8 @@ def _runs(spec: BackendSpec, path: Path, kind: str) -> bool:
 
 def available_backends(model: str | os.PathLike[str]) -> list[str]:
     """Backends that can run ``model`` on this machine, fastest first (what ``auto`` picks from)."""
+    kind = model_kind(model)
     path = Path(model)
-    kind = model_kind(path)
     return [spec.name for spec in BACKENDS.values()
             if _runs(spec, path, kind) and spec.unavailable(spec.make_options()) is None]
 
@@ -174,12 +188,24 @@ def _gpu_provider() -> bool:
     return not missing_providers(["cuda"]) or not missing_providers(["tensorrt"])
 
 
-def _auto_backend(path: Path, kind: str) -> str:
+def auto_backend(path: Path, kind: str, precision: str = "auto") -> str:
+    """The backend ``auto`` opens for a model of this ``kind`` here (see the table in the module doc)."""
+    if kind == "triton":
+        return "triton"
     if kind == "engine":
         return "tensorrt"  # fails with TensorRT's install hint where absent: nothing else reads plans
     if kind == "checkpoint":
-        return "torch"
+        ships_onnx = (path / CHECKPOINT_ONNX).is_file()
+        if ships_onnx and tensorrt_available():
+            return "tensorrt"
+        if not ships_onnx or (precision != "int8" and torch_cuda_available()):  # torch has no INT8 path
+            return "torch"
+        return "onnxruntime"
     return "tensorrt" if tensorrt_available() else "onnxruntime"
+
+
+def _precision(options: BackendOptions | None, fields: dict[str, Any]) -> str:
+    return fields.get("precision") or getattr(options, "precision", None) or "auto"
 
 
 def open_backend(model: str | os.PathLike[str], backend: str = "auto", options: BackendOptions | None = None,
@@ -189,15 +215,21 @@ def open_backend(model: str | os.PathLike[str], backend: str = "auto", options: 
     ``options`` (the chosen backend's options type) and ``fields`` (its field names; the
     shared ``BackendOptions`` fields work for every backend) are checked, not probed.
     """
+    if is_triton_url(model):  # a served model: no file to look at (and Path would fold the URL's //)
+        spec = backend_spec("triton" if backend == "auto" else backend)
+        if "triton" not in spec.model_kinds:
+            raise BadInputError(f"the {spec.name} backend runs {spec.runs}, not a Triton URL ({model})")
+        return spec.backend_class()(model, spec.make_options(options, **fields))
     path = Path(model)
     if not path.exists():
         raise BadInputError(f"model not found: {path}")
     kind = model_kind(path)
-    if kind == "checkpoint" and backend in ("auto", "onnxruntime", "ort", "tensorrt", "trt") \
-            and (path / CHECKPOINT_ONNX).is_file():
-        precision = fields.get("precision") or getattr(options, "precision", None) or "auto"
-        path, kind = folder_graph(path, precision, backend), "onnx"
-    spec = backend_spec(_auto_backend(path, kind) if backend == "auto" else backend)
+    name = auto_backend(path, kind, _precision(options, fields)) if backend == "auto" else backend_spec(backend).name
+    if kind == "checkpoint" and name in ("onnxruntime", "tensorrt") and (path / CHECKPOINT_ONNX).is_file():
+        path, kind = folder_graph(path, _precision(options, fields), backend), "onnx"
+    spec = backend_spec(name)
+    if backend == "auto" and spec.name == "tensorrt" and kind == "onnx" and options is None:
+        fields.setdefault("fallback", True)  # auto must not refuse a frame size the CPU path takes
     opts = spec.make_options(options, **fields)
     if kind not in spec.model_kinds:
         raise BadInputError(f"the {spec.name} backend runs {spec.runs}, not {path.name!r}")
@@ -208,4 +240,4 @@ def open_backend(model: str | os.PathLike[str], backend: str = "auto", options: 
 
 
 __all__ = ["BackendSpec", "BACKENDS", "backend_spec", "unavailable", "open_backend", "available_backends",
-           "model_kind"]
+           "auto_backend", "model_kind", "is_triton_url"]

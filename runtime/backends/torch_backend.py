@@ -6,6 +6,15 @@ or float32 NCHW in [0, 1], and the ``stylize_rt.io_layout`` metadata, so a ``Sty
 the benchmarks treat it like any other backend. torch is imported in the constructor only:
 the runtime package stays importable without it.
 
+On CUDA this is the fast path for machines without TensorRT (``auto`` picks it there): uint8
+frames go through reused page-locked buffers, uploads and downloads run on side streams
+(a batch is split in ``overlap_chunks`` so one chunk's copies overlap another's compute), the
+uint8 <-> float conversion runs on the GPU, convolutions use channels_last and cuDNN's
+autotuned algorithms, and each input shape, once it has run plain, is captured as a CUDA
+graph (torch's graph API; ``stylize_rt.gpu.graphs`` keeps the rules) and replayed.
+``torch.compile`` (Inductor: Triton kernels on the GPU) is an option; its kernels are
+captured the same way. ``infer_device`` runs on frames already on the GPU, on the caller's stream.
+
 Precision: ``fp32`` everywhere; ``fp16`` on CUDA and ``bf16`` (CPU with AVX-512-BF16/AMX, or
 CUDA) run the convolutions under autocast, with FP32 islands like the export's FP16 graph:
 instance norms (autocast would run them in the low precision: FP16 statistics overflow) and
@@ -15,19 +24,29 @@ FP32, at most 2-3). ``auto`` = fp16 on CUDA, fp32 on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from stylize_rt import __version__, contract
 from stylize_rt.contract import IO_LAYOUTS, TensorSpec
 from stylize_rt.errors import BadInputError, MissingDependencyError
-from stylize_rt.runtime.backends.base import BackendBase, warm_up
+from stylize_rt.gpu import cuda
+from stylize_rt.gpu.devices import nvidia_gpu_present
+from stylize_rt.gpu.graphs import GraphCache
+from stylize_rt.runtime.backends.base import BackendBase, check_feeds, warm_up
 from stylize_rt.runtime.backends.options import TorchOptions, make_options
+
+MAX_GRAPHS = 8  # captured CUDA graphs kept (one per chunk shape)
+MAX_SLOTS = 2 * MAX_GRAPHS  # static buffer sets kept (a slot without a graph is cheap to rebuild)
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
@@ -60,6 +79,32 @@ def torch_unavailable(options: TorchOptions) -> str | None:
         if not torch.cuda.is_available():
             return "this torch build sees no CUDA GPU"
     return None
+
+
+def torch_cuda_available() -> bool:
+    """torch is installed and sees a CUDA GPU; torch is imported only where a GPU is present at all."""
+    if importlib.util.find_spec("torch") is None or not nvidia_gpu_present():
+        return False
+    import torch  # a GPU is here: worth loading torch to ask it
+
+    return bool(torch.cuda.is_available())
+
+
+@dataclass
+class _Slot:
+    """Static tensors of one chunk shape: what a captured graph reads (``dev_in``) and writes (``dev_out``)."""
+
+    host_in: Any  # pinned host tensor (None on the device path)
+    dev_in: Any
+    dev_out: Any = None  # the eager output of the last plain run, or the graph's static output
+    host_out: Any = None  # pinned, made once the output's shape is known
+
+
+@dataclass
+class _Graph:
+    graph: Any  # torch.cuda.CUDAGraph
+    slot: _Slot
+    out: Any
 
 
 class TorchBackend(BackendBase):
@@ -109,6 +154,9 @@ class TorchBackend(BackendBase):
         self.io_layout = io_layout
 
         generator, card = load_generator(checkpoint)
+        cuda_device = self.device.type == "cuda"
+        if cuda_device and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self._autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
         model = _wrapper_class(torch)(generator, io_layout, self.device.type, self._autocast_dtype)
         model = model.eval().to(self.device)
@@ -117,14 +165,23 @@ class TorchBackend(BackendBase):
             model = model.to(memory_format=torch.channels_last)
         for p in model.parameters():
             p.requires_grad_(False)
-        self._model = torch.compile(model, dynamic=True) if compile else model
+        # On CUDA, per-shape kernels (recompiled when the shape changes, then made dynamic by
+        # Dynamo): each shape is captured as a graph anyway. On CPU, one dynamic-shape compile.
+        self._model = torch.compile(model, dynamic=None if cuda_device else True) if compile else model
         self.path = Path(checkpoint)
         self.card = card
-        self._staging = None  # pinned host buffer for CUDA uploads
+        self.options = options
+        self.copy_outputs = options.copy_outputs
+        self._chunks = options.overlap_chunks
+        self._slots: OrderedDict[tuple, _Slot] = OrderedDict()
+        self._device_out = None  # the last infer_device output, kept alive until the next call
+        self._host_ms = 0.0
+        self._streams = self._make_streams() if cuda_device else None
+        self._graphs = GraphCache(self._capture, self._launch, lambda entry: None,
+                                  enabled=options.cuda_graph and self._graphs_supported(), max_graphs=MAX_GRAPHS)
         # CUDA events around upload / model / download, for the benchmarks (``last_timings``).
         self._events = (
-            [torch.cuda.Event(enable_timing=True) for _ in range(4)] if options.timing and self.device.type == "cuda"
-            else None
+            [torch.cuda.Event(enable_timing=True) for _ in range(4)] if options.timing and cuda_device else None
         )
 
         if io_layout == "uint8_nhwc":
@@ -142,49 +199,202 @@ class TorchBackend(BackendBase):
         }
         self.warmup_seconds = warm_up(self, options.warmup, *(options.warmup_shape or (256, 256)))
 
-    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    # -- the pieces the CUDA path is made of (a test stand-in replaces them on the CPU) -------
+    def _graphs_supported(self) -> bool:
+        return self.device.type == "cuda"
+
+    def _make_streams(self) -> dict[str, Any]:
         torch = self._torch
-        array = feeds["input"]
-        events = self._events
-        x = torch.from_numpy(np.ascontiguousarray(array))
-        if self.device.type == "cuda":
-            if events:
-                events[0].record()
-            x = self._stage(x).to(self.device, non_blocking=True)
-            if events:
-                events[1].record()
+        with torch.cuda.device(self.device):
+            return {name: torch.cuda.Stream(self.device) for name in ("h2d", "compute", "d2h")}
+
+    def _stream_context(self, name: str):
+        if self._streams is None:
+            return contextlib.nullcontext()
+        return self._torch.cuda.stream(self._streams[name])
+
+    def _forward(self, x):
+        """The model on one device tensor (inference mode; cuDNN autotuned, IEEE FP32 where FP32 runs)."""
+        torch = self._torch
         if self.io_layout == "float32_nchw":
             x = x.contiguous(memory_format=self._memory_format)
-        with torch.inference_mode():
-            y = self._model(x)
-        if events:
-            events[2].record()
-        out = y.cpu().contiguous().numpy()
-        if events:
-            events[3].record()
-        return {"output": out}
+        flags = (torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False)
+                 if self.device.type == "cuda" else contextlib.nullcontext())
+        with torch.inference_mode(), flags:
+            return self._model(x)
+
+    def _capture(self, key: tuple):
+        """Capture the model on ``key``'s static input as a CUDA graph (not run); None if capture fails."""
+        torch = self._torch
+        slot = self._slots[key]
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, stream=self._streams["compute"], capture_error_mode="thread_local"):
+                out = self._forward(slot.dev_in)
+        except RuntimeError:
+            return None
+        return _Graph(graph, slot, out)
+
+    def _launch(self, entry: _Graph) -> None:
+        entry.graph.replay()  # on the current stream: the compute stream, or the caller's in infer_device
+        entry.slot.dev_out = entry.out
+
+    @property
+    def graph_stats(self) -> dict[str, int]:
+        """How calls ran so far: plain, captured, replayed, capture_failed, dropped."""
+        return self._graphs.stats.to_dict()
+
+    # -- slots ---------------------------------------------------------------------------
+    def _slot(self, key: tuple, shape: tuple[int, ...], dtype: np.dtype, pinned: bool) -> _Slot:
+        slot = self._slots.get(key)
+        if slot is not None:
+            self._slots.move_to_end(key)
+            return slot
+        torch = self._torch
+        tdtype = torch.from_numpy(np.zeros(0, dtype)).dtype
+        host = torch.empty(shape, dtype=tdtype, pin_memory=self.device.type == "cuda") if pinned else None
+        dev = torch.empty(shape, dtype=tdtype, device=self.device) if self.device.type == "cuda" or host is None else host
+        slot = self._slots[key] = _Slot(host, dev)
+        while len(self._slots) > MAX_SLOTS:
+            old_key, _ = self._slots.popitem(last=False)
+            self._graphs.forget(old_key)
+        return slot
+
+    def _chunk_bounds(self, batch: int) -> list[tuple[int, int]]:
+        """Split a batch into up to ``overlap_chunks`` equal parts (the last may be shorter)."""
+        count = max(1, min(self._chunks, batch))
+        size = -(-batch // count)
+        return [(a, min(a + size, batch)) for a in range(0, batch, size)]
+
+    # -- running -------------------------------------------------------------------------
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        array = np.ascontiguousarray(feeds["input"])
+        if self._streams is None and not self._graphs.enabled:
+            y = self._forward(self._torch.from_numpy(array))  # CPU: zero-copy in, zero-copy out
+            return {"output": y.contiguous().numpy()}
+        device = self._torch.cuda.device(self.device) if self._streams is not None else contextlib.nullcontext()
+        with self._torch.inference_mode(), device:  # static buffers and graph outputs are inference tensors
+            return {"output": self._infer_staged(array)}
+
+    def _infer_staged(self, array: np.ndarray) -> np.ndarray:
+        """Pinned staging, side-stream copies, chunks in flight together, per-chunk graphs."""
+        start = time.perf_counter()
+        events = self._events
+        bounds = self._chunk_bounds(array.shape[0])
+        slots = []
+        for index, (a, b) in enumerate(bounds):
+            shape = (b - a, *array.shape[1:])
+            key = ("host", shape, array.dtype.str, index)
+            slot = self._slot(key, shape, array.dtype, pinned=True)
+            np.copyto(slot.host_in.numpy(), array[a:b])
+            slots.append((key, slot))
+        streams = self._streams
+        uploaded = []
+        with self._stream_context("h2d"):
+            if events:
+                events[0].record()
+            for _, slot in slots:
+                if slot.dev_in is not slot.host_in:
+                    slot.dev_in.copy_(slot.host_in, non_blocking=True)
+                uploaded.append(self._record())
+            if events:
+                events[1].record()
+        downloaded = []
+        for (key, slot), ready in zip(slots, uploaded):
+            with self._stream_context("compute"):
+                if ready is not None:
+                    streams["compute"].wait_event(ready)
+                self._graphs.run(key, lambda slot=slot: setattr(slot, "dev_out", self._forward(slot.dev_in)))
+                computed = self._record()
+                if events and slot is slots[-1][1]:
+                    events[2].record()
+            with self._stream_context("d2h"):
+                if computed is not None:
+                    streams["d2h"].wait_event(computed)
+                if slot.host_out is None or tuple(slot.host_out.shape) != tuple(slot.dev_out.shape):
+                    slot.host_out = (self._torch.empty(slot.dev_out.shape, dtype=slot.dev_out.dtype, pin_memory=True)
+                                     if streams is not None else slot.dev_out)
+                if slot.host_out is not slot.dev_out:
+                    slot.host_out.copy_(slot.dev_out, non_blocking=True)
+                downloaded.append(self._record())
+        with self._stream_context("d2h"):
+            if events:
+                events[3].record()
+        if downloaded and downloaded[-1] is not None:
+            downloaded[-1].synchronize()
+        outs = [slot.host_out.numpy() for _, slot in slots]
+        if len(outs) == 1 and not self.copy_outputs:
+            result = outs[0]
+        else:
+            result = np.concatenate(outs) if len(outs) > 1 else outs[0].copy()
+        self._host_ms = (time.perf_counter() - start) * 1000.0
+        return result
+
+    def _record(self):
+        """An event on the current stream (None on the CPU, where everything is already in order)."""
+        if self._streams is None:
+            return None
+        event = self._torch.cuda.Event()
+        event.record()
+        return event
+
+    def infer_device(self, inputs: Mapping[str, Any], outputs: Mapping[str, Any] | None = None,
+                     stream: Any = None) -> dict[str, "cuda.DeviceArray"]:
+        """Zero-copy on frames already on the GPU, enqueued on the caller's stream; nothing is synchronized.
+
+        ``inputs``/``outputs``: torch CUDA tensors, cupy/numba arrays (``__cuda_array_interface__``)
+        or :class:`cuda.DeviceArray`. ``stream``: an int handle or a torch/cupy stream; None is the
+        default stream (handle 0). Without ``outputs`` the result lives in the backend's memory
+        until the next call. Repeated shapes replay a captured graph, as on the host path.
+        """
+        torch = self._torch
+        if self.device.type != "cuda":
+            raise BadInputError("infer_device needs the torch backend on CUDA (device='cuda')")
+        arrays = {name: cuda.DeviceArray.from_object(value) for name, value in inputs.items()}
+        check_feeds(self.inputs, arrays)
+        handle = cuda.stream_handle(stream)
+        target = torch.cuda.ExternalStream(handle, device=self.device) if handle else torch.cuda.default_stream(self.device)
+        x = torch.as_tensor(arrays["input"], device=self.device)
+        with torch.inference_mode(), torch.cuda.device(self.device), torch.cuda.stream(target):
+            if self._graphs.enabled:
+                shape = tuple(x.shape)
+                key = ("device", shape, arrays["input"].dtype.str)
+                slot = self._slot(key, shape, arrays["input"].dtype, pinned=False)
+                slot.dev_in.copy_(x)
+                self._graphs.run(key, lambda: setattr(slot, "dev_out", self._forward(slot.dev_in)))
+                y = slot.dev_out
+            else:
+                y = self._forward(x)
+            if outputs and "output" in outputs:
+                out = cuda.DeviceArray.from_object(outputs["output"])
+                if tuple(out.shape) != tuple(y.shape) or np.dtype(out.dtype) != self.outputs[0].dtype:
+                    raise BadInputError(f"output must be {self.outputs[0].dtype} of shape {tuple(y.shape)}, "
+                                        f"got {np.dtype(out.dtype)} {tuple(out.shape)}")
+                torch.as_tensor(out, device=self.device).copy_(y)
+                result = out
+            else:
+                self._device_out = y
+                result = cuda.DeviceArray(int(y.data_ptr()), tuple(y.shape), self.outputs[0].dtype)
+        return {"output": result}
 
     @property
     def last_timings(self) -> dict[str, float]:
-        """H2D / compute / D2H milliseconds of the last CUDA ``infer`` (needs ``timing=True``)."""
+        """H2D / compute / D2H milliseconds of the last CUDA ``infer`` (needs ``timing=True``), and
+        ``host_ms``: the whole call on the host clock, staging copies included."""
         if not self._events:
             return {}
         self._events[3].synchronize()
         a, b, c, d = self._events
-        return {"h2d_ms": a.elapsed_time(b), "compute_ms": b.elapsed_time(c), "d2h_ms": c.elapsed_time(d)}
-
-    def _stage(self, x):
-        """Copy into a reused page-locked buffer (grown as needed): async H2D without pinning per call."""
-        torch = self._torch
-        if self._staging is None or self._staging.numel() < x.numel() * x.element_size():
-            self._staging = torch.empty(x.numel() * x.element_size(), dtype=torch.uint8).pin_memory()
-        view = self._staging[: x.numel() * x.element_size()].view(x.dtype).view(x.shape)
-        view.copy_(x)
-        return view
+        return {"h2d_ms": a.elapsed_time(b), "compute_ms": b.elapsed_time(c), "d2h_ms": c.elapsed_time(d),
+                "host_ms": self._host_ms}
 
     def close(self) -> None:
+        if self._streams is not None:
+            self._torch.cuda.synchronize(self.device)
+        self._graphs.close()
+        self._slots.clear()
+        self._device_out = None
         self._model = None
-        self._staging = None
 
 
 def _wrapper_class(torch):
@@ -234,7 +444,8 @@ def _wrapper_class(torch):
             if self.uint8:
                 x = x.to(torch.float32) / 255.0
             if self.autocast_dtype is not None:
-                with torch.autocast(self.device_type, dtype=self.autocast_dtype):
+                # no cast cache: CUDA graphs capture the casts, and torch's graph docs ask for it off
+                with torch.autocast(self.device_type, dtype=self.autocast_dtype, cache_enabled=False):
                     y = run(x)
                 y = y.to(torch.float32)
             else:
@@ -246,4 +457,4 @@ def _wrapper_class(torch):
     return ExportIO
 
 
-__all__ = ["TorchBackend", "cpu_flags", "cpu_has_fast_bf16"]
+__all__ = ["TorchBackend", "cpu_flags", "cpu_has_fast_bf16", "torch_cuda_available", "torch_unavailable"]

@@ -15,12 +15,12 @@ from stylize_rt.benchmarks import cli as benchmarks_cli
 from stylize_rt.engines import cli as engines_cli
 from stylize_rt.errors import run_reporting_errors
 from stylize_rt.export import cli as export_cli
-from stylize_rt.runtime import caption_cli
+from stylize_rt.runtime import batch_cli, caption_cli
 from stylize_rt.runtime import cli as runtime_cli
 from stylize_rt.training import cli as training_cli
 
 # Modules that add subcommands (each has ``register(subparsers)``), in help order.
-COMMAND_MODULES = (runtime_cli, caption_cli, training_cli, export_cli, engines_cli, benchmarks_cli)
+COMMAND_MODULES = (runtime_cli, caption_cli, batch_cli, training_cli, export_cli, engines_cli, benchmarks_cli)
 DEFAULT_COMMAND = "run"
 
 

@@ -18,6 +18,7 @@ from stylize_rt.errors import BadInputError, OutputError
 from stylize_rt.fileio import atomic_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+GRAY_SUFFIXES = (".pgm",)  # written as 8-bit grey (the format holds one channel)
 
 
 def to_rgb8(image: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -79,7 +80,12 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 def write_image(path: str | os.PathLike[str], frame: np.ndarray) -> Path:
     """Encode an HxWx3 uint8 RGB frame by ``path``'s suffix and write it atomically."""
     path = Path(path)
-    ok, encoded = cv2.imencode(path.suffix.lower(), np.ascontiguousarray(frame[..., ::-1]))
+    suffix = path.suffix.lower()
+    if suffix in GRAY_SUFFIXES:  # a grey-only format: its luma, as any converter writes it
+        pixels = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+    else:
+        pixels = np.ascontiguousarray(frame[..., ::-1])
+    ok, encoded = cv2.imencode(suffix, pixels)
     if not ok:
         raise OutputError(f"cannot encode {path.name}: OpenCV has no encoder for {path.suffix}")
     with atomic_file(path) as handle:

@@ -68,26 +68,115 @@ def as_int(handle: Any) -> int:
         return int(handle.getPtr())
 
 
-def gpu_count() -> int:
-    """Visible CUDA devices; 0 without cuda-python, a driver or a GPU (never raises)."""
+@dataclass(frozen=True)
+class CudaStatus:
+    """What cuda-python says about this machine, without raising: device count, or why there is none.
+
+    ``error``: the CUDA error name when counting devices failed (``cudaErrorInsufficientDriver``,
+    ``cudaErrorNoDevice``...), or ``"cuda-python is not installed"``/``"...cannot load..."``.
+    ``driver_cuda``/``runtime_cuda``: CUDA versions as ``12040`` (12.4); 0 = no driver.
+    """
+
+    count: int
+    error: str | None = None
+    driver_cuda: int | None = None
+    runtime_cuda: int | None = None
+
+    def problem(self, device: int = 0) -> str | None:
+        """One line saying why CUDA device ``device`` cannot be used, or None when it can."""
+        if self.error is None and 0 <= device < self.count:
+            return None
+        if self.error is None:
+            if self.count == 0:
+                return "no CUDA GPU is visible (CUDA_VISIBLE_DEVICES hides them, or none is attached)"
+            return f"CUDA device {device} does not exist ({self.count} visible)"
+        if self.error.startswith("cuda-python"):
+            return f"{self.error}: {GPU_INSTALL_HINT}"
+        if self.driver_cuda == 0:
+            return "no NVIDIA driver is loaded (libcuda): no CUDA GPU can be used on this machine"
+        if self.error == "cudaErrorInsufficientDriver":
+            driver, runtime = cuda_version_text(self.driver_cuda), cuda_version_text(self.runtime_cuda)
+            major = (self.driver_cuda or 0) // 1000
+            bindings = _bindings_version()
+            return (
+                f"the NVIDIA driver supports CUDA {driver}, older than the CUDA {runtime} that cuda-python "
+                f"{bindings} brings: update the driver, or install a cuda-python of the driver's CUDA major "
+                f"(pip install 'cuda-python>={major},<{major + 1}')"
+            )
+        if self.error == "cudaErrorNoDevice":
+            return "no CUDA GPU is visible: the driver is loaded but reports no device (CUDA_VISIBLE_DEVICES?)"
+        return f"CUDA cannot start: {self.error}"
+
+
+def cuda_version_text(version: int | None) -> str:
+    """``12040`` -> ``"12.4"``; unknown -> ``"?"``."""
+    if not version:
+        return "?"
+    return f"{version // 1000}.{(version % 1000) // 10}"
+
+
+def _bindings_version() -> str:
+    from importlib import metadata
+
+    for name in ("cuda-bindings", "cuda-python"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "(unknown version)"
+
+
+def cuda_status() -> CudaStatus:
+    """Count devices and keep the reason when that fails (never raises)."""
     try:
         cudart = import_cudart()
+    except MissingDependencyError as exc:
+        return CudaStatus(0, str(exc).split(":", 1)[0])
+    try:
         err, count = cudart.cudaGetDeviceCount()
-    except Exception:  # noqa: BLE001 - no driver, no library: zero GPUs, never an error
-        return 0
-    return int(count) if int(getattr(err, "value", err)) == 0 else 0
+    except Exception as exc:  # noqa: BLE001 - a broken install reads as no GPU, with its reason
+        return CudaStatus(0, f"cudaGetDeviceCount raised {type(exc).__name__}")
+    driver = _version_call(cudart, "cudaDriverGetVersion")
+    runtime = _version_call(cudart, "cudaRuntimeGetVersion")
+    if _code(err) != 0:
+        return CudaStatus(0, _error_enum_name(cudart, err), driver, runtime)
+    return CudaStatus(int(count), None, driver, runtime)
+
+
+def _code(err: Any) -> int:
+    return int(getattr(err, "value", err))
+
+
+def _error_enum_name(cudart, err: Any) -> str:
+    name = getattr(err, "name", None)
+    if isinstance(name, str):
+        return name
+    try:
+        raw = cudart.cudaGetErrorName(err)[1]
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+    except Exception:  # noqa: BLE001 - the error path must not raise a second error
+        return f"CUDA error {_code(err)}"
+
+
+def _version_call(cudart, name: str) -> int | None:
+    try:
+        err, version = getattr(cudart, name)()
+    except Exception:  # noqa: BLE001 - informational only
+        return None
+    return int(version) if _code(err) == 0 else None
+
+
+def gpu_count() -> int:
+    """Visible CUDA devices; 0 without cuda-python, a driver or a GPU (never raises)."""
+    return cuda_status().count
 
 
 def require_gpu(device: int = 0) -> None:
-    """Raise a one-line MissingDependencyError unless CUDA device ``device`` is usable."""
+    """Raise a one-line MissingDependencyError unless CUDA device ``device`` is usable, saying why not."""
     import_cudart()
-    count = gpu_count()
-    if count == 0:
-        raise MissingDependencyError(
-            "no CUDA GPU is visible (no NVIDIA driver or device): run this on the machine with the GPU"
-        )
-    if not 0 <= device < count:
-        raise MissingDependencyError(f"CUDA device {device} does not exist ({count} visible)")
+    problem = cuda_status().problem(device)
+    if problem:
+        raise MissingDependencyError(problem)
 
 
 def gpu_info(device: int = 0) -> tuple[str, str]:
@@ -228,6 +317,12 @@ class DeviceArray:
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
 
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        """Version 3 of the interface: torch.as_tensor, cupy.asarray and numba take a DeviceArray as it is."""
+        return {"shape": tuple(self.shape), "typestr": np.dtype(self.dtype).str, "data": (int(self.ptr), False),
+                "strides": None, "version": 3}
+
     @classmethod
     def from_object(cls, obj: Any) -> "DeviceArray":
         """Read a torch tensor, cupy/numba/pycuda array (``__cuda_array_interface__``) or a DeviceArray."""
@@ -276,6 +371,9 @@ __all__ = [
     "import_cudart",
     "check",
     "as_int",
+    "CudaStatus",
+    "cuda_status",
+    "cuda_version_text",
     "gpu_count",
     "require_gpu",
     "gpu_info",

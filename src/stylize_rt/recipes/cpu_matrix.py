@@ -33,13 +33,15 @@ LIVE_SIZE = (360, 640)  # (height, width)
 SPEEDUP_TARGET, LIVE_FPS_TARGET, OVERHEAD_TARGET = 2.0, 30.0, 0.10
 JOHNSON_2016_TITAN_X = {256: 0.015, 512: 0.05, 1024: 0.21}  # seconds per image, published
 PEER = "johnson2016"
+TRANSCODE_SIZES = "640x360,720p"  # where file-to-file runs happen: a phone clip, an HD one
 
 
 def matrix_args(engine: str, seconds: float, threads: int, json_path: Path, plot_path: Path,
                 history: Path | None) -> list[str]:
     args = ["bench", "--engine", engine, "--backends", "onnxruntime,torch", "--precision", "fp32,bf16,int8",
             "--sizes", "256,512,640x360,720p", "--batch", "1", "--seconds", f"{seconds:g}", "--warmup", "3",
-            "--pipeline", "--peer", PEER, "--captioner", "--caption-overlay", "--json", str(json_path), "--plot", str(plot_path)]
+            "--pipeline", "--transcode", TRANSCODE_SIZES, "--peer", PEER, "--captioner", "--caption-overlay",
+            "--json", str(json_path), "--plot", str(plot_path)]
     if threads:
         args += ["--threads", str(threads)]
     if history is not None:
@@ -197,6 +199,23 @@ def overhead_rows(records: list[BenchRecord]) -> list[str]:
             "overhead target.", ""] + out
 
 
+def transcode_rows(records: list[BenchRecord]) -> list[str]:
+    rows = [r for r in records if r.mode == "transcode" and r.network == "model"]
+    if not rows:
+        return ["No publishable file-to-file runs in this result."]
+    out = ["| path | size | model-only frames/s | raw pipe frames/s | H.264 file to file frames/s | "
+           "decode / model / encode ms per frame | codec's share |", "|---|---|---:|---:|---:|---|---:|"]
+    for r in sorted(rows, key=lambda r: (r.height * r.width, r.backend, r.precision)):
+        twin = next(iter(_find(records, r.height, r.width, backend=r.backend, precision=r.precision)), None)
+        pipe = next(iter(_find(records, r.height, r.width, mode="pipeline", backend=r.backend,
+                               precision=r.precision)), None)
+        share = "-" if r.codec_share is None else f"{100 * r.codec_share:.0f}%"
+        out.append(f"| {_label(r)} | {r.width}x{r.height} | {twin.fps if twin else float('nan'):.1f} | "
+                   f"{pipe.fps if pipe else float('nan'):.1f} | {r.fps:.1f} | "
+                   f"{_ms(r.capture_ms)} / {_ms(r.infer_ms)} / {_ms(r.output_ms)} | {share} |")
+    return out
+
+
 def dropped_rows(records: list[BenchRecord]) -> list[str]:
     dropped = [(r, unpublishable(r)) for r in records if unpublishable(r)]
     if not dropped:
@@ -274,6 +293,10 @@ def render(document: dict, command: str, json_path: Path, plot_path: Path | None
         "configuration, both measured in the same turns (mean times per batch), so the model slowing down "
         "while capture and output threads share the cores counts. Where the time went inside an "
         "end-to-end batch (capture / model / output) is a separate breakdown.",
+        f"- **File to file** (`--transcode {TRANSCODE_SIZES}`): the same runner decoding an H.264 clip "
+        "(in memory, PyAV, software) and encoding H.264 (libx264 `yuv420p`, the runtime's default settings) "
+        "into memory: what `stylize-rt run --input a.mp4 --output b.mp4` does, minus the disk. The codec's "
+        "share is decode + encode time over all three stages' busy time (the stages overlap in threads).",
         f"- **Quiet or not**: during every block of iterations the harness reads the whole machine's busy time "
         "(`/proc/stat`) minus its own process's CPU time; a block in which other processes used more than "
         f"{BUSY_CORES:g} core is flagged, and a row with a flagged block (or an end-to-end row faster than its "
@@ -320,6 +343,10 @@ def render(document: dict, command: str, json_path: Path, plot_path: Path | None
         "",
         *overhead_rows(good),
         "",
+        "## File to file: decode → stylize → encode (H.264, software)",
+        "",
+        *transcode_rows(good),
+        "",
         "## Left out: busy blocks and contradictions",
         "",
         *dropped_rows(records),
@@ -362,6 +389,8 @@ def render(document: dict, command: str, json_path: Path, plot_path: Path | None
         "latency at 640x360 (the packaged photos) and, for the fact captioner, face detection (which runs only in "
         "the caption worker); `--caption-overlay` adds the stream runner's frame rate with and without the caption "
         "overlay (docs/CAPTIONER.md).",
+        "- A served model: `stylize-rt bench --engine triton://HOST:8001/NAME` times it through Triton "
+        "(latency including the transport; see docs/SCALING.md).",
         "- `torch-compile` (`torch.compile`, dynamic shapes) is available with `--backends torch-compile`; it "
         "is left out of this matrix because compiling takes minutes per run on this CPU.",
         "",
