@@ -58,13 +58,16 @@ $(SYSTEM_STAMP): | $(PY)
 	@if command -v ffprobe >/dev/null && command -v chromium >/dev/null; then touch $@; fi
 
 # Retrain and re-export the embedded default models (wall times: docs/MODELS.md, docs/CAPTIONER.md).
-CAPTIONER_TRAIN := $(VENV)/bin/stylize-rt train captioner --render-scale-max 3 --threads 1
+# The captioner: the fact decoder on synthetic facts (MLE + caption GAN, ~17-25 min at 1 thread), then
+# export with the INT8 ImageNet classifier (~1-2 min), then its numbers on the packaged photos (~3 min).
+CAPTIONER_TRAIN := stylize-rt train captioner -o runs/captioner_facts --steps 5000 --gan-steps 150 --threads 1
+CAPTIONER_EXPORT := python -m stylize_rt.export.captioner runs/captioner_facts src/stylize_rt/models/captioner --embedded
 models: $(DEV_STAMP)
 	$(PY) -m stylize_rt.recipes.embedded --threads 1
-	$(CAPTIONER_TRAIN) -o runs/captioner_ms_mle --steps 1500
-	$(CAPTIONER_TRAIN) -o runs/captioner_ms_gan --init runs/captioner_ms_mle --steps 0 --gan-steps 60
-	$(PY) -m stylize_rt.export.captioner runs/captioner_ms_gan src/stylize_rt/models/captioner --embedded \
-		--source "make models (stylize-rt train captioner: 1500 MLE steps, then 60 GAN steps; see Makefile)"
+	$(VENV)/bin/$(CAPTIONER_TRAIN)
+	$(PY) $(subst python ,,$(CAPTIONER_EXPORT)) --source "$(CAPTIONER_TRAIN) && $(CAPTIONER_EXPORT)"
+	$(PY) -m stylize_rt.benchmarks.caption_quality --json benchmarks/results/caption_quality.json \
+		--sheet docs/images/captioner_photos.png
 
 # Re-measure the CPU matrix in docs/BENCHMARKS.md (minutes; run on a quiet machine).
 bench-cpu: $(DEV_STAMP)

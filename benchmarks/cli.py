@@ -27,7 +27,7 @@ from stylize_rt.benchmarks.peak import measure_sgemm_peak
 from stylize_rt.benchmarks.peers import PEERS, build_peer, peer_unavailable
 from stylize_rt.errors import BadInputError, MissingDependencyError, OutputError, StylizeError, first_line
 from stylize_rt.gpu.devices import gpu_state
-from stylize_rt.models import resolve_model
+from stylize_rt.models import get_model, resolve_model
 from stylize_rt.runtime.backends import registry
 from stylize_rt.runtime.backends.onnxruntime import describe_providers, provider_report
 from stylize_rt.sizes import PRESETS
@@ -327,7 +327,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the model's pixel value range, likewise (write --input-range=-1-1 for -1..1)")
     p.add_argument("--captioner", nargs="?", const="embedded", metavar="DIR",
                    help="also time a captioner: encoder, per-token decoder step, whole captions "
-                   "(an exported captioner folder; without DIR the embedded one)")
+                   "(an exported captioner folder; without DIR the embedded one); a fact captioner also times "
+                   "face detection, which runs only in the caption worker")
+    p.add_argument("--caption-overlay", action="store_true",
+                   help="with --captioner: also run the stream runner with and without the caption overlay "
+                   "(the embedded mosaic generator at 640x360, a caption a second) and report the frame-rate ratio")
     p.add_argument("--no-peak", action="store_true", help="skip measuring the SGEMM peak (no %% peak column)")
     p.add_argument("--json", metavar="PATH", help="write the result document (environment + records)")
     p.add_argument("--markdown", metavar="PATH", help="write a Markdown report")
@@ -590,6 +594,11 @@ def run_bench(args) -> int:
             failed.append(harness.Failed("captioner", "fp32", height, width, 1, "captioner", first_line(exc)))
         if caption_skip:
             skipped.append(harness.Skipped("captioner", "fp32", caption_skip))
+        elif args.caption_overlay and captioner_rows:
+            print("bench: caption overlay (stream runner with and without captions)", file=sys.stderr, flush=True)
+            overlay = harness.measure_caption_overlay(get_model("mosaic").path("onnx"), captioner_rows[0]["model"],
+                                                      threads=max(1, args.threads))
+            captioner_rows[0]["overlay"] = overlay
     env["load_average_end"] = environment.load_average()
     env["gpu_state_end"] = gpu_state()
     document = report.build_document(env, peak, records, skipped, failed, captioner_rows)

@@ -21,12 +21,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import cv2
 import numpy as np
 
+from stylize_rt import contract
 from stylize_rt.benchmarks import load
 from stylize_rt.benchmarks.peak import onnx_conv_macs
 from stylize_rt.benchmarks.stats import LatencyStats, summarize, throughput
-from stylize_rt.errors import StylizeError
+from stylize_rt.errors import MissingDependencyError, StylizeError
 from stylize_rt.runtime.backends import registry
 from stylize_rt.runtime.captioner import Captioner
 from stylize_rt.runtime.codecs import EncodeOptions
@@ -35,6 +37,7 @@ from stylize_rt.runtime.sinks import RawPipeSink
 from stylize_rt.runtime.sources import RawPipeSource
 from stylize_rt.runtime.stylizer import Stylizer
 from stylize_rt.runtime.transcode import encode_clip, transcode_in_memory
+from stylize_rt.training.caption_photos import MAIN_PHOTOS, load_photos
 
 MIN_TIMED_ITERS = 30  # a median of fewer iterations is not a number to publish
 
@@ -651,52 +654,162 @@ def add_overheads(records: Iterable[BenchRecord]) -> None:
 CAPTION_FRAME = (360, 640)  # (height, width) of the frames captioned: what a live camera gives
 
 
+def caption_frames(height: int, width: int) -> tuple[list[np.ndarray], str]:
+    """Frames to caption: the six main packaged photos, centre-cropped to the frame's aspect and
+    resized (what a camera pointed at them gives), else synthetic frames."""
+    try:
+        photos = list(load_photos(MAIN_PHOTOS).values())
+    except MissingDependencyError:
+        return list(make_frames(6, height, width, seed=7)), "synthetic frames"
+    frames = []
+    for img in photos:
+        h, w = img.shape[:2]
+        if w / h > width / height:
+            cw = round(h * width / height)
+            img = img[:, (w - cw) // 2 : (w - cw) // 2 + cw]
+        else:
+            ch = round(w * height / width)
+            img = img[(h - ch) // 2 : (h - ch) // 2 + ch]
+        frames.append(np.ascontiguousarray(cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)))
+    return frames, f"packaged photos ({', '.join(MAIN_PHOTOS)})"
+
+
 def measure_captioner(budget: Budget, model_dir: str | None = None, threads: int = 0) -> tuple[list[dict], str | None]:
-    """Encoder latency, per-token decoder latency and greedy captions/s of an exported captioner.
+    """Encoder latency, per-token decoder latency and whole greedy captions of an exported captioner.
 
     ``model_dir``: an exported captioner folder, or None for the embedded one. Returns
     (rows, None), or ([], reason) where there is no captioner to run. Each part is timed
     on its own (a caption's cost is one encoder call plus one decoder step per token),
-    then whole captions (resize + encoder + greedy decoding + detokenizing), so the parts
-    can be checked against the whole.
+    then whole captions, so the parts can be checked against the whole. For a fact captioner
+    ``caption_ms`` is encoder + greedy caption (crop, classifier, activation map and colours,
+    fact encoder, greedy decoding, detokenizing); face detection is timed on its own
+    (``faces_ms``) and with the rest (``caption_with_faces_ms``): it runs only in the caption
+    worker's thread, never in the frame path.
     """
     try:
-        captioner = Captioner(model_dir, threads=threads)
+        captioner = Captioner(model_dir, threads=max(1, threads))
     except StylizeError as exc:
         return [], f"no captioner to benchmark: {exc}"
     try:
         height, width = CAPTION_FRAME
-        frame = make_frames(1, height, width, seed=7)[0]
-        images = captioner.preprocess([frame])
-        state = captioner.encoder.infer({"image": images})
-        bad = [k for k, v in state.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+        frames, frames_from = caption_frames(height, width)
+        facts = captioner.kind == "facts"
+        inputs = captioner.preprocess(frames[:1]) if not facts else None
+        if facts:
+            from stylize_rt.runtime.caption_facts import crop_for_encoder  # a fact captioner's own crop
+
+            crop = crop_for_encoder(frames[0])[None]
+            enc = captioner.encoder.infer({"image": crop})
+            inputs = captioner.coder.encode_batch([captioner.facts(frames[0], faces=False)])
+        else:
+            enc = captioner.encoder.infer({"image": inputs})
+        state = captioner._encode(inputs)  # noqa: SLF001 - the decoder's state is the unit under test here
+        bad = [k for k, v in {**enc, **state}.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
         if bad:
             raise OutputCheckError(f"captioner encoder output {bad[0]!r} has NaN/Inf values")
         token = np.full(1, captioner.spec.bos_id, np.int64)
         logits, _ = captioner._step(token, state)  # noqa: SLF001 - one decoder step is the unit timed here
         if not np.isfinite(logits).all() or logits.max() == logits.min():
             raise OutputCheckError("captioner decoder logits are NaN/Inf or constant: nothing would be measured")
-        tokens = len(captioner.greedy_tokens(images)[0]) + 1  # + the end token, also a decoder step
+        cycle = {"i": 0}
+
+        def next_frame() -> np.ndarray:
+            cycle["i"] += 1
+            return frames[cycle["i"] % len(frames)]
 
         def encode() -> None:
-            captioner.encoder.infer({"image": images})
+            captioner.encoder.infer({"image": crop if facts else inputs})
 
         def decode_step() -> None:
             captioner._step(token, state)  # noqa: SLF001
 
         def caption() -> None:
-            captioner.caption(frame)
+            frame = next_frame()
+            if facts:  # encoder + greedy caption; faces are the worker thread's extra, timed below
+                captioner.decode(captioner.coder.encode_batch([captioner.facts(frame, faces=False)]))
+            else:
+                captioner.caption(frame)
 
-        timings = time_steps({"encoder": encode, "token": decode_step, "caption": caption}, budget)
-        enc, tok, cap = (summarize(timings[k].samples_ms) for k in ("encoder", "token", "caption"))
+        steps = {"encoder": encode, "token": decode_step, "caption": caption}
+        if facts and captioner.facts.faces is not None:
+            steps["faces"] = lambda: captioner.facts.faces(next_frame())
+            steps["caption_with_faces"] = lambda: captioner.caption(next_frame())
+        tokens = float(np.mean([len(t) + 1 for t in captioner.greedy_tokens(
+            captioner.preprocess(frames) if not facts else
+            captioner.coder.encode_batch([captioner.facts(f, faces=False) for f in frames]))]))
+        timings = time_steps(steps, budget)
+        stats = {k: summarize(timings[k].samples_ms) for k in steps}
+        enc_s, tok, cap = stats["encoder"], stats["token"], stats["caption"]
         row = {
-            "backend": "onnxruntime", "device": "cpu", "precision": "fp32", "threads": threads,
-            "frame": f"{width}x{height}", "image_size": captioner.spec.image_size, "tokens": float(tokens),
-            "encoder_ms": enc.p50_ms, "encoder_p90_ms": enc.p90_ms,
+            "backend": "onnxruntime", "device": "cpu", "precision": _encoder_precision(captioner),
+            "threads": max(1, threads),
+            "kind": captioner.kind, "frame": f"{width}x{height}", "frames": frames_from,
+            "image_size": captioner.spec.image_size, "tokens": tokens,
+            "encoder_ms": enc_s.p50_ms, "encoder_p90_ms": enc_s.p90_ms,
             "token_ms": tok.p50_ms, "token_p90_ms": tok.p90_ms,
             "caption_ms": cap.p50_ms, "caption_p90_ms": cap.p90_ms, "captions_s": 1000.0 / cap.p50_ms,
-            "iters": min(enc.n, tok.n, cap.n), "model": str(captioner.directory),
+            "iters": min(s.n for s in stats.values()), "model": str(captioner.directory),
+            "load_others_cores": round(float(np.median(sum((t.loads for t in timings.values()), []) or [0.0])), 2),
         }
+        if "faces" in stats:
+            row.update(faces_ms=stats["faces"].p50_ms, faces_p90_ms=stats["faces"].p90_ms,
+                       caption_with_faces_ms=stats["caption_with_faces"].p50_ms,
+                       caption_with_faces_p90_ms=stats["caption_with_faces"].p90_ms)
         return [row], None
     finally:
         captioner.close()
+
+
+def _encoder_precision(captioner: Captioner) -> str:
+    """What the image encoder graph computes in, from its metadata (the INT8 classifier says "int8")."""
+    return str(captioner.encoder.metadata.get(contract.PRECISION, "fp32"))
+
+
+def measure_caption_overlay(generator: str | Path, model_dir: str | None = None, threads: int = 1,
+                            frames: int = 300, rounds: int = 5, interval_s: float = 1.0) -> dict:
+    """Does the live overlay slow the stylizer down? Same-run A/B of the stream runner.
+
+    ``frames`` 640x360 frames (the packaged photos) go through ``run_stream`` with ``generator``
+    into a discarding raw-video sink, alternately without captions and with the captioner as the
+    runtime's ``CaptionSink`` + ``CaptionWorker`` (a caption at most every ``interval_s``, faces
+    included, in the worker's thread). Returns the median frames/s of each and their ratio.
+    """
+    from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend  # the stylizer for this A/B
+    from stylize_rt.runtime.caption_sink import CaptionSink  # captions attach as a sink decorator
+    from stylize_rt.runtime.caption_worker import CaptionWorker
+
+    height, width = CAPTION_FRAME
+    photos, frames_from = caption_frames(height, width)
+    clip = np.stack([photos[i % len(photos)] for i in range(frames)])
+    data = np.ascontiguousarray(clip[..., ::-1]).tobytes()
+    stylizer = Stylizer(OnnxRuntimeBackend(generator, threads=threads))
+    captioner = Captioner(model_dir, threads=1)
+    config = PipelineConfig(batch=1, warm_up=True, progress=False, live=False, keep_original=True)
+    fps: dict[str, list[float]] = {"plain": [], "captions": []}
+    captions_made: list[int] = []
+    try:
+        for _ in range(rounds):
+            for mode in ("plain", "captions"):
+                sink = RawPipeSink(_Discard(), pix_fmt="bgr24")
+                worker = None
+                if mode == "captions":
+                    worker = CaptionWorker(captioner.caption, interval_s=interval_s)
+                    sink = CaptionSink(sink, worker)
+                t0 = time.perf_counter()
+                stats = run_stream(stylizer, RawPipeSource(io.BytesIO(data), (width, height), pix_fmt="bgr24"),
+                                   sink, config)
+                wall = time.perf_counter() - t0
+                if stats.frames_out != frames:
+                    raise RuntimeError(f"the pipeline wrote {stats.frames_out} of {frames} frames")
+                fps[mode].append(frames / wall)
+                if worker is not None:
+                    captions_made.append(worker.captions_made)
+    finally:
+        captioner.close()
+        stylizer.close()
+    plain, with_captions = float(np.median(fps["plain"])), float(np.median(fps["captions"]))
+    return {"generator": str(generator), "captioner": str(captioner.directory), "frame": f"{width}x{height}",
+            "frames": frames_from, "frames_per_run": frames, "rounds": rounds, "interval_s": interval_s,
+            "threads": threads, "plain_fps": plain, "captions_fps": with_captions,
+            "fps_ratio": with_captions / plain, "captions_per_run": captions_made,
+            "plain_fps_runs": fps["plain"], "captions_fps_runs": fps["captions"]}

@@ -222,6 +222,15 @@ def captioner_markdown(rows: Sequence[dict]) -> str:
         out.append(f"| {r['backend']} {r['device']} {r['precision']} | {r['frame']} | {r['encoder_ms']:.2f} | "
                    f"{r['token_ms']:.3f} | {r['tokens']:.0f} | {r['caption_ms']:.2f} | {r['captions_s']:.1f} | "
                    f"{parts:.2f} |")
+    for r in rows:
+        if "faces_ms" in r:
+            out.append(f"\nface detection (caption worker thread only): {r['faces_ms']:.1f} ms p50; whole caption with "
+                       f"faces {r['caption_with_faces_ms']:.1f} ms p50 ({r.get('threads', 1)} thread)")
+        if "overlay" in r:
+            o = r["overlay"]
+            out.append(f"\ncaption overlay: {o['captions_fps']:.1f} frames/s with captions vs {o['plain_fps']:.1f} "
+                       f"without (ratio {o['fps_ratio']:.3f}; {o['frames_per_run']} frames x {o['rounds']} runs each, "
+                       f"a caption every {o['interval_s']:g} s)")
     return "\n".join(out)
 
 

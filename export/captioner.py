@@ -1,4 +1,11 @@
-"""Captioner export: ``encoder.onnx`` + ``decoder_step.onnx`` + tokenizer + config, in one folder.
+"""Captioner export: encoder graph(s) + ``decoder_step.onnx`` + tokenizer + config, in one folder.
+
+A fact captioner's folder (``config.input == "facts"``) holds ``fact_encoder.onnx`` (fact ids ->
+the decoder's attention cells and initial state), the ImageNet classifier ``encoder.onnx`` that
+recognises the facts (``export.caption_encoder``: built from the EfficientNet-Lite0 wheel and
+quantized to INT8, or copied from another fact captioner's folder with the same noun table),
+``classifier.npz`` and ``nouns.json``. An image captioner's folder holds the image
+``encoder.onnx``.
 
 The decoder is exported as a single step with its recurrent state (GRU hidden state and
 the previous attention context) as explicit inputs and outputs; the caller drives the
@@ -19,6 +26,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,18 +37,25 @@ import torch
 from torch import nn
 
 from stylize_rt import __version__, contract
+from stylize_rt.caption_facts import FactCoder, NounTable
+from stylize_rt.contract import CAPTIONER_CLASSIFIER_FILE as CLASSIFIER_FILE
 from stylize_rt.contract import CAPTIONER_CONFIG_FILE as CONFIG_FILE
 from stylize_rt.contract import CAPTIONER_DECODER_FILE as DECODER_FILE
 from stylize_rt.contract import CAPTIONER_ENCODER_FILE as ENCODER_FILE
+from stylize_rt.contract import CAPTIONER_FACT_ENCODER_FILE as FACT_ENCODER_FILE
 from stylize_rt.contract import CAPTIONER_FORMAT as FORMAT
+from stylize_rt.contract import CAPTIONER_NOUNS_FILE as NOUNS_FILE
 from stylize_rt.contract import CAPTIONER_TOKENIZER_FILE as TOKENIZER_FILE
 from stylize_rt.errors import BadInputError, OutputError, run_reporting_errors
+from stylize_rt.export.caption_encoder import build_classifier
 from stylize_rt.export.verify import VerificationError
-from stylize_rt.fileio import replace_dir
-from stylize_rt.nets.captioner import Captioner, images_to_tensor, load_captioner
+from stylize_rt.fileio import read_json, replace_dir
+from stylize_rt.nets.captioner import Captioner, load_captioner, load_fact_coder
 from stylize_rt.runtime.captioner import Captioner as OnnxCaptioner
 from stylize_rt.tokenizer import Tokenizer
+from stylize_rt.training.caption_synth import make_facts
 from stylize_rt.training.scenes import make_scenes, render_scenes
+from stylize_rt.training.train_captioner import encoder_input
 
 OPSET = 17
 ENCODER_OUTPUTS = ["features", "keys", "hidden", "context"]
@@ -61,6 +76,17 @@ class _EncoderGraph(nn.Module):
         return self.model.encode(x)
 
 
+class _FactEncoderGraph(nn.Module):
+    """Fact-token ids [B, 13] int64 in, the four encoder outputs out."""
+
+    def __init__(self, model: Captioner) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, facts: torch.Tensor):
+        return self.model.encode(facts)
+
+
 class _DecoderStepGraph(nn.Module):
     def __init__(self, model: Captioner) -> None:
         super().__init__()
@@ -70,22 +96,34 @@ class _DecoderStepGraph(nn.Module):
         return self.model.step(token, hidden, context, features, keys)
 
 
-def _load(source) -> tuple[Captioner, Tokenizer, dict]:
+def _load(source) -> tuple[Captioner, Tokenizer, dict, FactCoder | None]:
+    """A checkpoint directory, ``(model, tokenizer)`` or ``(model, tokenizer, coder)`` (fact captioners)."""
     if isinstance(source, (str, os.PathLike)):
-        return load_captioner(source)
-    if isinstance(source, tuple) and len(source) == 2:
-        model, tokenizer = source
-        return model, tokenizer, {}
-    raise TypeError("export_captioner takes a checkpoint directory or a (Captioner, Tokenizer) pair")
+        model, tokenizer, card = load_captioner(source)
+        coder = load_fact_coder(source, card) if model.config.input == "facts" else None
+        return model, tokenizer, card, coder
+    if isinstance(source, tuple) and len(source) in (2, 3):
+        model, tokenizer, coder = (*source, None)[:3]
+        if (model.config.input == "facts") != (coder is not None):
+            raise TypeError("a fact captioner exports as (Captioner, Tokenizer, FactCoder), an image one as a pair")
+        return model, tokenizer, {}, coder
+    raise TypeError("export_captioner takes a checkpoint directory or a (Captioner, Tokenizer[, FactCoder]) tuple")
 
 
-def export_captioner(ckpt_dir_or_model, out_dir: str | os.PathLike[str], verify: bool = True) -> Path:
-    """Export a captioner checkpoint (or ``(model, tokenizer)``) into ``out_dir``, atomically.
+CLASSIFIER_CHOICES = ("int8", "fp32")
+
+
+def export_captioner(ckpt_dir_or_model, out_dir: str | os.PathLike[str], verify: bool = True,
+                     classifier: str | os.PathLike[str] = "int8") -> Path:
+    """Export a captioner checkpoint (or ``(model, tokenizer[, coder])``) into ``out_dir``, atomically.
 
     The folder is built beside ``out_dir`` and renamed into place only after
     ``onnx.checker`` (full check) and, with ``verify``, the ONNX-vs-PyTorch token check pass.
+    ``classifier`` (fact captioners): ``int8`` / ``fp32`` build the ImageNet classifier (about a
+    minute), a folder path copies its ``encoder.onnx`` + ``classifier.npz`` (the folder's
+    ``nouns.json`` must equal the checkpoint's).
     """
-    model, tokenizer, card = _load(ckpt_dir_or_model)
+    model, tokenizer, card, coder = _load(ckpt_dir_or_model)
     model = model.eval()
     cfg = model.config
     out = Path(out_dir)
@@ -100,13 +138,21 @@ def export_captioner(ckpt_dir_or_model, out_dir: str | os.PathLike[str], verify:
             contract.KIND: "captioner",
             contract.CAPTIONER_CONFIG: json.dumps(cfg.to_dict()),
         }
-        _export_encoder(model, tmp / ENCODER_FILE, {**meta, contract.PART: "encoder"})
+        facts = coder is not None
+        classifier_report = None
+        if facts:
+            _export_fact_encoder(model, tmp / FACT_ENCODER_FILE, {**meta, contract.PART: "fact_encoder"})
+            coder.table.save(tmp / NOUNS_FILE)
+            classifier_report = _classifier(coder.table, tmp, classifier)
+        else:
+            _export_encoder(model, tmp / ENCODER_FILE, {**meta, contract.PART: "encoder"})
         _export_decoder(model, tmp / DECODER_FILE, {**meta, contract.PART: "decoder_step"})
         tokenizer.save(tmp / TOKENIZER_FILE)
         config = {
             "format": FORMAT,
             "version": 1,
-            "image_size": cfg.image_size,
+            "input": cfg.input,
+            "image_size": 224 if facts else cfg.image_size,
             "image_layout": "uint8_nhwc_rgb",
             "max_len": cfg.max_len,
             "vocab_size": len(tokenizer),
@@ -114,7 +160,11 @@ def export_captioner(ckpt_dir_or_model, out_dir: str | os.PathLike[str], verify:
             "bos_id": tokenizer.bos_id,
             "eos_id": tokenizer.eos_id,
             "pad_id": tokenizer.pad_id,
-            "encoder": {"file": ENCODER_FILE, "inputs": ["image"], "outputs": ENCODER_OUTPUTS},
+            "encoder": ({"file": ENCODER_FILE, "inputs": ["image"], "outputs": ["head"],
+                         "classifier": CLASSIFIER_FILE, "nouns": NOUNS_FILE} if facts else
+                        {"file": ENCODER_FILE, "inputs": ["image"], "outputs": ENCODER_OUTPUTS}),
+            **({"fact_encoder": {"file": FACT_ENCODER_FILE, "inputs": ["facts"], "outputs": ENCODER_OUTPUTS},
+                "facts": coder.to_dict(), "classifier": classifier_report} if facts else {}),
             "decoder_step": {"file": DECODER_FILE, "inputs": DECODER_INPUTS, "outputs": DECODER_OUTPUTS},
             "model": cfg.to_dict(),
             "opset": OPSET,
@@ -123,7 +173,7 @@ def export_captioner(ckpt_dir_or_model, out_dir: str | os.PathLike[str], verify:
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         if verify:
-            verify_captioner_export(tmp, (model, tokenizer))
+            verify_captioner_export(tmp, (model, tokenizer, coder) if facts else (model, tokenizer))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; an exported model folder is for sharing
         return replace_dir(tmp, out)
     except OSError as exc:
@@ -156,10 +206,38 @@ def _export_encoder(model: Captioner, path: Path, meta: dict[str, str]) -> None:
     _export(_EncoderGraph(model).eval(), (sample,), path, ["image"], ENCODER_OUTPUTS, axes, meta)
 
 
+def _export_fact_encoder(model: Captioner, path: Path, meta: dict[str, str]) -> None:
+    sample = torch.randint(0, model.config.fact_tokens, (2, model.config.fact_slots), dtype=torch.long)
+    axes = {name: {0: "batch"} for name in ["facts", *ENCODER_OUTPUTS]}
+    _export(_FactEncoderGraph(model).eval(), (sample,), path, ["facts"], ENCODER_OUTPUTS, axes, meta)
+
+
+def _classifier(table: NounTable, folder: Path, source: str | os.PathLike[str]) -> dict:
+    """Build the fact captioner's classifier into ``folder``, or copy it from another folder."""
+    if str(source) in CLASSIFIER_CHOICES:
+        return build_classifier(table, folder, int8=str(source) == "int8")
+    src = Path(source)
+    if NounTable.load(src / NOUNS_FILE) != table:
+        raise BadInputError(f"{src / NOUNS_FILE} is not this checkpoint's noun table: its classifier groups differ")
+    for name in (ENCODER_FILE, CLASSIFIER_FILE):
+        if not (src / name).is_file():
+            raise BadInputError(f"no {name} in {src} to copy the classifier from")
+        shutil.copyfile(src / name, folder / name)
+    report = read_json(src / CONFIG_FILE, "exported captioner config").get("classifier") if (src / CONFIG_FILE).is_file() else None
+    return {"copied_from": str(src), **(report or {})}
+
+
+def _encode_sample(model: Captioner, rows: int = 2):
+    """A batch the encoder accepts: random images or random fact ids."""
+    if model.config.input == "facts":
+        return torch.randint(0, model.config.fact_tokens, (rows, model.config.fact_slots), dtype=torch.long)
+    size = model.config.image_size
+    return torch.rand(rows, 3, size, size)
+
+
 def _export_decoder(model: Captioner, path: Path, meta: dict[str, str]) -> None:
     with torch.no_grad():
-        size = model.config.image_size
-        features, keys, hidden, context = model.encode(torch.rand(2, 3, size, size))
+        features, keys, hidden, context = model.encode(_encode_sample(model))
     token = torch.tensor([1, 2], dtype=torch.long)
     axes = {name: {0: "batch"} for name in [*DECODER_INPUTS, *DECODER_OUTPUTS]}
     _export(
@@ -211,24 +289,32 @@ def verify_captioner(
 ) -> CaptionerVerification:
     """Compare an exported folder with PyTorch (does not raise on a difference; see ``.passed``).
 
-    ``images`` (N x S x S x 3 uint8) default to held-out synthetic scenes (the ``test``
-    split, never drawn in training). Measures the encoder outputs' max abs error, and
-    whether the ONNX stepwise greedy decode gives PyTorch's tokens on every image. The encoder
-    error is scaled by each output's magnitude (features reach ~100; float32 rounding there
-    is ~1e-5 absolute), so ``tolerance`` means the same for small and large activations.
+    ``images`` (N x S x S x 3 uint8, or N x 13 fact ids for a fact captioner) default to
+    ``scenes`` held-out inputs: synthetic scenes or synthetic fact sets of the ``test`` stream,
+    never drawn in training. Measures the encoder outputs' max abs error, and whether the ONNX
+    stepwise greedy decode gives PyTorch's tokens on every input. The encoder error is scaled
+    by each output's magnitude (features reach ~100; float32 rounding there is ~1e-5
+    absolute), so ``tolerance`` means the same for small and large activations.
     """
-    model, tokenizer, _ = _load(ckpt_dir_or_model)
+    model, tokenizer, _, coder = _load(ckpt_dir_or_model)
     model = model.eval()
-    if images is None:
+    if images is None and coder is not None:
+        images = coder.encode_batch(make_facts(coder.table, scenes, seed, "test"))
+    elif images is None:
         images = render_scenes(make_scenes(scenes, seed, "test"), model.config.image_size)
-    runtime = OnnxCaptioner(export_dir, constrained=False)  # the graphs' own decode, as PyTorch's greedy
+    # the graphs' own decode, as PyTorch's greedy; faces are not part of what is compared
+    runtime = OnnxCaptioner(export_dir, constrained=False, faces=False)
     try:
-        if runtime.spec.image_size != model.config.image_size or len(runtime.tokenizer) != len(tokenizer):
-            raise BadInputError(f"{export_dir} was not exported from this checkpoint (image size or vocabulary differ)")
+        if runtime.kind != model.config.input or len(runtime.tokenizer) != len(tokenizer) or (
+                coder is None and runtime.spec.image_size != model.config.image_size) or (
+                coder is not None and runtime.coder.vocab != coder.vocab):
+            raise BadInputError(f"{export_dir} was not exported from this checkpoint "
+                                "(input kind, image size, vocabulary or fact vocabulary differ)")
         onnx_enc = runtime._encode(images)  # noqa: SLF001 - the verifier checks the raw graph outputs
         with torch.no_grad():
-            torch_enc = [t.numpy() for t in model.encode(images_to_tensor(images))]
-            torch_rows = model.greedy(images_to_tensor(images), tokenizer.bos_id, tokenizer.eos_id).tolist()
+            x = encoder_input(model, images)
+            torch_enc = [t.numpy() for t in model.encode(x)]
+            torch_rows = model.greedy(x, tokenizer.bos_id, tokenizer.eos_id).tolist()
         diffs = [(float(np.abs(onnx_enc[n] - t).max()), max(1.0, float(np.abs(t).max())))
                  for n, t in zip(ENCODER_OUTPUTS, torch_enc)]
         enc_err = max(d for d, _ in diffs)
@@ -241,7 +327,7 @@ def verify_captioner(
     first = None
     if mismatched:
         i = mismatched[0]
-        first = f"image {i}: ONNX {tokenizer.decode(onnx_tokens[i])!r} vs PyTorch {tokenizer.decode(torch_tokens[i])!r}"
+        first = f"input {i}: ONNX {tokenizer.decode(onnx_tokens[i])!r} vs PyTorch {tokenizer.decode(torch_tokens[i])!r}"
     return CaptionerVerification(len(images), enc_err, scaled_err, len(mismatched), tolerance, first)
 
 
@@ -262,37 +348,51 @@ EMBEDDED_FILES = {
     "config": "config.json",
     "runtime_config": CONFIG_FILE,
 }
+FACT_FILES = {"fact_encoder": FACT_ENCODER_FILE, "nouns": NOUNS_FILE, "classifier": CLASSIFIER_FILE}
 
 
-def write_embedded(ckpt_dir: str | os.PathLike[str], dest: str | os.PathLike[str], source: str) -> Path:
+def write_embedded(ckpt_dir: str | os.PathLike[str], dest: str | os.PathLike[str], source: str,
+                   classifier: str | os.PathLike[str] = "int8", extra: dict | None = None) -> Path:
     """Export ``ckpt_dir`` into ``dest`` as a shippable model folder with a ``model.json`` card.
 
     The folder is at once an exported captioner (what the runtime loads) and a checkpoint
-    (config.json + safetensors + tokenizer.json, what ``load_captioner`` and the exporter
-    load), so the shipped files can always be re-exported and re-verified.
+    (config.json + safetensors + tokenizer.json (+ nouns.json), what ``load_captioner`` and the
+    exporter load), so the shipped files can always be re-exported and re-verified. ``extra``
+    goes into the card (e.g. the wall times of the stages a recipe ran).
     """
     ckpt, dest = Path(ckpt_dir), Path(dest)
-    model, tokenizer, card = load_captioner(ckpt)
+    model, tokenizer, card, coder = _load(ckpt)
+    facts = coder is not None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from None
     staging = Path(tempfile.mkdtemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent))
     try:
-        folder = export_captioner((model, tokenizer), staging / "export")
+        export_start = time.perf_counter()
+        folder = export_captioner((model, tokenizer, coder) if facts else (model, tokenizer), staging / "export",
+                                  classifier=classifier)
+        export_wall = round(time.perf_counter() - export_start, 1)
         shutil.copyfile(ckpt / "config.json", folder / "config.json")
         shutil.copyfile(ckpt / "captioner.safetensors", folder / "captioner.safetensors")
         report = card.get("report", {})
         final = report.get("gan", report.get("mle", {})).get("held_out", {})
+        runtime_config = read_json(folder / CONFIG_FILE, "exported captioner config")
+        description = ("casual spoken-style captions of real frames: EfficientNet-Lite0 (ImageNet, INT8) + Haar faces "
+                       "+ colours recognise facts, an attention-GRU decoder trained on synthetic facts says them"
+                       if facts else
+                       "spoken-style captions of synthetic shape scenes (CNN encoder + attention GRU decoder)")
         model_card = {
             "name": "captioner",
             "kind": "captioner",
-            "description": "spoken-style captions of synthetic shape scenes (CNN encoder + attention GRU decoder)",
-            "files": EMBEDDED_FILES,
+            "description": description,
+            "files": {**EMBEDDED_FILES, **(FACT_FILES if facts else {})},
             "source": source,
-            "wall_s": _wall_times(report),
+            "wall_s": {**_wall_times(report), "export_s": export_wall},
             "trained_on": "this repository's CI-class machine: 2 shared CPU cores, torch CPU with 1 thread",
             "held_out_greedy": {k: final.get(k) for k in ("bleu1", "bleu2", "bleu3", "bleu4", "cider", "distinct2")},
+            **({"classifier": runtime_config.get("classifier")} if facts else {}),
+            **(extra or {}),
             "training_report": report,
         }
         (folder / "model.json").write_text(json.dumps(model_card, indent=2) + "\n")
@@ -322,17 +422,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out")
     p.add_argument("--embedded", action="store_true", help="also copy weights + card and write model.json")
     p.add_argument("--source", default="", help="the reproducing command to record in model.json")
+    p.add_argument("--classifier", default="int8", metavar="int8|fp32|DIR",
+                   help="fact captioners: build the ImageNet classifier (int8, default, or fp32) or copy it from DIR")
     args = p.parse_args(argv)
     return run_reporting_errors(lambda: _main(args))
 
 
 def _main(args: argparse.Namespace) -> int:
     if args.embedded:
-        out = write_embedded(args.checkpoint, args.out, args.source)
+        out = write_embedded(args.checkpoint, args.out, args.source, classifier=args.classifier)
     else:
-        out = export_captioner(args.checkpoint, args.out)
+        out = export_captioner(args.checkpoint, args.out, classifier=args.classifier)
     report = verify_captioner_export(out, args.checkpoint, scenes=100)
-    print(f"wrote {out}: ONNX stepwise decode == PyTorch decode on {report['images']} held-out scenes "
+    config = read_json(Path(out) / CONFIG_FILE, "exported captioner config")
+    for line in (config.get("classifier") or {}).get("lines", []):
+        print(line)
+    print(f"wrote {out}: ONNX stepwise decode == PyTorch decode on {report['images']} held-out inputs "
           f"(encoder max abs error {report['encoder_max_abs_err']:.1e}, relative {report['encoder_scaled_err']:.1e})")
     return 0
 

@@ -66,7 +66,8 @@ def _export_captioner(args: argparse.Namespace) -> int:
     _need("torch", "onnx")
     captioner = _captioner_module()
     # export_captioner verifies the folder before renaming it into place (unless --no-verify).
-    out = captioner.export_captioner(args.checkpoint, args.output, verify=not args.no_verify)
+    out = captioner.export_captioner(args.checkpoint, args.output, verify=not args.no_verify,
+                                     classifier=args.classifier)
     print(f"wrote {out}: encoder.onnx, decoder_step.onnx, tokenizer (opset {captioner.OPSET})")
     if not args.no_verify:
         _print_and_check_captioner(captioner, out, args.checkpoint)
@@ -146,6 +147,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cap.add_argument("checkpoint", metavar="CKPT", help="captioner checkpoint directory")
     cap.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     cap.add_argument("--no-verify", action="store_true", help="skip the ONNX-vs-PyTorch token check")
+    cap.add_argument("--classifier", default="int8", metavar="int8|fp32|DIR",
+                     help="fact captioners: build the ImageNet classifier encoder.onnx as INT8 (default) or FP32 "
+                     "(about a minute, checked on the packaged photos), or copy it from an exported folder DIR")
     cap.set_defaults(handler=_export_captioner)
 
     verify = subparsers.add_parser(

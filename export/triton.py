@@ -36,9 +36,12 @@ from typing import Any
 
 from stylize_rt import contract
 from stylize_rt.contract import (
+    CAPTIONER_CLASSIFIER_FILE,
     CAPTIONER_CONFIG_FILE,
     CAPTIONER_DECODER_FILE,
     CAPTIONER_ENCODER_FILE,
+    CAPTIONER_FACT_ENCODER_FILE,
+    CAPTIONER_NOUNS_FILE,
     CAPTIONER_TOKENIZER_FILE,
     CHECKPOINT_CARD,
     CHECKPOINT_ONNX,
@@ -248,7 +251,10 @@ def check_entry(repo: Path, name: str) -> Any:
             for file in (CAPTIONER_CONFIG_FILE, CAPTIONER_TOKENIZER_FILE):
                 if not (version / file).is_file():
                     raise BadInputError(f"{where}: {version / file} is missing")
-            for param in (triton_python.ENCODER_PARAM, triton_python.DECODER_PARAM):
+            params = [triton_python.ENCODER_PARAM, triton_python.DECODER_PARAM]
+            if triton_python.FACT_ENCODER_PARAM in config.parameters:
+                params.append(triton_python.FACT_ENCODER_PARAM)
+            for param in params:
                 other = config.parameters[param].string_value
                 if not other or not (repo / other / "config.pbtxt").is_file():
                     raise BadInputError(f"{where}: parameter {param} names {other!r}, which is not in {repo}")
@@ -387,7 +393,10 @@ def captioner_entries(folder: Path, name: str, options: TritonExportConfig) -> l
     graphs = dataclasses.replace(options, max_batch=0, dynamic_batching=False)
     entries = []
     names = {}
-    for part, file in (("encoder", CAPTIONER_ENCODER_FILE), ("decoder_step", CAPTIONER_DECODER_FILE)):
+    facts = (folder / CAPTIONER_FACT_ENCODER_FILE).is_file()  # a fact captioner: one more graph, two data files
+    parts = (("encoder", CAPTIONER_ENCODER_FILE), *((("fact_encoder", CAPTIONER_FACT_ENCODER_FILE),) if facts else ()),
+             ("decoder_step", CAPTIONER_DECODER_FILE))
+    for part, file in parts:
         source = folder / file
         if not source.is_file():
             raise BadInputError(f"{folder} is missing {file}")
@@ -400,10 +409,13 @@ def captioner_entries(folder: Path, name: str, options: TritonExportConfig) -> l
     _python_parameters(config, options, triton_python.CAPTIONER_ROLE)
     config.parameters[triton_python.ENCODER_PARAM].string_value = names["encoder"]
     config.parameters[triton_python.DECODER_PARAM].string_value = names["decoder_step"]
+    data = [CAPTIONER_CONFIG_FILE, CAPTIONER_TOKENIZER_FILE]
+    if facts:
+        config.parameters[triton_python.FACT_ENCODER_PARAM].string_value = names["fact_encoder"]
+        data += [CAPTIONER_NOUNS_FILE, CAPTIONER_CLASSIFIER_FILE]
     files = {PYTHON_FILE: triton_python.model_py(triton_python.CAPTIONER_ROLE),
-             CAPTIONER_CONFIG_FILE: folder / CAPTIONER_CONFIG_FILE,
-             CAPTIONER_TOKENIZER_FILE: folder / CAPTIONER_TOKENIZER_FILE}
-    for file in (CAPTIONER_CONFIG_FILE, CAPTIONER_TOKENIZER_FILE):
+             **{file: folder / file for file in data}}
+    for file in data:
         if not (folder / file).is_file():
             raise BadInputError(f"{folder} is missing {file}")
     entries.append(ModelEntry(name, config, files))

@@ -5,6 +5,10 @@ must never sit in the frame path: the pipeline only *offers* frames (a non-block
 overwrite of a one-frame slot), the worker captions whichever frame is newest when it is
 free and at most once per ``interval_s``, and the overlay shows the newest caption with
 its age. A captioner that fails is reported once and switched off; frames keep flowing.
+
+Everything the captioner does runs in this thread: for the fact captioner that is the ImageNet
+classifier, the colour and layout rules, the decoder and the Haar face detector (20-90 ms a
+frame on a busy CPU core, too slow for the frame path, cheap at one caption a second).
 """
 
 from __future__ import annotations

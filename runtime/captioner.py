@@ -1,15 +1,27 @@
-"""``Captioner``: spoken-style captions for frames, from the exported ONNX folder, without torch.
+"""``Captioner``: spoken-style captions for frames, from an exported ONNX folder, without torch.
 
-The exported folder (``stylize-rt export captioner``) holds::
+Two kinds of folder, told apart by ``captioner.json``'s ``"input"``:
+
+**facts** (the embedded default)::
+
+    encoder.onnx        image uint8 [B, 224, 224, 3] RGB -> head [B, 49, 1280]
+                        (EfficientNet-Lite0 ImageNet classifier's trunk, INT8)
+    classifier.npz      its 1000-way layer (probabilities and class-activation maps, in float)
+    nouns.json          ImageNet class -> speakable noun group
+    fact_encoder.onnx   facts int64 [B, 13] -> features, keys, hidden, context
+    decoder_step.onnx   token, hidden, context, features, keys -> logits, hidden_out, context_out, attention
+
+A frame becomes ``Facts`` (``runtime.caption_facts``: subject nouns with their confidence, faces,
+colours, brightness, layout), the facts become 13 fact-token ids, and the decoder says them.
+
+**image** (the synthetic shape-scene model, or one trained on COCO captions)::
 
     encoder.onnx        image uint8 [B, S, S, 3] RGB -> features, keys, hidden, context
-    decoder_step.onnx   token, hidden, context, features, keys -> logits, hidden_out, context_out, attention
-    tokenizer.json      word-level vocabulary (runtime.tokenizer)
-    captioner.json      image size, max length, special ids, tensor names
+    decoder_step.onnx   as above
 
-The decoding loop runs here, in numpy, so greedy and beam search need no special graph and
-the same two graphs serve ONNX Runtime and TensorRT. Greedy is the default: one decoder
-call per word, the cheapest thing to run beside a real-time stylizer.
+Both have ``tokenizer.json`` and ``captioner.json``. The decoding loop runs here in numpy
+(``runtime.caption_decode``: greedy, beam search, nucleus sampling, all with the rules that keep
+captions from looping or coming out empty), so the same graphs serve ONNX Runtime and TensorRT.
 """
 
 from __future__ import annotations
@@ -22,15 +34,22 @@ from typing import Any
 import cv2
 import numpy as np
 
+from stylize_rt.caption_facts import P_EDGES, SLOTS, FactCoder, Facts, NounTable
+from stylize_rt.contract import CAPTIONER_CLASSIFIER_FILE as CLASSIFIER_FILE
 from stylize_rt.contract import CAPTIONER_CONFIG_FILE as CONFIG_FILE
 from stylize_rt.contract import CAPTIONER_DECODER_FILE as DECODER_FILE
 from stylize_rt.contract import CAPTIONER_ENCODER_FILE as ENCODER_FILE
+from stylize_rt.contract import CAPTIONER_FACT_ENCODER_FILE as FACT_ENCODER_FILE
 from stylize_rt.contract import CAPTIONER_FORMAT as FORMAT
+from stylize_rt.contract import CAPTIONER_NOUNS_FILE as NOUNS_FILE
 from stylize_rt.contract import CAPTIONER_TOKENIZER_FILE as TOKENIZER_FILE
 from stylize_rt.errors import BadInputError
 from stylize_rt.fileio import read_json
-from stylize_rt.models import get_model
+from stylize_rt.models import get_model, list_models
+from stylize_rt.runtime import caption_decode
 from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from stylize_rt.runtime.caption_decode import DecodeRules
+from stylize_rt.runtime.caption_facts import FactExtractor
 from stylize_rt.tokenizer import Tokenizer
 
 
@@ -46,7 +65,7 @@ def as_rgb_frame(frame: np.ndarray) -> np.ndarray:
         raise BadInputError(f"zero-size image: shape {tuple(frame.shape)}")
     if frame.dtype != np.uint8:
         raise BadInputError(f"expected a uint8 frame, got {frame.dtype}")
-    return frame[..., :3]
+    return np.ascontiguousarray(frame[..., :3])
 
 
 @dataclass
@@ -60,6 +79,8 @@ class CaptionerSpec:
     eos_id: int
     pad_id: int
     vocab_digest: str | None = None
+    input: str = "image"  # "image" or "facts"
+    facts: dict | None = None  # facts: {"slots", "vocab", "p_edges"}
 
     @classmethod
     def load(cls, path: Path) -> "CaptionerSpec":
@@ -69,13 +90,21 @@ class CaptionerSpec:
         try:
             keys = ("image_size", "max_len", "vocab_size", "bos_id", "eos_id", "pad_id")
             digest = data.get("vocab_sha256_16")
-            return cls(**{k: int(data[k]) for k in keys}, vocab_digest=str(digest) if digest else None)
+            spec = cls(**{k: int(data[k]) for k in keys}, vocab_digest=str(digest) if digest else None,
+                       input=str(data.get("input", "image")), facts=data.get("facts"))
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInputError(f"corrupt {path}: {exc}") from None
+        if spec.input not in ("image", "facts"):
+            raise BadInputError(f"corrupt {path}: unknown input {spec.input!r}")
+        if spec.input == "facts" and not (isinstance(spec.facts, dict) and isinstance(spec.facts.get("vocab"), list)):
+            raise BadInputError(f"corrupt {path}: a fact captioner without its fact vocabulary")
+        if spec.input == "facts" and list(spec.facts.get("slots", [])) != list(SLOTS):
+            raise BadInputError(f"{path}: fact slots {spec.facts.get('slots')} are not this version's {list(SLOTS)}")
+        return spec
 
 
 class Captioner:
-    """Loads an exported captioner folder and captions frames (greedy or beam search)."""
+    """Loads an exported captioner folder and captions frames (greedy, beam search or sampling)."""
 
     def __init__(
         self,
@@ -84,20 +113,70 @@ class Captioner:
         providers: tuple[str, ...] = ("CPUExecutionProvider",),
         no_repeat_ngram: int = 3,
         constrained: bool = True,
-        graphs: tuple[Any, Any] | None = None,
+        faces: bool = True,
+        seed: int | None = None,
+        graphs: tuple[Any, ...] | None = None,
     ) -> None:
-        """``no_repeat_ngram``: no word n-gram of this length occurs twice in a caption (0: off), so
-        greedy and beam search cannot loop ("a big ball a big ball ..."). ``constrained=False``
-        decodes with no rule at all (the raw graphs, for parity checks against PyTorch).
-        ``graphs``: (encoder, decoder step) backends already open elsewhere (a Triton server's
-        models); then no local ONNX Runtime session is opened."""
+        """``no_repeat_ngram``: no word n-gram of this length occurs twice in a caption (0: off).
+        ``constrained=False`` decodes with no rule at all (the raw graphs, for parity checks against
+        PyTorch). ``faces``: look for faces (fact captioners; costs 20-90 ms a frame). ``seed``:
+        the random stream of sampled captions. ``graphs``: backends already open elsewhere (a
+        Triton server's models), (encoder, decoder step), or (classifier, fact encoder, decoder
+        step) for a fact captioner; then no local ONNX Runtime session is opened."""
         if model_dir is None:
             model_dir = get_model("captioner").directory
+        elif not Path(model_dir).exists() and str(model_dir) in {m.name for m in list_models() if m.kind == "captioner"}:
+            model_dir = get_model(str(model_dir)).directory  # an embedded captioner by name: --caption-engine captioner
         self.directory = Path(model_dir)
         if not self.directory.is_dir():
             raise BadInputError(f"captioner folder not found: {self.directory}")
         self.spec = CaptionerSpec.load(self.directory / CONFIG_FILE)
         self.tokenizer = Tokenizer.load(self.directory / TOKENIZER_FILE)
+        self._check_vocabulary()
+        tok = self.tokenizer
+        self.rules = DecodeRules(tok.bos_id, tok.eos_id, tok.pad_id, tok.unk_id, self.spec.max_len,
+                                 no_repeat_ngram=no_repeat_ngram, constrained=constrained)
+        self.rng = np.random.default_rng(seed)
+        self.facts: FactExtractor | None = None
+        self.coder: FactCoder | None = None
+        self.encoder: OnnxRuntimeBackend | None = None
+        self.fact_encoder: OnnxRuntimeBackend | None = None
+        self.decoder: OnnxRuntimeBackend | None = None
+        if graphs is not None and len(graphs) != (3 if self.kind == "facts" else 2):
+            raise BadInputError(f"a{' fact' if self.kind == 'facts' else 'n image'} captioner runs over "
+                                f"{3 if self.kind == 'facts' else 2} graphs, got {len(graphs)}")
+        opened = graphs is None
+
+        def graph(index: int, file: str):
+            if not opened:
+                return graphs[index]
+            return OnnxRuntimeBackend(self.directory / file, threads=threads, providers=providers)
+
+        try:
+            if self.kind == "facts":
+                table = NounTable.load(self.directory / NOUNS_FILE)
+                self.coder = FactCoder(table, self.spec.facts["vocab"], tuple(self.spec.facts.get("p_edges", P_EDGES)))
+                self.facts = FactExtractor(self.directory / ENCODER_FILE, self.directory / CLASSIFIER_FILE, table,
+                                           threads=threads, providers=providers, faces=faces,
+                                           encoder=None if opened else graphs[0])
+                self.encoder = self.facts.encoder
+                self.fact_encoder = graph(1, FACT_ENCODER_FILE)
+                self.decoder = graph(2, DECODER_FILE)
+            else:
+                self.encoder = graph(0, ENCODER_FILE)
+                self.decoder = graph(1, DECODER_FILE)
+            if opened:
+                self._check_decoder()
+        except BaseException:
+            if opened:
+                self.close()
+            raise
+
+    @property
+    def kind(self) -> str:
+        return self.spec.input
+
+    def _check_vocabulary(self) -> None:
         if len(self.tokenizer) != self.spec.vocab_size:
             raise BadInputError(
                 f"vocabulary mismatch in {self.directory}: {TOKENIZER_FILE} has {len(self.tokenizer)} tokens, "
@@ -111,13 +190,8 @@ class Captioner:
         ids = (self.tokenizer.bos_id, self.tokenizer.eos_id, self.tokenizer.pad_id)
         if ids != (self.spec.bos_id, self.spec.eos_id, self.spec.pad_id):
             raise BadInputError(f"vocabulary mismatch in {self.directory}: special token ids differ")
-        self.no_repeat_ngram = no_repeat_ngram
-        self.constrained = constrained
-        if graphs is not None:
-            self.encoder, self.decoder = graphs
-            return
-        self.encoder = OnnxRuntimeBackend(self.directory / ENCODER_FILE, threads=threads, providers=providers)
-        self.decoder = OnnxRuntimeBackend(self.directory / DECODER_FILE, threads=threads, providers=providers)
+
+    def _check_decoder(self) -> None:
         logits = next((o for o in self.decoder.outputs if o.name == "logits"), None)
         if logits is None:
             raise BadInputError(f"{self.directory / DECODER_FILE} has no 'logits' output")
@@ -128,35 +202,62 @@ class Captioner:
             )
 
     # --- public API ------------------------------------------------------------------
-    def caption(self, frame_rgb_uint8: np.ndarray, beam: int = 1, length_penalty: float = 0.0) -> str:
-        """One HxWx3 uint8 RGB frame (any size) -> a caption."""
-        return self.caption_batch([frame_rgb_uint8], beam, length_penalty)[0]
+    def caption(self, frame_rgb_uint8: np.ndarray, beam: int = 1, length_penalty: float = 0.0,
+                temperature: float = 0.0, top_p: float = 0.9) -> str:
+        """One HxWx3 uint8 RGB frame (any size) -> a caption. ``temperature > 0`` samples (nucleus
+        ``top_p``) instead of searching: a different casual caption each call, same rules."""
+        return self.caption_batch([frame_rgb_uint8], beam, length_penalty, temperature, top_p)[0]
 
-    def caption_batch(self, frames, beam: int = 1, length_penalty: float = 0.0) -> list[str]:
+    def caption_batch(self, frames, beam: int = 1, length_penalty: float = 0.0,
+                      temperature: float = 0.0, top_p: float = 0.9) -> list[str]:
         """Several frames (a list, or an NHWC array) -> captions; greedy runs them as one batch."""
         if beam < 1:
             raise BadInputError(f"beam width must be at least 1, got {beam}")
-        images = self.preprocess(frames)
-        if beam == 1:
-            return [self.tokenizer.decode(t) for t in self.greedy_tokens(images)]
-        return [self.tokenizer.decode(self.beam_tokens(img[None], beam, length_penalty)) for img in images]
+        return self.decode(self.preprocess(frames), beam, length_penalty, temperature, top_p)
+
+    def describe(self, frame: np.ndarray, beam: int = 1, length_penalty: float = 0.0,
+                 temperature: float = 0.0, top_p: float = 0.9) -> tuple[str, Facts | None]:
+        """(caption, the facts it was made from; None for an image captioner)."""
+        if self.kind != "facts":
+            return self.caption(frame, beam, length_penalty, temperature, top_p), None
+        facts = self.facts(as_rgb_frame(frame))
+        return self.caption_facts([facts], beam, length_penalty, temperature, top_p)[0], facts
+
+    def caption_facts(self, facts: list[Facts], beam: int = 1, length_penalty: float = 0.0,
+                      temperature: float = 0.0, top_p: float = 0.9) -> list[str]:
+        """Captions of fact sets recognised elsewhere (or drawn synthetically): the decoder alone."""
+        if self.kind != "facts":
+            raise BadInputError(f"{self.directory} is an image captioner; it cannot caption facts")
+        return self.decode(self.coder.encode_batch(facts), beam, length_penalty, temperature, top_p)
+
+    def decode(self, inputs: np.ndarray, beam: int = 1, length_penalty: float = 0.0,
+               temperature: float = 0.0, top_p: float = 0.9) -> list[str]:
+        """Encoder inputs (preprocessed images, or fact ids) -> captions."""
+        if temperature > 0:
+            rows = self.sample_tokens(inputs, temperature, top_p)
+        elif beam == 1:
+            rows = self.greedy_tokens(inputs)
+        else:
+            rows = [self.beam_tokens(x[None], beam, length_penalty) for x in inputs]
+        return [self.tokenizer.decode(r) for r in rows]
 
     def preprocess(self, frames) -> np.ndarray:
-        """Frames of any size -> N x S x S x 3 uint8 (INTER_AREA: the same filter the COCO loader uses)."""
-        size = self.spec.image_size
-        out = []
-        for frame in frames:
-            frame = as_rgb_frame(frame)
-            if frame.shape[:2] != (size, size):
-                frame = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
-            out.append(np.ascontiguousarray(frame))
-        if not out:
+        """Frames of any size -> the encoder's input: N x S x S x 3 uint8 (image captioners, INTER_AREA,
+        the filter the COCO loader uses), or N x 13 fact ids (fact captioners: recognition runs here)."""
+        checked = [as_rgb_frame(f) for f in frames]
+        if not checked:
             raise BadInputError("no frames to caption")
-        return np.stack(out)
+        if self.kind == "facts":
+            return self.coder.encode_batch([self.facts(f) for f in checked])
+        size = self.spec.image_size
+        return np.stack([f if f.shape[:2] == (size, size) else cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA)
+                         for f in checked])
 
     # --- decoding --------------------------------------------------------------------
-    def _encode(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        return self.encoder.infer({"image": images})
+    def _encode(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        if self.kind == "facts":
+            return self.fact_encoder.infer({"facts": inputs.astype(np.int64)})
+        return self.encoder.infer({"image": inputs})
 
     def _step(self, token: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         out = self.decoder.infer({
@@ -166,102 +267,24 @@ class Captioner:
             "features": state["features"],
             "keys": state["keys"],
         })
-        new_state = dict(state, hidden=out["hidden_out"], context=out["context_out"])
-        return out["logits"].astype(np.float32), new_state
+        return out["logits"].astype(np.float32), dict(state, hidden=out["hidden_out"], context=out["context_out"])
 
-    def _mask(self, logits: np.ndarray, prefixes: list[list[int]]) -> np.ndarray:
-        """``logits`` [rows, vocab] with the tokens no caption may take next set to -inf: <bos> and
-        <pad> always, <eos> before the first word (no empty captions), and any word that would
-        repeat an n-gram of its row's prefix."""
-        if not self.constrained:
-            return logits
-        logits = logits.copy()
-        logits[:, [self.spec.bos_id, self.spec.pad_id]] = -np.inf
-        n = self.no_repeat_ngram
-        for row, prefix in enumerate(prefixes):
-            if not prefix:
-                logits[row, self.spec.eos_id] = -np.inf
-            if n and len(prefix) >= n:
-                head = tuple(prefix[-(n - 1):]) if n > 1 else ()
-                banned = [prefix[i + n - 1] for i in range(len(prefix) - n + 1) if tuple(prefix[i : i + n - 1]) == head]
-                logits[row, banned] = -np.inf
-        return logits
+    def greedy_tokens(self, inputs: np.ndarray) -> list[list[int]]:
+        """Greedy decode of encoder inputs -> token ids per input (without <bos>/<eos>)."""
+        return caption_decode.greedy(self._step, self._encode(inputs), len(inputs), self.rules)
 
-    def greedy_tokens(self, images: np.ndarray) -> list[list[int]]:
-        """Greedy decode of preprocessed images -> token ids per image (without <bos>/<eos>)."""
-        state = self._encode(images)
-        n = len(images)
-        token = np.full(n, self.spec.bos_id, np.int64)
-        done = np.zeros(n, bool)
-        result: list[list[int]] = [[] for _ in range(n)]
-        for _ in range(self.spec.max_len):
-            logits, state = self._step(token, state)
-            token = self._mask(logits, result).argmax(axis=1)
-            for i in np.flatnonzero(~done):
-                if token[i] == self.spec.eos_id:
-                    done[i] = True
-                else:
-                    result[i].append(int(token[i]))
-            if done.all():
-                break
-        return result
+    def beam_tokens(self, one: np.ndarray, beam: int, length_penalty: float = 0.0) -> list[int]:
+        """Beam search for one encoder input (batch of 1) -> best token ids; beam 1 is greedy."""
+        return caption_decode.beam_search(self._step, self._encode(one), beam, self.rules, length_penalty)
 
-    def beam_tokens(self, image: np.ndarray, beam: int, length_penalty: float = 0.0) -> list[int]:
-        """Beam search for one preprocessed image [1, S, S, 3] -> best token ids (without <bos>/<eos>).
-
-        Scores are summed log-probabilities, divided by ``length ** length_penalty`` when
-        ranking finished captions (0 = plain most-probable sequence). At ``beam == 1``
-        the search takes exactly the greedy path.
-        """
-        state = self._encode(image)
-        eos = self.spec.eos_id
-        live_tokens: list[list[int]] = [[]]
-        live_scores = np.zeros(1, np.float64)
-        token = np.array([self.spec.bos_id], np.int64)
-        finished: list[tuple[float, float, list[int]]] = []  # (ranking score, raw score, tokens)
-
-        def rank(score: float, length: int) -> float:
-            return score / (max(1, length) ** length_penalty) if length_penalty else score
-
-        for t in range(self.spec.max_len):
-            logits, state = self._step(token, state)
-            logp = self._mask(_log_softmax(logits.astype(np.float64)), live_tokens)
-            cand = (live_scores[:, None] + logp).ravel()
-            order = np.argsort(-cand, kind="stable")[: 2 * beam]  # ties: lowest index, like argmax
-            vocab = logp.shape[1]
-            keep_rows, keep_tokens, keep_scores = [], [], []
-            for flat in order:
-                row, word = divmod(int(flat), vocab)
-                if word == eos:
-                    finished.append((rank(cand[flat], len(live_tokens[row]) + 1), cand[flat], live_tokens[row]))
-                else:
-                    keep_rows.append(row)
-                    keep_tokens.append(word)
-                    keep_scores.append(cand[flat])
-                if len(keep_rows) == beam:
-                    break
-            if len(finished) >= beam or not keep_rows:
-                break
-            if t == self.spec.max_len - 1:  # out of length: the live beams end here unterminated
-                finished += [(rank(s, len(live_tokens[r]) + 1), s, live_tokens[r] + [w])
-                             for r, w, s in zip(keep_rows, keep_tokens, keep_scores)]
-                break
-            rows = np.array(keep_rows)
-            live_tokens = [live_tokens[r] + [w] for r, w in zip(keep_rows, keep_tokens)]
-            live_scores = np.array(keep_scores)
-            token = np.array(keep_tokens, np.int64)
-            state = {k: v[rows] for k, v in state.items()}
-        best = max(finished, key=lambda f: f[0])  # max keeps the first of equals: the earliest found
-        return best[2]
+    def sample_tokens(self, inputs: np.ndarray, temperature: float = 0.8, top_p: float = 0.9) -> list[list[int]]:
+        return caption_decode.sample(self._step, self._encode(inputs), len(inputs), self.rules, self.rng,
+                                     temperature, top_p)
 
     def close(self) -> None:
-        self.encoder.close()
-        self.decoder.close()
-
-
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x - x.max(axis=1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+        for backend in (self.encoder, self.fact_encoder, self.decoder):
+            if backend is not None:
+                backend.close()
 
 
 __all__ = ["Captioner", "CaptionerSpec", "as_rgb_frame"]

@@ -39,6 +39,7 @@ THREADS_PARAM = "stylize_rt.threads"
 SITE_PACKAGES_PARAM = "stylize_rt.site_packages"
 BEAM_PARAM = "stylize_rt.beam"
 ENCODER_PARAM, DECODER_PARAM = "stylize_rt.encoder_model", "stylize_rt.decoder_model"
+FACT_ENCODER_PARAM = "stylize_rt.fact_encoder_model"  # a fact captioner's third graph
 ONNX_FILE = "model.onnx"  # the graph beside a generator's model.py
 CAPTION_INPUT, CAPTION_OUTPUT = "image", "caption"
 
@@ -220,8 +221,11 @@ class CaptionerModel:
         self.beam = int(parameters.get(BEAM_PARAM) or 1)
         encoder = _BlsGraph(pb_utils, parameters[ENCODER_PARAM], list(graphs["encoder"]["outputs"]))
         decoder = _BlsGraph(pb_utils, parameters[DECODER_PARAM], list(graphs["decoder_step"]["outputs"]))
+        middle = ()
+        if parameters.get(FACT_ENCODER_PARAM):  # fact captioner: classifier, fact encoder, decoder step
+            middle = (_BlsGraph(pb_utils, parameters[FACT_ENCODER_PARAM], list(graphs["fact_encoder"]["outputs"])),)
         # The decoding loop of runtime.captioner over the server's own encoder and decoder models.
-        self.captioner = Captioner(folder, graphs=(encoder, decoder))
+        self.captioner = Captioner(folder, graphs=(encoder, *middle, decoder))
 
     def execute(self, requests: list) -> list:
         responses = []

@@ -1,4 +1,4 @@
-"""`stylize-rt train captioner` end to end (tiny run), and the shipped default captioner."""
+"""`stylize-rt train captioner` end to end (tiny runs): synthetic facts (the default), scenes, COCO."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import sys
 import cv2
 import pytest
 
-from stylize_rt.training.scenes import make_scenes, render_scenes
-
 
 def run_cli(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "stylize_rt", *map(str, args)],
@@ -18,10 +16,32 @@ def run_cli(*args, timeout=300):
 
 
 @pytest.mark.slow
+def test_train_fact_captioner_cli_is_the_default_and_needs_no_images(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "ckpt"
+    proc = run_cli("train", "captioner", "-o", out, "--steps", 3, "--batch-size", 8, "--eval-facts", 10,
+                   "--gan-steps", 1, "--disc-pretrain", 1, "--threads", 1)
+    assert proc.returncode == 0, proc.stderr
+    assert "held-out after MLE: BLEU-1" in proc.stdout and "held-out after GAN: BLEU-1" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["captioner.safetensors", "config.json", "nouns.json",
+                                                     "tokenizer.json"]
+    card = json.loads((out / "config.json").read_text())
+    assert card["captioner"]["input"] == "facts" and card["report"]["data"] == "facts"
+    assert len(card["facts"]["vocab"]) == card["captioner"]["fact_tokens"]
+    again = run_cli("train", "captioner", "-o", tmp_path / "ft", "--init", out, "--steps", 2, "--batch-size", 4,
+                    "--eval-facts", 4, "--threads", 1)
+    assert again.returncode == 0, again.stderr
+    wrong = run_cli("train", "captioner", "-o", tmp_path / "x", "--init", out, "--data", "scenes", "--steps", 1,
+                    "--scenes", 4, "--eval-scenes", 2)
+    assert wrong.returncode == 2 and "fact captioner" in wrong.stderr
+
+
+@pytest.mark.slow
 def test_train_captioner_cli_writes_a_checkpoint_with_mle_and_gan_scores(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "ckpt"
-    proc = run_cli("train", "captioner", "-o", out, "--scenes", 64, "--eval-scenes", 8, "--steps", 3,
+    proc = run_cli("train", "captioner", "-o", out, "--data", "scenes", "--scenes", 64, "--eval-scenes", 8,
+                   "--steps", 3,
                    "--batch-size", 8, "--gan-steps", 1, "--disc-pretrain", 1, "--threads", 1, "--image-size", 32)
     assert proc.returncode == 0, proc.stderr
     assert "held-out after MLE: BLEU-1" in proc.stdout and "held-out after GAN: BLEU-1" in proc.stdout
@@ -43,35 +63,9 @@ def test_unwritable_checkpoint_path_fails_before_training(tmp_path):
     pytest.importorskip("torch")
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    proc = run_cli("train", "captioner", "-o", blocker / "ckpt", "--steps", 1, "--scenes", 4, "--eval-scenes", 2)
+    proc = run_cli("train", "captioner", "-o", blocker / "ckpt", "--steps", 1, "--eval-facts", 2)
     assert proc.returncode == 3 and proc.stderr.startswith("stylize-rt: error: cannot write checkpoint")
     assert "mle" not in proc.stderr  # no training happened
-
-
-def test_embedded_captioner_describes_a_held_out_scene(tmp_path):
-    """The shipped default, runtime only: `stylize-rt caption IMAGE` without --model."""
-    from stylize_rt.models import get_model
-
-    model = get_model("captioner")
-    for role in ("encoder", "decoder_step", "tokenizer", "weights", "config"):
-        assert model.path(role).is_file()
-    assert "stylize-rt train captioner" in model.source
-    scene = next(s for s in make_scenes(40, seed=123, split="test") if s.layout == "single")
-    path = tmp_path / "scene.png"
-    cv2.imwrite(str(path), render_scenes([scene], 200)[0][..., ::-1])  # bigger than training: resized
-    proc = run_cli("caption", path)
-    assert proc.returncode == 0, proc.stderr
-    text = proc.stdout.strip()
-    thing = scene.things[0]
-    assert thing.color in text and thing.shape in text, (text, scene.captions()[0])
-
-
-@pytest.mark.slow
-def test_embedded_captioner_held_out_bleu4():
-    from stylize_rt.benchmarks.caption_quality import evaluate_exported
-
-    results = evaluate_exported(None, scenes=200, seed=1, beams=[1])
-    assert results["by_beam"]["1"]["bleu4"] >= 0.5
 
 
 @pytest.mark.slow

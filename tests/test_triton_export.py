@@ -60,19 +60,26 @@ def test_python_backend_runs_the_onnx_file_through_stylize_rt(tmp_path):
     assert (tmp_path / "mosaic/1/model.onnx").is_file()
 
 
-def test_captioner_repository_has_both_graphs_and_the_loop_model(tmp_path):
+def test_captioner_repository_has_its_graphs_and_the_loop_model(tmp_path):
+    """The embedded (fact) captioner: classifier, fact encoder and decoder step, and the loop model
+    with the data its fact extraction needs."""
     for backend in ("onnxruntime", "python"):
         repo = tmp_path / backend
         folders = export_triton("captioner", repo, TritonExportConfig(backend=backend))
-        assert sorted(f.name for f in folders) == ["captioner", "captioner_decoder_step", "captioner_encoder"]
+        assert sorted(f.name for f in folders) == ["captioner", "captioner_decoder_step", "captioner_encoder",
+                                                   "captioner_fact_encoder"]
         encoder = check_entry(repo, "captioner_encoder")
-        assert [(t.name, list(t.dims)) for t in encoder.input] == [("image", [-1, 64, 64, 3])]
+        assert [(t.name, list(t.dims)) for t in encoder.input] == [("image", [-1, 224, 224, 3])]
+        facts = check_entry(repo, "captioner_fact_encoder")
+        assert [(t.name, list(t.dims)) for t in facts.input] == [("facts", [-1, 13])]
         decoder = check_entry(repo, "captioner_decoder_step")
         assert {t.name for t in decoder.input} == {"token", "hidden", "context", "features", "keys"}
         loop = check_entry(repo, "captioner")
         assert loop.backend == "python"
         assert loop.parameters[triton_python.ENCODER_PARAM].string_value == "captioner_encoder"
-        assert (repo / "captioner/1/tokenizer.json").is_file()
+        assert loop.parameters[triton_python.FACT_ENCODER_PARAM].string_value == "captioner_fact_encoder"
+        for file in ("tokenizer.json", "nouns.json", "classifier.npz", "captioner.json"):
+            assert (repo / "captioner/1" / file).is_file(), file
 
 
 def test_check_entry_catches_a_config_that_disagrees_with_the_model(tmp_path):

@@ -1,4 +1,5 @@
-"""Caption metrics: BLEU-1..4, CIDEr-D, distinct-n (torch-free; used in training and benchmarks).
+"""Caption metrics: BLEU-1..4, CIDEr-D, distinct-n, casual register, unsupported nouns (torch-free;
+used in training and benchmarks).
 
 Scorers are established packages, not hand-written metrics: BLEU from sacrebleu (corpus
 BLEU, multiple references, ``tokenize="none"`` on our own word split, reported on a 0..1
@@ -8,7 +9,16 @@ to total n-grams over all generated captions (the usual diversity measure).
 
 from __future__ import annotations
 
+from stylize_rt.caption_facts import ALTERNATIVE, COLOUR_NAMES, Facts, NounTable
 from stylize_rt.tokenizer import split_words
+
+# Spoken-style markers: a caption is "casual" when it has at least one (a filler or interjection,
+# a contraction, "!" or "?", or a hedge/tag word).
+FILLERS = frozenset({"oh", "um", "uh", "hmm", "hm", "well", "so", "okay", "alright", "yeah", "yep", "hey", "whoa",
+                     "wow", "ooh", "aw", "aww", "huh", "look", "hi", "hello"})
+HEDGES = frozenset({"kinda", "pretty", "super", "totally", "maybe", "probably", "honestly", "cute", "cool", "nice",
+                    "neat", "yum", "sweet", "mmm", "weird", "definitely", "guess", "think", "clue", "guessing", "just"})
+PERSON_WORDS = frozenset({"person", "people", "someone", "somebody", "face", "faces"})
 
 
 def _tok(text: str) -> str:
@@ -53,6 +63,54 @@ def distinct_n(captions: list[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
+def casual_markers(caption: str) -> int:
+    """How many spoken-style markers ``caption`` has (see ``FILLERS``/``HEDGES``)."""
+    words = split_words(caption)
+    return sum(w in FILLERS or w in HEDGES or "'" in w or w in ("!", "?") for w in words)
+
+
+def casual_share(captions: list[str], at_least: int = 1) -> float:
+    """Fraction of captions with at least ``at_least`` casual markers."""
+    return sum(casual_markers(c) >= at_least for c in captions) / len(captions) if captions else 0.0
+
+
+class NounChecker:
+    """Finds the nouns a caption says that its facts do not back up (an invented object)."""
+
+    def __init__(self, table: NounTable) -> None:
+        self.table = table
+        self.index: dict[tuple[str, ...], set[int]] = {}
+        for gi, g in enumerate(table.groups):
+            for word in {g.noun, g.plural, *table.group_kinds(gi)}:
+                self.index.setdefault(tuple(split_words(word)), set()).add(gi)
+        for c in COLOUR_NAMES:  # "orange" is a fruit kind and a colour: colours are not nouns here
+            self.index.pop((c,), None)
+        self.longest = max(len(k) for k in self.index)
+
+    def unsupported(self, caption: str, facts: Facts) -> list[str]:
+        allowed = {facts.subjects[0].group} if facts.subjects else set()
+        if len(facts.subjects) > 1 and facts.subjects[1].prob >= ALTERNATIVE:
+            allowed.add(facts.subjects[1].group)
+        people_ok = facts.faces > 0 or bool(
+            facts.subjects and self.table.groups[facts.subjects[0].group].category in ("clothing", "person"))
+        words, bad, i = split_words(caption), [], 0
+        while i < len(words):
+            for n in range(self.longest, 0, -1):
+                key = tuple(words[i : i + n])
+                if key in self.index:
+                    if key[0] in PERSON_WORDS or key[-1] in PERSON_WORDS:
+                        ok = people_ok or bool(self.index[key] & allowed)
+                    else:
+                        ok = key in (("thing",), ("things",)) or bool(self.index[key] & allowed)
+                    if not ok:
+                        bad.append(" ".join(key))
+                    i += n
+                    break
+            else:
+                i += 1
+        return bad
+
+
 def caption_scores(hypotheses: list[str], references: list[list[str]]) -> dict[str, float | None]:
     scores: dict[str, float | None] = dict(bleu_scores(hypotheses, references))
     scores["cider"] = cider_score(hypotheses, references)
@@ -70,4 +128,5 @@ def format_scores(scores: dict) -> str:
     return ", ".join(parts)
 
 
-__all__ = ["bleu_scores", "cider_score", "distinct_n", "caption_scores", "format_scores"]
+__all__ = ["bleu_scores", "cider_score", "distinct_n", "caption_scores", "format_scores", "casual_markers",
+           "casual_share", "NounChecker"]

@@ -14,15 +14,23 @@ def register(kinds: argparse._SubParsersAction) -> None:
     """Add the ``captioner`` parser under ``stylize-rt train``."""
     p = kinds.add_parser(
         "captioner",
-        help="train the spoken-style image captioner (synthetic scenes or a COCO-format set)",
+        help="train the spoken-style captioner (default: on synthetic facts; or shape scenes, or a COCO-format set)",
         description="Train the captioner with teacher-forced MLE, then (with --gan-steps N) fine-tune it "
-        "adversarially: an image-conditioned caption discriminator rewards the captioner through "
-        "REINFORCE with a baseline. Writes a checkpoint directory (config.json, captioner.safetensors, "
-        "tokenizer.json) and prints held-out BLEU-1..4, CIDEr-D and distinct-2 before and after.",
+        "adversarially: a conditional caption discriminator rewards the captioner through REINFORCE with a "
+        "baseline. The default (--data facts) trains the fact captioner the runtime uses on real frames: its "
+        "decoder speaks about recognised facts (nouns with their confidence, faces, colours, brightness, "
+        "layout), learned from synthetic fact sets and a wide casual grammar, fresh every step (no images). "
+        "Export it with `stylize-rt export captioner`, which adds the ImageNet encoder. "
+        "Writes a checkpoint directory (config.json, captioner.safetensors, tokenizer.json, and nouns.json "
+        "for facts) and prints held-out BLEU-1..4, CIDEr-D and distinct-2 before and after.",
     )
     p.add_argument("-o", "--out", required=True, help="checkpoint directory to write (replaced atomically)")
-    data = p.add_argument_group("data (default: built-in synthetic scenes)")
-    data.add_argument("--coco", metavar="JSON", help="COCO-format caption file instead of synthetic scenes")
+    data = p.add_argument_group("data (default: synthetic facts)")
+    data.add_argument("--data", choices=("facts", "scenes"), default="facts",
+                      help="facts: synthetic fact sets + grammar sentences (the product captioner, default); "
+                      "scenes: rendered shape scenes (an image captioner); --coco selects COCO")
+    data.add_argument("--eval-facts", type=int, default=500, help="held-out synthetic fact sets (default 500)")
+    data.add_argument("--coco", metavar="JSON", help="COCO-format caption file (an image captioner on photos)")
     data.add_argument("--coco-images", metavar="DIR", help="folder holding the COCO file's images")
     data.add_argument("--scenes", type=int, default=20000, help="synthetic training scenes (default 20000)")
     data.add_argument("--eval-scenes", type=int, default=500, help="held-out synthetic scenes (default 500)")
@@ -35,7 +43,7 @@ def register(kinds: argparse._SubParsersAction) -> None:
     mle = p.add_argument_group("maximum likelihood")
     mle.add_argument("--init", metavar="CKPT", help="start from this captioner checkpoint (weights + tokenizer); "
                      "with --steps 0 only the GAN phase runs")
-    mle.add_argument("--steps", type=int, default=2000, help="MLE updates (default 2000; 0 with --init)")
+    mle.add_argument("--steps", type=int, help="MLE updates (default 5000 for facts, 2000 for images; 0 with --init)")
     mle.add_argument("--batch-size", type=int, default=64)
     mle.add_argument("--lr", type=float, default=2e-3)
     gan = p.add_argument_group("adversarial fine-tuning")
@@ -53,8 +61,12 @@ def register(kinds: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    if args.steps < 0 or args.batch_size < 1 or args.scenes < 1 or args.eval_scenes < 1 or args.gan_steps < 0:
-        raise BadInputError("--batch-size, --scenes and --eval-scenes must be positive, --steps and --gan-steps >= 0")
+    if args.steps is None:
+        args.steps = 5000 if args.data == "facts" and not args.coco else 2000
+    if args.steps < 0 or args.batch_size < 1 or args.scenes < 1 or args.eval_scenes < 1 or args.gan_steps < 0 \
+            or args.eval_facts < 1:
+        raise BadInputError("--batch-size, --scenes, --eval-scenes and --eval-facts must be positive, "
+                            "--steps and --gan-steps >= 0")
     if args.steps == 0 and not (args.init and args.gan_steps):
         raise BadInputError("--steps 0 trains nothing: use it with --init CKPT and --gan-steps N")
     if args.render_scale_max < 1.0:
@@ -67,6 +79,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     config = TrainConfig(
         out=args.out,
+        data="coco" if args.coco else args.data,
+        eval_facts=args.eval_facts,
         coco_json=args.coco,
         coco_images=args.coco_images,
         train_scenes=args.scenes,

@@ -1,8 +1,16 @@
 """Training the captioner: MLE with teacher forcing, then optional caption-GAN fine-tuning.
 
+Three data sources (``TrainConfig.data``):
+
+* ``facts`` (default, the product model): synthetic fact sets with grammar sentences, fresh
+  every step (``caption_synth``): the decoder learns to speak about what the runtime recognises
+  in a frame; no images needed.
+* ``scenes``: rendered synthetic shape scenes with their references (the image captioner).
+* ``coco``: a COCO-format caption set (the image captioner on real photos).
+
 Everything is seeded (torch, numpy, data), so the same command gives the same checkpoint
-on the same machine. Held-out scores come from the synthetic ``test`` split (a seed stream
-training never draws from) or from a held-out slice of a COCO-format set.
+on the same machine. Held-out scores come from a ``test`` seed stream training never draws
+from, or from a held-out slice of a COCO-format set.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from stylize_rt.caption_facts import SLOTS, FactCoder
 from stylize_rt.errors import BadInputError, OutputError
 from stylize_rt.nets.captioner import (
     Captioner,
@@ -25,6 +34,7 @@ from stylize_rt.nets.captioner import (
     caption_loss,
     images_to_tensor,
     load_captioner,
+    load_fact_coder,
     save_captioner,
 )
 from stylize_rt.progress import progress_bar
@@ -37,15 +47,22 @@ from stylize_rt.training.caption_gan import (
     pad_after_eos,
 )
 from stylize_rt.training.caption_metrics import caption_scores, distinct_n, format_scores
+from stylize_rt.training.caption_nouns import build_table
+from stylize_rt.training.caption_synth import FactBatches, build_tokenizer, held_out_facts
 from stylize_rt.training.coco import CaptionData, load_coco_captions
 from stylize_rt.training.scenes import scene_dataset
+
+DATA = ("facts", "scenes", "coco")
+FACT_MODEL = dict(max_len=32)  # captions about facts run longer than scene captions (~12 words)
 
 
 @dataclass
 class TrainConfig:
     out: str
-    coco_json: str | None = None  # None: the built-in synthetic scenes
+    data: str = "facts"  # "facts", "scenes" or "coco" (set with coco_json)
+    coco_json: str | None = None
     coco_images: str | None = None
+    eval_facts: int = 500  # facts: held-out fact sets (5 grammar references each)
     train_scenes: int = 20000
     eval_scenes: int = 500
     eval_fraction: float = 0.1  # COCO only: last fraction of images held out
@@ -62,9 +79,18 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # CaptionerConfig overrides
 
 
+    def __post_init__(self) -> None:
+        if self.coco_json:
+            self.data = "coco"
+        if self.data not in DATA:
+            raise ValueError(f"data must be one of {DATA}, got {self.data!r}")
+        if self.data == "coco" and not self.coco_json:
+            raise ValueError("data 'coco' needs coco_json")
+
+
 def load_data(config: TrainConfig) -> tuple[CaptionData, CaptionData]:
-    """(train, held-out) data for ``config``."""
-    if config.coco_json:
+    """(train, held-out) images for ``config`` (scenes or COCO; fact data is drawn per step)."""
+    if config.data == "coco":
         if not config.coco_images:
             raise BadInputError("--coco-images is required with --coco")
         data = load_coco_captions(config.coco_json, config.coco_images, config.image_size)
@@ -108,13 +134,18 @@ class CaptionBatches:
         return images_to_tensor(self.data.images[idx]), self.tokens(rows), idx
 
 
+def encoder_input(model: Captioner, inputs: np.ndarray) -> torch.Tensor:
+    """NHWC uint8 images -> float NCHW, or fact ids -> int64, whichever the model reads."""
+    return torch.from_numpy(np.asarray(inputs, np.int64)) if model.config.input == "facts" else images_to_tensor(inputs)
+
+
 @torch.no_grad()
 def generate(model: Captioner, tokenizer: Tokenizer, images: np.ndarray, sample: bool = False, batch: int = 256):
-    """Captions for NHWC uint8 images, greedy (or sampled at temperature 1)."""
+    """Captions for NHWC uint8 images (or fact ids), greedy (or sampled at temperature 1)."""
     model.eval()
     out = []
     for i in range(0, len(images), batch):
-        x = images_to_tensor(images[i : i + batch])
+        x = encoder_input(model, images[i : i + batch])
         if sample:
             tokens, _ = model.sample(x, tokenizer.bos_id, tokenizer.eos_id)
         else:
@@ -134,7 +165,7 @@ def evaluate(model: Captioner, tokenizer: Tokenizer, data: CaptionData, seed: in
 
 
 def mle_steps(
-    model, opt, sched, batches: CaptionBatches, steps: int, batch_size: int, desc: str = "mle"
+    model, opt, sched, batches: CaptionBatches | FactBatches, steps: int, batch_size: int, desc: str = "mle"
 ) -> list[float]:
     """Teacher-forced cross-entropy updates; returns the per-step losses."""
     losses = []
@@ -154,7 +185,8 @@ def mle_steps(
     return losses
 
 
-def gan_finetune(model: Captioner, tokenizer: Tokenizer, batches: CaptionBatches, config: GanConfig, seed: int) -> dict:
+def gan_finetune(model: Captioner, tokenizer: Tokenizer, batches: CaptionBatches | FactBatches, config: GanConfig,
+                 seed: int) -> dict:
     """Discriminator pre-training, then alternating discriminator / policy-gradient updates."""
     torch.manual_seed(seed + 1)
     disc = CaptionDiscriminator(len(tokenizer), tokenizer.pad_id, model.encoder, model.config.feature_dim)
@@ -213,24 +245,13 @@ def train(config: TrainConfig, log=tqdm.write) -> dict:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    train_data, held_out = load_data(config)
+    coder = None
+    if config.data == "facts":
+        batches, held_out, model, tokenizer, coder, init_info = _fact_setup(config)
+        train_size: int | str = "unlimited (synthetic fact sets drawn every step)"
+    else:  # bad data is reported before anything else is said
+        batches, held_out, model, tokenizer, init_info, train_size = _image_setup(config)
     print(f"captioner training: {torch.get_num_threads()} CPU thread(s) (--threads)", file=sys.stderr)
-    init_info = None
-    if config.init:
-        model, tokenizer, init_card = load_captioner(config.init)
-        if model.config.image_size != config.image_size:
-            raise BadInputError(
-                f"{config.init} was trained at image size {model.config.image_size}, not {config.image_size}"
-            )
-        model_config = model.config
-        init_info = {"path": str(config.init), "train": init_card.get("train"),
-                     "wall_s": init_card.get("report", {}).get("wall_s")}
-    else:
-        tokenizer = Tokenizer.build(train_data.all_captions(), min_count=config.min_word_count)
-        model_config = CaptionerConfig(vocab_size=len(tokenizer), image_size=config.image_size, **config.model)
-        model = Captioner(model_config)
-    batches = CaptionBatches(train_data, tokenizer, model_config.max_len, config.seed)
-
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     warmup = min(100, max(1, config.steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -240,8 +261,10 @@ def train(config: TrainConfig, log=tqdm.write) -> dict:
     losses = mle_steps(model, opt, sched, batches, config.steps, config.batch_size) if config.steps else []
     mle_wall = time.time() - start
     report: dict = {
+        "data": config.data,
         "vocab_size": len(tokenizer),
-        "train_images": len(train_data),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_images": train_size,
         "held_out_images": len(held_out),
         "init": init_info,
         "mle": {
@@ -260,8 +283,53 @@ def train(config: TrainConfig, log=tqdm.write) -> dict:
         report["gan"]["wall_s"] = round(time.time() - gan_start, 1)
     report["wall_s"] = round(time.time() - start, 1)
     train_dict = asdict(config)
-    save_captioner(config.out, model, tokenizer, extra={"train": train_dict, "report": report})
+    save_captioner(config.out, model, tokenizer, extra={"train": train_dict, "report": report}, coder=coder)
     return report
 
 
-__all__ = ["TrainConfig", "train", "evaluate", "generate", "CaptionBatches", "load_data", "mle_steps", "gan_finetune"]
+def _init_info(config: TrainConfig, card: dict) -> dict:
+    return {"path": str(config.init), "train": card.get("train"), "wall_s": card.get("report", {}).get("wall_s")}
+
+
+def _image_setup(config: TrainConfig):
+    train_data, held_out = load_data(config)
+    init_info = None
+    if config.init:
+        model, tokenizer, init_card = load_captioner(config.init)
+        if model.config.input != "image":
+            raise BadInputError(f"{config.init} is a fact captioner; --data {config.data} trains an image captioner")
+        if model.config.image_size != config.image_size:
+            raise BadInputError(
+                f"{config.init} was trained at image size {model.config.image_size}, not {config.image_size}"
+            )
+        init_info = _init_info(config, init_card)
+    else:
+        tokenizer = Tokenizer.build(train_data.all_captions(), min_count=config.min_word_count)
+        model = Captioner(CaptionerConfig(vocab_size=len(tokenizer), image_size=config.image_size, **config.model))
+    batches = CaptionBatches(train_data, tokenizer, model.config.max_len, config.seed)
+    return batches, held_out, model, tokenizer, init_info, len(train_data)
+
+
+def _fact_setup(config: TrainConfig):
+    """Fact captioner: the noun table, its fact vocabulary, a tokenizer over grammar sentences."""
+    init_info = None
+    if config.init:
+        model, tokenizer, init_card = load_captioner(config.init)
+        if model.config.input != "facts":
+            raise BadInputError(f"{config.init} is an image captioner; --data facts trains a fact captioner")
+        coder = load_fact_coder(config.init, init_card)
+        init_info = _init_info(config, init_card)
+    else:
+        coder = FactCoder(build_table())
+        tokenizer = build_tokenizer(coder.table, config.seed)
+        model = Captioner(CaptionerConfig(vocab_size=len(tokenizer), input="facts", fact_tokens=len(coder.vocab),
+                                          fact_slots=len(SLOTS), **{**FACT_MODEL, **config.model}))
+    # a fine-tune (--init) draws another stretch of the stream than the run it starts from
+    batches = FactBatches(coder, tokenizer, model.config.max_len, config.seed + (7 if config.init else 0))
+    facts, references = held_out_facts(coder.table, config.eval_facts, seed=config.seed)
+    held_out = CaptionData(coder.encode_batch(facts), references, [f"test-{config.seed}-{i}" for i in range(len(facts))])
+    return batches, held_out, model, tokenizer, coder, init_info
+
+
+__all__ = ["TrainConfig", "train", "evaluate", "generate", "CaptionBatches", "load_data", "mle_steps", "gan_finetune",
+           "encoder_input", "DATA"]

@@ -68,6 +68,10 @@ CAPTIONER_CONFIG_FILE = "captioner.json"
 CAPTIONER_ENCODER_FILE = "encoder.onnx"
 CAPTIONER_DECODER_FILE = "decoder_step.onnx"
 CAPTIONER_TOKENIZER_FILE = "tokenizer.json"
+# A fact captioner's folder also holds (encoder.onnx is then the image classifier):
+CAPTIONER_FACT_ENCODER_FILE = "fact_encoder.onnx"  # fact ids -> features, keys, hidden, context
+CAPTIONER_NOUNS_FILE = "nouns.json"  # ImageNet class -> noun group table (stylize_rt.caption_facts)
+CAPTIONER_CLASSIFIER_FILE = "classifier.npz"  # the classifier's last layer: weight [classes, channels] fp16, bias
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""The captioner: a compact CNN encoder and an attention GRU decoder (Show-Attend-Tell family).
+"""The captioner: an encoder and an attention GRU decoder (Show-Attend-Tell family).
+
+Two encoders share the decoder: ``input="facts"`` (the default product model) reads the 13
+fact-token ids the runtime recognised in a frame (``stylize_rt.caption_facts``) and turns them
+into 13 attention "cells"; ``input="image"`` is a compact CNN over pixels (the synthetic
+shape-scene model and COCO training). Everything below is the same for both.
 
 Designed for export, so the runtime (ONNX Runtime, TensorRT) drives the decoding loop:
 
@@ -26,6 +31,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from stylize_rt import __version__
+from stylize_rt.caption_facts import P_EDGES, SLOTS, FactCoder, NounTable
+from stylize_rt.contract import CAPTIONER_NOUNS_FILE as NOUNS_FILE
 from stylize_rt.contract import CAPTIONER_TOKENIZER_FILE as TOKENIZER_FILE
 from stylize_rt.contract import CHECKPOINT_CARD as CONFIG_FILE
 from stylize_rt.errors import BadInputError, OutputError
@@ -45,12 +52,19 @@ class CaptionerConfig:
     attention_dim: int = 96
     dropout: float = 0.1
     max_len: int = 24  # tokens generated at most, <eos> included
+    input: str = "image"  # "image": CNN over pixels; "facts": fact-token ids (FactEncoder)
+    fact_tokens: int = 0  # facts: size of the fact vocabulary
+    fact_slots: int = 0  # facts: ids per fact set
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
         if self.vocab_size < 5:
             raise ValueError(f"vocab_size must be at least 5 (4 special tokens + 1 word), got {self.vocab_size}")
-        if self.image_size % (2 ** len(self.channels)):
+        if self.input not in ("image", "facts"):
+            raise ValueError(f"input must be 'image' or 'facts', got {self.input!r}")
+        if self.input == "facts" and (self.fact_tokens < 2 or self.fact_slots < 1):
+            raise ValueError("a fact captioner needs fact_tokens >= 2 and fact_slots >= 1")
+        if self.input == "image" and self.image_size % (2 ** len(self.channels)):
             raise ValueError(f"image_size {self.image_size} is not divisible by 2**{len(self.channels)}")
 
     @property
@@ -102,12 +116,29 @@ class ImageEncoder(nn.Module):
         return x.flatten(2).transpose(1, 2)  # [B, L, D]
 
 
+class FactEncoder(nn.Module):
+    """Fact-token ids [B, L] int64 -> [B, L, D]: token embedding + a learned per-slot code, then a
+    residual MLP. The slot code says which fact a cell holds (the same token, e.g. a colour,
+    means "frame colour" in one slot and "subject colour" in another)."""
+
+    def __init__(self, config: CaptionerConfig) -> None:
+        super().__init__()
+        d = config.feature_dim
+        self.tokens = nn.Embedding(config.fact_tokens, d)
+        self.slots = nn.Parameter(torch.randn(1, config.fact_slots, d) * 0.1)
+        self.mlp = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, d))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.tokens(ids) + self.slots
+        return torch.relu(x + self.mlp(x))
+
+
 class Captioner(nn.Module):
     def __init__(self, config: CaptionerConfig) -> None:
         super().__init__()
         self.config = config
         c = config
-        self.encoder = ImageEncoder(c)
+        self.encoder = FactEncoder(c) if c.input == "facts" else ImageEncoder(c)
         self.init_hidden = nn.Linear(c.feature_dim, c.hidden_dim)
         self.key = nn.Linear(c.feature_dim, c.attention_dim)
         self.query = nn.Linear(c.hidden_dim, c.attention_dim, bias=False)
@@ -120,7 +151,7 @@ class Captioner(nn.Module):
 
     # --- the two exported pieces -------------------------------------------------------
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Images [B, 3, S, S] in [0, 1] -> (features, keys, hidden, context)."""
+        """Images [B, 3, S, S] in [0, 1] (or fact ids [B, L]) -> (features, keys, hidden, context)."""
         features = self.encoder(images)
         mean = features.mean(dim=1)
         hidden = torch.tanh(self.init_hidden(mean))
@@ -171,7 +202,7 @@ class Captioner(nn.Module):
     def _decode(self, images, bos_id, eos_id, max_len, sample, temperature=1.0):
         max_len = max_len or self.config.max_len
         features, keys, hidden, context = self.encode(images)
-        token = torch.full((images.shape[0],), bos_id, dtype=torch.long, device=images.device)
+        token = torch.full((images.shape[0],), bos_id, dtype=torch.long, device=images.device)  # images: or fact ids
         done = torch.zeros_like(token, dtype=torch.bool)
         out_tokens, out_logp = [], []
         for _ in range(max_len):
@@ -203,12 +234,13 @@ def images_to_tensor(images_uint8) -> torch.Tensor:
 
 
 __all__ = [
-    "Captioner", "CaptionerConfig", "ImageEncoder", "caption_loss", "images_to_tensor", "save_captioner",
-    "load_captioner",
+    "Captioner", "CaptionerConfig", "ImageEncoder", "FactEncoder", "caption_loss", "images_to_tensor", "save_captioner",
+    "load_captioner", "load_fact_coder",
 ]
 
 
 # --- checkpoints: CKPT/config.json + captioner.safetensors + tokenizer.json ---------------
+# (+ nouns.json for a fact captioner; its fact vocabulary is in the card under "facts")
 WEIGHTS_FILE = "captioner.safetensors"
 
 
@@ -217,16 +249,24 @@ def vocab_digest(tokenizer) -> str:
     return tokenizer.digest()
 
 
-def save_captioner(path, model: Captioner, tokenizer, extra: dict | None = None):
-    """Write a captioner checkpoint directory atomically (built beside, then renamed)."""
+def save_captioner(path, model: Captioner, tokenizer, extra: dict | None = None, coder: FactCoder | None = None):
+    """Write a captioner checkpoint directory atomically (built beside, then renamed).
+
+    A fact captioner (``config.input == "facts"``) needs its ``coder``: the noun table goes to
+    ``nouns.json``, the fact vocabulary into the card."""
     if len(tokenizer) != model.config.vocab_size:
         raise ValueError(f"tokenizer has {len(tokenizer)} words, model {model.config.vocab_size}")
+    if (model.config.input == "facts") != (coder is not None):
+        raise ValueError("a fact captioner is saved with its FactCoder, an image captioner without")
+    if coder is not None and len(coder.vocab) != model.config.fact_tokens:
+        raise ValueError(f"fact vocabulary has {len(coder.vocab)} tokens, model {model.config.fact_tokens}")
     ckpt = Path(path)
     card = {
         "kind": "captioner",
         "captioner": model.config.to_dict(),
         "vocab_sha256_16": vocab_digest(tokenizer),
         "stylize_rt_version": __version__,
+        **({"facts": coder.to_dict()} if coder is not None else {}),
         **(extra or {}),
     }
     try:
@@ -234,6 +274,8 @@ def save_captioner(path, model: Captioner, tokenizer, extra: dict | None = None)
         tmp = Path(tempfile.mkdtemp(prefix=ckpt.name + ".", suffix=".tmp", dir=ckpt.parent))
         save_weights(model, tmp / WEIGHTS_FILE)
         tokenizer.save(tmp / TOKENIZER_FILE)
+        if coder is not None:
+            coder.table.save(tmp / NOUNS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(card, indent=2) + "\n")
     except OSError as exc:
         raise OutputError(f"cannot write checkpoint {ckpt}: {exc.strerror or exc}") from None
@@ -262,3 +304,15 @@ def load_captioner(path):
     model = Captioner(config)
     load_weights(model, ckpt / WEIGHTS_FILE)
     return model.eval(), tokenizer, card
+
+
+def load_fact_coder(path, card: dict) -> FactCoder:
+    """The ``FactCoder`` of a fact-captioner checkpoint (its nouns.json + the card's fact vocabulary)."""
+    ckpt = Path(path)
+    facts = card.get("facts")
+    if not isinstance(facts, dict) or not isinstance(facts.get("vocab"), list):
+        raise BadInputError(f"{ckpt} is not a fact captioner checkpoint (no fact vocabulary in its card)")
+    coder = FactCoder(NounTable.load(ckpt / NOUNS_FILE), facts["vocab"], tuple(facts.get("p_edges", P_EDGES)))
+    if list(facts.get("slots", SLOTS)) != list(SLOTS):
+        raise BadInputError(f"{ckpt}: fact slots {facts.get('slots')} differ from this version's {list(SLOTS)}")
+    return coder

@@ -40,7 +40,8 @@ def matrix_args(engine: str, seconds: float, threads: int, json_path: Path, plot
                 history: Path | None) -> list[str]:
     args = ["bench", "--engine", engine, "--backends", "onnxruntime,torch", "--precision", "fp32,bf16,int8",
             "--sizes", "256,512,640x360,720p", "--batch", "1", "--seconds", f"{seconds:g}", "--warmup", "3",
-            "--pipeline", "--transcode", TRANSCODE_SIZES, "--peer", PEER, "--captioner", "--json", str(json_path), "--plot", str(plot_path)]
+            "--pipeline", "--transcode", TRANSCODE_SIZES, "--peer", PEER, "--captioner", "--caption-overlay",
+            "--json", str(json_path), "--plot", str(plot_path)]
     if threads:
         args += ["--threads", str(threads)]
     if history is not None:
@@ -384,7 +385,10 @@ def render(document: dict, command: str, json_path: Path, plot_path: Path | None
         "prints a comparison table and exits 1 when a configuration's p50 grew beyond max(3 × noise, 5%); "
         "`--noise-k` and `--noise-floor` tune it. Compare runs from the same machine only.",
         "- History: `--history benchmarks/results/history.jsonl` appends the whole result as one JSON line.",
-        "- Captioner: `--captioner [DIR]` adds encoder latency, per-token decoder latency and captions/s.",
+        "- Captioner: `--captioner [DIR]` adds encoder latency, per-token decoder latency, encoder + greedy caption "
+        "latency at 640x360 (the packaged photos) and, for the fact captioner, face detection (which runs only in "
+        "the caption worker); `--caption-overlay` adds the stream runner's frame rate with and without the caption "
+        "overlay (docs/CAPTIONER.md).",
         "- A served model: `stylize-rt bench --engine triton://HOST:8001/NAME` times it through Triton "
         "(latency including the transport; see docs/SCALING.md).",
         "- `torch-compile` (`torch.compile`, dynamic shapes) is available with `--backends torch-compile`; it "
