@@ -286,6 +286,11 @@ class References:
             self._cache[name] = {"ref": ref, "source": source, "floor": floor, "ceiling": ceiling}
         return self._cache[name]
 
+    def to_json(self) -> dict:
+        """Per style measured so far: where its image came from, the photos' and the ceiling's measures."""
+        return {name: {"style_image": r["source"], "photo": r["floor"], f"style_seed_{CEILING_SEED}": r["ceiling"]}
+                for name, r in self._cache.items()}
+
 
 def normalized(value: float, floor: float, ceiling: float | None) -> float | None:
     """``(value - floor) / (ceiling - floor)``: 0 = as style-like as the unstylized photo, 1 = as
@@ -414,13 +419,6 @@ def style_measures(settings: Settings):
     return StyleMeasures(settings.nets, settings.max_patches)
 
 
-def _references_json(references: References | None) -> dict:
-    if references is None:
-        return {}
-    out = {}
-    for name, r in references._cache.items():
-        out[name] = {"style_image": r["source"], "photo": r["floor"], f"style_seed_{CEILING_SEED}": r["ceiling"]}
-    return out
 
 
 # -- report -------------------------------------------------------------------------------
@@ -529,7 +527,7 @@ def run(args: argparse.Namespace) -> dict:
                      "max_patches": settings.max_patches, "ceiling_seed": CEILING_SEED, "threads": settings.threads},
         "model": {k: v for k, v in main.items() if k != "outputs"},
         "baseline": {k: v for k, v in baseline.items() if k != "outputs"} if baseline else None,
-        "references": _references_json(references),
+        "references": references.to_json() if references is not None else {},
         "all_pass": all(all(e["passes"].values()) for e in main["styles"].values()),
         "environment": {"onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
                         "machine": platform.machine(), "cpus": os.cpu_count()},

@@ -127,6 +127,11 @@ def run_layout(layout, args, runs: Path, photos, measures, references) -> dict:
     }
 
 
+def _speed(row: dict, precision: str) -> str:
+    v = row["speed"].get(precision)
+    return f"{v['p50_ms']:.1f} ({v['fps']:.0f})" if v else "-"
+
+
 def markdown(rows: list[dict], nets: tuple[str, ...], perception: str | None) -> str:
     head = ["layout (channels / res blocks)", "params", "GMAC 640x360", "train steps/s",
             "ORT FP32 640x360 ms (fps)", "ORT INT8 640x360 ms (fps)", "edge corr min", "flicker noise / shift"]
@@ -135,13 +140,8 @@ def markdown(rows: list[dict], nets: tuple[str, ...], perception: str | None) ->
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         s = r["quality"]["summary"]
-
-        def speed(p: str) -> str:
-            v = r["speed"].get(p)
-            return f"{v['p50_ms']:.1f} ({v['fps']:.0f})" if v else "-"
-
         cells = [f"{'/'.join(map(str, r['channels']))} / {r['res_blocks']}", f"{r['parameters']:,}",
-                 f"{r['gmac_640x360']:.2f}", f"{r['train']['steps_per_second']:.2f}", speed("fp32"), speed("int8"),
+                 f"{r['gmac_640x360']:.2f}", f"{r['train']['steps_per_second']:.2f}", _speed(r, "fp32"), _speed(r, "int8"),
                  f"{s['edge_correlation_min']:.3f}", f"{s['flicker_noise_max']:.2f} / {s['flicker_shift_max']:.2f}"]
         for n in nets:
             norm = s.get(f"patch_s2o_norm_{n}")
