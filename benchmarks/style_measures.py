@@ -48,7 +48,7 @@ class _Maps:
 def _tensor(image: np.ndarray) -> torch.Tensor:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 image, got {image.dtype} {image.shape}")
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255.0)
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div_(255.0)
 
 
 def _zpatches(feat: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor, max_n: int, gen: torch.Generator) -> torch.Tensor:

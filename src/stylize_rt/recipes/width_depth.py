@@ -122,6 +122,7 @@ def run_layout(layout, args, runs: Path, photos, measures, references) -> dict:
         "train": {"steps": result.step, "wall_seconds": round(wall, 1),
                   "steps_per_second": round(result.steps_per_second, 3), "threads": torch.get_num_threads()},
         "onnx": quality.display_path(onnx),
+        "perception": model.perception,
         "quality": entry,
         "speed": bench(onnx, args.threads, args.bench_seconds, out),
     }
@@ -186,18 +187,25 @@ def _run(args: argparse.Namespace, command: str) -> int:
     photos = held_out_photos()
     measures = quality.style_measures(args.quality_settings)
     references = quality.References(measures, photos) if measures is not None else None
-    rows = []
+    rows: list[dict] = []
     t0 = time.perf_counter()
     try:
         for layout in layouts:
             rows.append(run_layout(layout, args, Path(args.runs), photos, measures, references))
-            print(f"{rows[-1]['layout']}: edge {rows[-1]['quality']['summary']['edge_correlation_min']:.3f}, "
-                  f"speed {rows[-1]['speed']}", flush=True)
+            summary = rows[-1]["quality"]["summary"]
+            print(f"{rows[-1]['layout']}: edge {summary['edge_correlation_min']:.3f}, speed {rows[-1]['speed']}",
+                  flush=True)
+            _write(args, command, rows, len(layouts), time.perf_counter() - t0)  # a finished layout is kept
     except KeyboardInterrupt:
-        print("interrupted; nothing written", file=sys.stderr)
+        print(f"interrupted; {len(rows)} finished layout(s) are in {args.json}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    perception = RECIPE.get("perception") or json.loads(
-        (Path(args.runs) / layout_name(layouts[0]) / "final" / "config.json").read_text()).get("perception")
+    print(markdown(rows, args.quality_settings.nets, rows[0]["perception"]))
+    print(f"wrote {args.json} and {args.markdown}")
+    return 0
+
+
+def _write(args: argparse.Namespace, command: str, rows: list[dict], planned: int, wall: float) -> None:
+    perception = rows[0]["perception"]
     table = markdown(rows, args.quality_settings.nets, perception)
     doc = {
         "what": "single-style mosaic generators of several widths/depths, the shipped recipe otherwise; "
@@ -205,16 +213,14 @@ def _run(args: argparse.Namespace, command: str) -> int:
         "command": command,
         "recipe": "stylize_rt.recipes.embedded.RECIPE with channels/res_blocks/styles/steps changed",
         "perception": perception,
+        "complete": len(rows) == planned,
         "speed_note": "timed one layout after the other on this machine: provisional, re-measure on a quiet one",
-        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "wall_seconds": round(wall, 1),
         "rows": rows,
         "table_markdown": table,
     }
     write_atomic(Path(args.json), json.dumps(doc, indent=2) + "\n")
     write_atomic(Path(args.markdown), table + "\n")
-    print(table)
-    print(f"wrote {args.json} and {args.markdown}")
-    return 0
 
 
 if __name__ == "__main__":
