@@ -34,7 +34,8 @@ is marked ``*``: the other network is the independent judge.
 
 Style images: a built-in style name is regenerated exactly as training made it (size and seed
 from the checkpoint card; the shipped ``style.png`` is a half-size preview), any other style
-comes from the model folder's style PNG.
+comes from the model folder's style PNG (``model.json`` ``files.styles``: name -> file, or
+``files.style`` for a single style; else ``style_NAME.png`` or ``styles/NAME.png``).
 
 Prints a table; writes ``quality.json`` and a contact sheet (photos x styles, the baseline's
 row under the model's) into a new run directory ``runs/quality-<UTC time>/`` (``--out-dir``);
@@ -253,6 +254,9 @@ class ModelUnderTest:
         if name in BUILTIN_STYLES:
             return builtin_style(name, self.style_size, self.seed), f"builtin {name} {self.style_size}px seed {self.seed}"
         path = self.style_files.get(name) or (self.style_files.get("") if single else None)
+        if path is None and self.folder is not None:  # the usual names, where the card lists none
+            path = next((p for p in (self.folder / f"style_{name}.png", self.folder / "styles" / f"{name}.png")
+                         if p.is_file()), None)
         if path is None or not path.is_file():
             raise BadInputError(f"no style image for style {name!r} of {self.onnx}: not a built-in style "
                                 f"({', '.join(BUILTIN_STYLES)}) and its folder ships no PNG for it")

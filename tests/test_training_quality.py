@@ -197,6 +197,11 @@ def test_quality_cli_reports_a_missed_target(tiny_onnx, tmp_path):
 
 def test_quality_cli_style_without_an_image_is_a_clear_error(stand_in_folder, tmp_path):
     (stand_in_folder / "model.json").write_text(json.dumps({"files": {"onnx": "generator.onnx"}}))
+    r = _quality("--model", stand_in_folder, "--frames", "2", "--nets", "random", "--max-patches", "100",
+                 "--json-out", tmp_path / "q.json", "--sheet", "")
+    assert r.returncode == 0, r.stderr  # style_NAME.png beside the graph, without a card listing them
+    for png in stand_in_folder.glob("style_*.png"):
+        png.unlink()
     r = _quality("--model", stand_in_folder, "--frames", "2", "--nets", "random", "--json-out", "", "--sheet", "")
     assert r.returncode == 2 and "no style image for style 'red'" in r.stderr and "Traceback" not in r.stderr
 
