@@ -37,7 +37,7 @@ def test_width_depth_recipe_tiny_run(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "stylize_rt.recipes.width_depth", "--steps", "2", "--layouts", "4,8,8/1;4,8,8/0",
          "--runs", str(tmp_path / "runs"), "--json", str(out_json), "--markdown", str(out_md),
-         "--bench-seconds", "0.2", "--frames", "2", "--nets", "random", "--max-patches", "200", "--no-progress"],
+         "--bench-seconds", "0.2", "--bench-rounds", "2", "--frames", "2", "--nets", "random", "--max-patches", "200", "--no-progress"],
         capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(out_json.read_text())
@@ -45,8 +45,18 @@ def test_width_depth_recipe_tiny_run(tmp_path):
     for row in doc["rows"]:
         assert row["train"]["steps"] == 2 and row["perception"]
         assert set(row["speed"]) == {"fp32", "int8"} and all(v["p50_ms"] > 0 for v in row["speed"].values())
+        assert all(len(v["round_p50_ms"]) == 2 for v in row["speed"].values())
         assert "edge_correlation_min" in row["quality"]["summary"]
         assert "patch_s2o_random_mean" in row["quality"]["summary"]
     assert doc["rows"][0]["parameters"] > doc["rows"][1]["parameters"]  # one residual block more
     table = out_md.read_text()
     assert table.count("\n") == 4 and "4/8/8 / 1" in table and "ORT INT8" in table
+    # re-timing a finished result keeps its quality numbers and replaces the speed
+    r = subprocess.run([sys.executable, "-m", "stylize_rt.recipes.width_depth", "--bench-only", "--json", str(out_json),
+                        "--markdown", str(out_md), "--bench-seconds", "0.2", "--bench-rounds", "1"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = json.loads(out_json.read_text())
+    assert [row["quality"] for row in again["rows"]] == [row["quality"] for row in doc["rows"]]
+    assert all(len(v["round_p50_ms"]) == 1 for row in again["rows"] for v in row["speed"].values())
+    assert "patch s2o random" in out_md.read_text()

@@ -9,11 +9,12 @@ For each layout (channels/residual blocks; default (8,16,16)/2, (16,32,32)/3, (2
    layout, the style, the steps and the output folder are changed here), at ``--threads``;
 2. export it (uint8-NHWC FP32 ONNX, the verified export pipeline);
 3. measure its quality (``benchmarks.quality``: every target column and the style measures);
-4. time it with ``stylize-rt bench`` (ONNX Runtime FP32 and INT8, 640x360, batch 1, ``--threads``).
+4. once all are exported, time them with ``stylize-rt bench`` (ONNX Runtime FP32 and INT8,
+   640x360, batch 1, ``--threads``), layouts in turn for ``--bench-rounds`` rounds, medians.
 
 Writes ``benchmarks/results/width_depth.json`` (``--json``) and a Markdown table
 (``--markdown``, default ``benchmarks/results/width_depth.md``) for docs/MODELS.md. Timings on a
-shared machine are provisional: the layouts are timed one after the other, not in turns.
+shared machine are provisional; ``--bench-only`` re-times a finished result's layouts.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from stylize_rt.benchmarks import quality, report
@@ -76,7 +78,7 @@ def train_config(layout: tuple[int, int, int, int], steps: int, out: Path, progr
 
 
 def bench(onnx: Path, threads: int, seconds: float, workdir: Path) -> dict:
-    """ORT FP32 and INT8 model-only timings at 640x360 (``stylize-rt bench``'s records)."""
+    """ORT FP32 and INT8 model-only p50 at 640x360 (one ``stylize-rt bench`` run)."""
     out = workdir / "bench.json"
     argv = ["bench", "--engine", str(onnx), "--backends", "onnxruntime", "--precision", "fp32,int8",
             "--sizes", f"{SIZE[1]}x{SIZE[0]}", "--batch", "1", "--seconds", f"{seconds:g}", "--warmup", "3",
@@ -87,11 +89,21 @@ def bench(onnx: Path, threads: int, seconds: float, workdir: Path) -> dict:
     if code != 0:
         raise StylizeError(f"stylize-rt bench failed for {onnx} (exit {code})")
     records = report.records_of(report.load_document(out))
-    res = {}
-    for r in records:
-        if r.mode == "model" and r.backend == "onnxruntime" and (r.height, r.width) == SIZE:
-            res[r.precision] = {"p50_ms": round(r.p50_ms, 2), "fps": round(1000.0 / r.p50_ms, 1), "iters": r.iters}
-    return res
+    return {r.precision: r.p50_ms for r in records
+            if r.mode == "model" and r.backend == "onnxruntime" and (r.height, r.width) == SIZE}
+
+
+def bench_rounds(onnx_files: dict[str, Path], threads: int, seconds: float, rounds: int) -> dict[str, dict]:
+    """Every layout timed once per round, layouts in turn, ``rounds`` times; per layout and precision
+    the median of the rounds' p50s, so a change of the machine's load hits every layout alike."""
+    times: dict[str, dict[str, list[float]]] = {name: {} for name in onnx_files}
+    for _ in range(rounds):
+        for name, onnx in onnx_files.items():
+            for precision, p50 in bench(onnx, threads, seconds, onnx.parent).items():
+                times[name].setdefault(precision, []).append(p50)
+    return {name: {p: {"p50_ms": round(float(np.median(v)), 2), "fps": round(1000.0 / float(np.median(v)), 1),
+                       "round_p50_ms": [round(x, 2) for x in v]} for p, v in per.items()}
+            for name, per in times.items()}
 
 
 def run_layout(layout, args, runs: Path, photos, measures, references) -> dict:
@@ -124,7 +136,7 @@ def run_layout(layout, args, runs: Path, photos, measures, references) -> dict:
         "onnx": quality.display_path(onnx),
         "perception": model.perception,
         "quality": entry,
-        "speed": bench(onnx, args.threads, args.bench_seconds, out),
+        "speed": {},  # filled by bench_rounds once every layout is exported
     }
 
 
@@ -162,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=str(RESULTS / "width_depth.json"), help="result file")
     p.add_argument("--markdown", default=str(RESULTS / "width_depth.md"), help="the table for docs/MODELS.md")
     p.add_argument("--bench-seconds", type=float, default=3.0, help="time budget per precision (default 3)")
+    p.add_argument("--bench-rounds", type=int, default=3, help="timing rounds over all layouts (default 3)")
+    p.add_argument("--bench-only", action="store_true",
+                   help="no training: re-time the layouts of the result at --json (quality stays as measured)")
     p.add_argument("--frames", type=int, default=16, help="frames per photo for the flicker numbers")
     p.add_argument("--nets", default="random,effnet", help="networks for the style measures (or none)")
     p.add_argument("--max-patches", type=int, default=6000, help="patches per side in the patch measure")
@@ -177,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, command: str) -> int:
-    if args.steps < 1 or args.frames < 2:
-        raise BadInputError("--steps must be >= 1 and --frames >= 2")
+    if args.steps < 1 or args.frames < 2 or args.bench_rounds < 1:
+        raise BadInputError("--steps and --bench-rounds must be >= 1 and --frames >= 2")
+    if args.bench_only:
+        return _bench_only(args)
     layouts = parse_layouts(args.layouts)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -192,15 +209,47 @@ def _run(args: argparse.Namespace, command: str) -> int:
     try:
         for layout in layouts:
             rows.append(run_layout(layout, args, Path(args.runs), photos, measures, references))
-            summary = rows[-1]["quality"]["summary"]
-            print(f"{rows[-1]['layout']}: edge {summary['edge_correlation_min']:.3f}, speed {rows[-1]['speed']}",
+            print(f"{rows[-1]['layout']}: edge {rows[-1]['quality']['summary']['edge_correlation_min']:.3f}",
                   flush=True)
             _write(args, command, rows, len(layouts), time.perf_counter() - t0)  # a finished layout is kept
+        _time(args, rows)
     except KeyboardInterrupt:
         print(f"interrupted; {len(rows)} finished layout(s) are in {args.json}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    _write(args, command, rows, len(layouts), time.perf_counter() - t0)
     print(markdown(rows, args.quality_settings.nets, rows[0]["perception"]))
     print(f"wrote {args.json} and {args.markdown}")
+    return 0
+
+
+def _time(args: argparse.Namespace, rows: list[dict]) -> None:
+    speed = bench_rounds({r["layout"]: REPO_ROOT / r["onnx"] if not Path(r["onnx"]).is_absolute() else Path(r["onnx"])
+                          for r in rows}, args.threads, args.bench_seconds, args.bench_rounds)
+    for r in rows:
+        r["speed"] = speed[r["layout"]]
+
+
+def _bench_only(args: argparse.Namespace) -> int:
+    """Re-time the layouts of a finished result (e.g. on a quiet machine); quality stays as measured."""
+    path = Path(args.json)
+    try:
+        doc = json.loads(path.read_text())
+        rows = doc["rows"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise BadInputError(f"--bench-only needs a result from an earlier run at {path}: {exc}") from None
+    missing = [r["onnx"] for r in rows if not (REPO_ROOT / r["onnx"]).is_file() and not Path(r["onnx"]).is_file()]
+    if missing:
+        raise BadInputError(f"--bench-only: exported layouts not found: {', '.join(missing)}")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    _time(args, rows)
+    nets = tuple(doc.get("nets") or (n for n in ("random", "effnet")
+                                      if f"patch_s2o_{n}_mean" in rows[0]["quality"]["summary"]))
+    doc["table_markdown"] = markdown(rows, nets, doc.get("perception"))
+    doc["speed_command"] = " ".join(["python -m stylize_rt.recipes.width_depth", *map(shlex.quote, sys.argv[1:])])
+    write_atomic(path, json.dumps(doc, indent=2) + "\n")
+    write_atomic(Path(args.markdown), doc["table_markdown"] + "\n")
+    print(doc["table_markdown"])
     return 0
 
 
@@ -214,7 +263,9 @@ def _write(args: argparse.Namespace, command: str, rows: list[dict], planned: in
         "recipe": "stylize_rt.recipes.embedded.RECIPE with channels/res_blocks/styles/steps changed",
         "perception": perception,
         "complete": len(rows) == planned,
-        "speed_note": "timed one layout after the other on this machine: provisional, re-measure on a quiet one",
+        "nets": list(args.quality_settings.nets),
+        "speed_note": f"median over {args.bench_rounds} rounds of each layout's p50, layouts in turn; timed on the "
+                      "machine that trained them: provisional where it was shared (re-time with --bench-only)",
         "wall_seconds": round(wall, 1),
         "rows": rows,
         "table_markdown": table,
