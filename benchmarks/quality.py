@@ -506,16 +506,18 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
 
 
 def sheet_rows(photos: dict[str, np.ndarray], result: dict) -> list[list[np.ndarray]]:
-    """Per photo: input then the model's styles; the baseline's shared styles in the row below."""
+    """Per photo: input then the model's styles; below it the baseline's outputs, each under the
+    model's column of the same style (blank where the baseline lacks that style)."""
+    model, baseline = result["model"], result.get("baseline")
     rows = []
     for name, photo in photos.items():
-        for label, res in (("model", result["model"]), ("baseline", result.get("baseline"))):
-            if not res:
-                continue
-            row = [_label(photo, f"{name} input")]
-            for style, outs in res["outputs"].items():
-                row.append(_label(outs[name], f"{style} ({label})"))
-            rows.append(row)
+        rows.append([_label(photo, f"{name} input")]
+                    + [_label(outs[name], f"{style} (model)") for style, outs in model["outputs"].items()])
+        if baseline and baseline["outputs"]:
+            blank = np.full_like(photo, 255)
+            rows.append([_label(photo, f"{name} input")]
+                        + [_label(baseline["outputs"][style][name], f"{style} (baseline)")
+                           if style in baseline["outputs"] else blank for style in model["outputs"]])
     return rows
 
 
