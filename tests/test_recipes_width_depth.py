@@ -50,7 +50,7 @@ def test_width_depth_recipe_tiny_run(tmp_path):
         assert "patch_s2o_random_mean" in row["quality"]["summary"]
     assert doc["rows"][0]["parameters"] > doc["rows"][1]["parameters"]  # one residual block more
     table = out_md.read_text()
-    assert table.count("\n") == 4 and "4/8/8 / 1" in table and "ORT INT8" in table
+    assert table.count("\n") == 4 and "4/8/8 / 1" in table and "ORT INT8" in table and "fps" in table
     # re-timing a finished result keeps its quality numbers and replaces the speed
     r = subprocess.run([sys.executable, "-m", "stylize_rt.recipes.width_depth", "--bench-only", "--json", str(out_json),
                         "--markdown", str(out_md), "--bench-seconds", "0.2", "--bench-rounds", "1"],

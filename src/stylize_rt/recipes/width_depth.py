@@ -140,22 +140,36 @@ def run_layout(layout, args, runs: Path, photos, measures, references) -> dict:
     }
 
 
-def _speed(row: dict, precision: str) -> str:
+def _speed(row: dict, precision: str, ref: dict | None) -> str:
     v = row["speed"].get(precision)
-    return f"{v['p50_ms']:.1f} ({v['fps']:.0f})" if v else "-"
+    if not v:
+        return "-"
+    r = ref["speed"].get(precision) if ref else None
+    ratio = f", {v['p50_ms'] / r['p50_ms']:.2f}x" if r else ""
+    return f"{v['p50_ms']:.1f} ({v['fps']:.0f} fps{ratio})"
+
+
+def _reference_row(rows: list[dict]) -> dict | None:
+    """The shipped layout's row, which the time ratios are taken against (same run)."""
+    shipped = (list(RECIPE["channels"]), RECIPE["res_blocks"])
+    return next((r for r in rows if (r["channels"], r["res_blocks"]) == shipped), None)
 
 
 def markdown(rows: list[dict], nets: tuple[str, ...], perception: str | None) -> str:
+    ref = _reference_row(rows)
+    vs = f", time vs {'/'.join(map(str, ref['channels']))} / {ref['res_blocks']}" if ref else ""
     head = ["layout (channels / res blocks)", "params", "GMAC 640x360", "train steps/s",
-            "ORT FP32 640x360 ms (fps)", "ORT INT8 640x360 ms (fps)", "edge corr min", "flicker noise / shift"]
+            f"ORT FP32 640x360 p50 ms (fps{vs})", f"ORT INT8 640x360 p50 ms (fps{vs})", "edge corr min",
+            "flicker noise / shift"]
     head += [f"patch s2o {n} (norm){'*' if n == perception else ''}" for n in nets]
     head += [f"Gram {n}{'*' if n == perception else ''}" for n in nets]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         s = r["quality"]["summary"]
         cells = [f"{'/'.join(map(str, r['channels']))} / {r['res_blocks']}", f"{r['parameters']:,}",
-                 f"{r['gmac_640x360']:.2f}", f"{r['train']['steps_per_second']:.2f}", _speed(r, "fp32"), _speed(r, "int8"),
-                 f"{s['edge_correlation_min']:.3f}", f"{s['flicker_noise_max']:.2f} / {s['flicker_shift_max']:.2f}"]
+                 f"{r['gmac_640x360']:.2f}", f"{r['train']['steps_per_second']:.2f}", _speed(r, "fp32", ref),
+                 _speed(r, "int8", ref), f"{s['edge_correlation_min']:.3f}",
+                 f"{s['flicker_noise_max']:.2f} / {s['flicker_shift_max']:.2f}"]
         for n in nets:
             norm = s.get(f"patch_s2o_norm_{n}")
             cells.append(f"{s[f'patch_s2o_{n}_mean']:.3f}" + (f" ({norm:+.2f})" if norm is not None else ""))
@@ -245,6 +259,7 @@ def _bench_only(args: argparse.Namespace) -> int:
     _time(args, rows)
     nets = tuple(doc.get("nets") or (n for n in ("random", "effnet")
                                       if f"patch_s2o_{n}_mean" in rows[0]["quality"]["summary"]))
+    doc["nets"] = list(nets)
     doc["table_markdown"] = markdown(rows, nets, doc.get("perception"))
     doc["speed_command"] = " ".join(["python -m stylize_rt.recipes.width_depth", *map(shlex.quote, sys.argv[1:])])
     write_atomic(path, json.dumps(doc, indent=2) + "\n")
