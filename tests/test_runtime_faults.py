@@ -285,12 +285,12 @@ def test_quality_writes_a_run_directory_by_default(tmp_path):
 
     published = [REPO_ROOT / "benchmarks" / "results" / "quality.json", REPO_ROOT / "docs" / "images" / "mosaic_heldout.png"]
     before = [p.stat().st_mtime_ns if p.exists() else None for p in published]
-    proc = subprocess.run([sys.executable, "-m", "stylize_rt.benchmarks.quality", "--threads", "1", "--frames", "2"],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "stylize_rt.benchmarks.quality", "--threads", "1", "--frames", "2",
+                           "--nets", "none"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode in (0, 1), proc.stderr  # 1: measured, a target missed (still written)
     runs = list((tmp_path / "runs").glob("quality-*"))
     assert len(runs) == 1 and (runs[0] / "quality.json").is_file() and (runs[0] / "heldout.png").is_file()
-    assert json.loads((runs[0] / "quality.json").read_text())["model"]["per_photo"]
+    assert json.loads((runs[0] / "quality.json").read_text())["model"]["styles"]
     assert [p.stat().st_mtime_ns if p.exists() else None for p in published] == before
 
 
