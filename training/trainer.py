@@ -98,6 +98,8 @@ class TrainConfig:
     vgg_arch: str | None = None  # vgg16 | vgg19; inferred from the file when None
     multi_style: bool = False  # each style is its own (conditional instance norm); else one style from all images
     style_stability: tuple[float, ...] = ()  # multi-style: per-style factor on the stability weight
+    train_styles: tuple[int, ...] = ()  # multi-style: the styles batches draw from (empty: all)
+    norm_only: bool = False  # train only the per-style norm parameters; every shared conv stays frozen
     style_size: int = 512  # generated styles are made at this size; style Grams use it too
     seed: int = 0
     device: str = "cpu"
@@ -113,6 +115,7 @@ class TrainConfig:
         out["styles"] = list(self.styles)
         out["channels"] = list(self.channels)
         out["style_stability"] = list(self.style_stability)
+        out["train_styles"] = list(self.train_styles)
         return out
 
     @classmethod
@@ -124,6 +127,8 @@ class TrainConfig:
             known.update(perception="random", swd_weight=0.0)
         if "style_stability" in known:
             known["style_stability"] = tuple(float(v) for v in known["style_stability"])
+        if "train_styles" in known:
+            known["train_styles"] = tuple(int(v) for v in known["train_styles"])
         if "styles" in known:
             known["styles"] = tuple(known["styles"])
         if "channels" in known:
@@ -170,6 +175,10 @@ class TrainConfig:
         if self.style_stability and (not self.multi_style or len(self.style_stability) != len(self.styles)
                                      or min(self.style_stability) < 0):
             raise BadInputError("--style-stability needs --multi-style and one factor >= 0 per style")
+        if self.train_styles and (not self.multi_style or not all(0 <= i < len(self.styles) for i in self.train_styles)):
+            raise BadInputError("train_styles needs a multi-style run and indices of its styles")
+        if self.norm_only and not self.multi_style:
+            raise BadInputError("norm_only (train only the per-style norm parameters) needs a multi-style run")
         if self.log_every < 1 or self.preview_every < 0 or self.checkpoint_every < 0:
             raise BadInputError("--log-every must be >= 1; --preview-every and --checkpoint-every >= 0")
 
@@ -260,7 +269,9 @@ class Trainer:
     """Builds the models and data of a :class:`TrainConfig` and runs (or resumes) it."""
 
     def __init__(self, config: TrainConfig, resume: str | None = None, content: ContentImages | None = None,
-                 dist: distributed.DistEnv | None = None) -> None:
+                 dist: distributed.DistEnv | None = None, generator: Generator | None = None) -> None:
+        """``generator``: start from this network instead of fresh weights (adding a style to a trained
+        multi-style model: its config must match ``config``'s)."""
         if resume:
             card = ckpt_io.read_card(resume, kind="generator")
             if "train" not in card or "step" not in card:
@@ -278,19 +289,30 @@ class Trainer:
         self.out = Path(config.out)
 
         self.content = content if content is not None else open_content(config.content, config.max_side, config.progress)
-        self.styles = [load_style(s, size=config.style_size, seed=config.seed) for s in config.styles]
+        # styles the batches never draw (train_styles) need no image: a style added later has no access
+        # to the images the model was first trained on
+        used = set(config.train_styles or range(len(config.styles)))
+        self.styles = [load_style(s, size=config.style_size, seed=config.seed) if i in used else None
+                       for i, s in enumerate(config.styles)]
 
         if config.multi_style and dist is not None:
             raise BadInputError("multi-style training runs in one process (its per-style discriminators see "
                                 "different styles on different ranks); run it without torchrun")
 
         torch.manual_seed(config.seed)
-        self.generator = Generator(config.generator_config()).to(self.device)
+        if generator is not None and generator.config.to_dict() != config.generator_config().to_dict():
+            raise BadInputError("the given generator's config does not match the training config")
+        self.generator = (generator or Generator(config.generator_config())).to(self.device)
         d_config = DiscriminatorConfig(config.d_width, config.d_layers)
         self.discriminator = (PerStyleDiscriminators(d_config, config.n_styles) if config.multi_style
                               else PatchDiscriminator(d_config)).to(self.device)
         self.perception = build_perception(config.vgg_weights, config.vgg_arch, config.perception).to(self.device)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=(0.5, 0.999))
+        if config.norm_only:  # the shared convs (and every other style's rows, by the one-hot) stay as they are
+            self.generator.requires_grad_(False)
+            for p in self.generator.norm_parameters():
+                p.requires_grad_(True)
+        trainable = [p for p in self.generator.parameters() if p.requires_grad]
+        self.opt_g = torch.optim.Adam(trainable, lr=config.lr_g, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, betas=(0.5, 0.999))
         self.scaler_g = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -333,6 +355,10 @@ class Trainer:
         cfg = self.config
         grams, banks = [], []
         for i, image in enumerate(self.styles):
+            if image is None:  # never drawn (see train_styles)
+                grams.append([])
+                banks.append([])
+                continue
             _, feats = self.perception(_to_tensor(image[None], self.device))
             grams.append([gram(f) for f in feats])
             banks.append([PatchBank(feats[t], cfg.swd_max_patches, cfg.seed + 7 * i + j)
@@ -416,7 +442,10 @@ class Trainer:
         # Every rank draws the global batch and takes its slice (distributed.shard): same data as alone.
         x = _to_tensor(distributed.shard(self.content.batch(np_rng, cfg.batch, cfg.size), self.dist), self.device)
         use_adv = cfg.adv != "none"
-        which = np_rng.integers(0, cfg.n_styles, cfg.batch) if cfg.multi_style else None
+        which = None
+        if cfg.multi_style:
+            pool = np.asarray(cfg.train_styles or range(cfg.n_styles))
+            which = pool[np_rng.integers(0, len(pool), cfg.batch)]
         if which is not None:  # each sample's real crop comes from its own style
             crops = np.concatenate([_style_crops([self.styles[int(w)]], np_rng, 1, cfg.size) for w in which])
         else:
