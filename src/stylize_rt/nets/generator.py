@@ -303,28 +303,35 @@ class MultiStyleUInt8NHWC(nn.Module):
     """A multi-style generator with the graph contract's controls, uint8 NHWC in and out.
 
     ``forward(frames, style, strength, preserve_color)``: ``style`` (N, n_styles) float weights,
-    ``strength`` (N,) in 0..1, ``preserve_color`` (N,) 0 or 1. The stylized frame is rounded to
-    uint8 levels first (what a single-style graph returns), then, where ``preserve_color`` is 1,
-    its luma replaces the input's (chroma kept), then ``input + strength * (result - input)`` is
-    rounded and clipped once: the same arithmetic as ``apply_controls`` on the host, so strength
-    0 gives the input exactly.
+    ``strength`` (N,) in 0..1, ``preserve_color`` (N,) 0 or 1. Where ``preserve_color`` is 1 the
+    stylized luma replaces the input's (chroma kept); then ``input + strength * (result - input)``
+    is rounded and clipped once: the arithmetic of ``apply_controls`` on the host (which rounds
+    the stylized frame first, so the two agree within one level), and strength 0 gives the input
+    exactly.
+
+    Both controls are one per-frame 3x3 matrix on the difference ``stylized - input``:
+    ``255 * strength * (I, or every channel taking the difference's luma)``, so the full-resolution
+    work is a subtraction, one batched matrix product and an addition (each full-resolution pass
+    costs about as much as a small conv layer on a CPU).
     """
 
     def __init__(self, generator: nn.Module) -> None:
         super().__init__()
         self.generator = generator
-        self.register_buffer("luma", torch.tensor(LUMA_WEIGHTS, dtype=torch.float32), persistent=False)
+        w = torch.tensor(LUMA_WEIGHTS, dtype=torch.float32)
+        self.register_buffer("identity", torch.eye(3), persistent=False)
+        self.register_buffer("to_luma", w[:, None].expand(3, 3).contiguous(), persistent=False)  # [j, c] = w_j
 
     def forward(self, frames: torch.Tensor, style: torch.Tensor, strength: torch.Tensor,
                 preserve_color: torch.Tensor) -> torch.Tensor:
         x = frames.to(torch.float32)  # cast first: TensorRT lets a uint8 input feed only a Cast
-        y = torch.round(torch.clamp(self.generator.forward_nhwc(x / 255.0, style), 0.0, 1.0) * 255.0)
-        d = y - x
-        d_luma = (d * self.luma).sum(dim=3, keepdim=True)
-        keep = preserve_color.reshape(-1, 1, 1, 1) > 0.5
-        d = torch.where(keep, d_luma, d)
-        out = x + strength.reshape(-1, 1, 1, 1) * d
-        return torch.round(torch.clamp(out, 0.0, 255.0)).to(torch.uint8)
+        x01 = x / 255.0
+        diff = self.generator.forward_nhwc(x01, style) - x01  # in [0, 1] units; the output is a sigmoid
+        keep = preserve_color.reshape(-1, 1, 1)
+        mix = (255.0 * strength).reshape(-1, 1, 1) * (self.identity + keep * (self.to_luma - self.identity))
+        n = x.shape[0]
+        moved = torch.matmul(diff.reshape(n, -1, 3), mix).reshape(x.shape)
+        return torch.round(torch.clamp(x + moved, 0.0, 255.0)).to(torch.uint8)
 
 
 def count_parameters(model: nn.Module) -> int:

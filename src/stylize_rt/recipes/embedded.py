@@ -113,7 +113,7 @@ def export_onnx(checkpoint: Path, onnx_path: Path) -> Path:
 
 
 def _style_strip(names: list[str], seed: int) -> np.ndarray:
-    tiles = [builtin_style(n, size=256, seed=seed) for n in names]
+    tiles = [builtin_style(n, size=512, seed=seed)[::4, ::4] for n in names]  # 128 px previews of the 512 px images
     return np.concatenate(tiles, axis=1) if len(tiles) > 1 else tiles[0]
 
 
