@@ -152,11 +152,7 @@ def _update_model_card(staged: Path, card: dict, int8: dict | None) -> None:
     model["added_styles"] = card["added_styles"]
     if int8 is not None:
         model["int8_quality"] = int8
-        files = model.setdefault("files", {})
-        if int8["passed"]:
-            files["onnx_int8"] = contract.CHECKPOINT_ONNX_INT8
-        else:
-            files.pop("onnx_int8", None)
+        model.setdefault("files", {})["onnx_int8"] = contract.CHECKPOINT_ONNX_INT8  # auto follows its record
     path.write_text(json.dumps(model, indent=2) + "\n")
 
 

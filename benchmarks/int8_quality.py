@@ -33,6 +33,7 @@ from stylize_rt.export.parity import ort_session, psnr
 from stylize_rt.training.data import held_out_photos
 
 MIN_PSNR_DB = 30.0
+EXPORT_MIN_PSNR_DB = 15.0
 FLICKER_FRAMES = 12
 
 
@@ -83,7 +84,11 @@ def ship_int8(checkpoint: str | os.PathLike[str], fp32_path: str | os.PathLike[s
     output = Path(output)
     with tempfile.TemporaryDirectory(prefix="stylize_rt_int8_", dir=output.parent) as tmp:
         candidate = Path(tmp) / "int8.onnx"
-        result = export_checkpoint(checkpoint, candidate, io_layout="uint8_nhwc", precision="int8", log=lambda _m: None)
+        # The export's own INT8 parity floor is a broken-calibration check; its 1x16x16 size (instance-norm
+        # statistics over 4 positions at 1/8 scale) is INT8's worst case and dips below 20 dB with some
+        # styles. The floor that decides is measured next, on full-size photos.
+        result = export_checkpoint(checkpoint, candidate, io_layout="uint8_nhwc", precision="int8",
+                                   min_psnr=EXPORT_MIN_PSNR_DB, log=lambda _m: None)
         for line in result.int8.lines() if result.int8 is not None else []:
             log(line)
         quality = measure_int8(fp32_path, candidate, min_psnr)

@@ -215,6 +215,26 @@ def test_tensorrt_lint_and_profile_cover_the_control_inputs(model, tmp_path):
     assert any("fixed n_styles" in f.message for f in lint_file(bad, run_parser=False).errors)
 
 
+def test_adding_a_style_trains_only_its_norm_rows(model, tmp_path):
+    """In process: the new row starts at the mean of the others and is the only thing that moves."""
+    generator, card = load_generator(model)
+    before = {k: v.clone() for k, v in generator.state_dict().items()}
+    index = generator.add_style()
+    assert index == 3 and torch.equal(generator.stem.norm.scale[3], before["stem.norm.scale"].mean(0))
+    config = TrainConfig(**{**TINY, "styles": (*STYLES, "tartan"), "multi_style": True, "train_styles": (3,),
+                            "norm_only": True, "steps": 2, "out": str(tmp_path / "run"), "lr_g": 1e-2})
+    Trainer(config, generator=generator).run()
+    moved = False
+    for key, value in generator.state_dict().items():
+        if key.endswith((".scale", ".shift")):
+            assert torch.equal(value[:3], before[key]), key
+            moved |= not torch.equal(value[3], before[key].mean(0))
+        else:
+            assert torch.equal(value, before[key]), key
+    assert moved
+
+
+@pytest.mark.slow
 def test_add_style_end_to_end(model, tmp_path):
     """`stylize-rt train style`: only the new norm rows train, the old styles' outputs stay bit-identical,
     the folder is rebuilt atomically and a duplicate name is refused."""

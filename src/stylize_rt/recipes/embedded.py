@@ -134,8 +134,7 @@ def ship(recipe: Recipe, checkpoint: Path, summary: dict, log=print) -> Path:
         int8 = None
         if recipe.int8:
             int8 = ship_int8(checkpoint, tmp / "generator.onnx", tmp / contract.CHECKPOINT_ONNX_INT8, log=log)
-            if int8["passed"]:
-                files["onnx_int8"] = contract.CHECKPOINT_ONNX_INT8
+            files["onnx_int8"] = contract.CHECKPOINT_ONNX_INT8  # auto takes it only where its record passed
         write_png(_style_strip(styles, card["train"]["seed"]), tmp / "style.png")
         model_card = {
             "name": recipe.name,
