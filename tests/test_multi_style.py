@@ -189,10 +189,21 @@ def test_cli_controls_on_the_exported_graph(model, tmp_path):
         np.abs(ycc_chroma(outs["hatching"]) - ycc_chroma(image)).mean()
 
 
-def test_models_and_bench_accept_the_multi_style_graph(model):
-    proc = run_cli("bench", "--engine", model / contract.CHECKPOINT_ONNX, "--backends", "onnxruntime",
-                   "--sizes", "64x48", "--seconds", "0.3", "--threads", "1")
+def test_bench_times_the_multi_style_graph_beside_a_plain_network_of_its_widths(model, tmp_path):
+    """`bench --peer plain`: the same widths as a single-style network in turns with the model (the
+    "what the style inputs cost" table of the CPU matrix)."""
+    from stylize_rt.recipes.cpu_matrix import style_input_rows
+
+    out = tmp_path / "bench.json"
+    proc = run_cli("bench", "--engine", model, "--backends", "onnxruntime", "--precision", "fp32", "--sizes", "64x48",
+                   "--iters", "3", "--warmup", "1", "--threads", "1", "--no-peak", "--peer", "plain", "--json", out)
     assert proc.returncode == 0, proc.stderr
+    from stylize_rt.benchmarks.harness import BenchRecord
+
+    records = [BenchRecord.from_dict(r) for r in json.loads(out.read_text())["records"]]
+    assert {r.network for r in records if r.mode == "model"} == {"model", "plain"}
+    table = style_input_rows(records)
+    assert table[2].startswith("| 64x48 |") and float(table[2].split("|")[-2]) > 0
 
 
 def test_tensorrt_lint_and_profile_cover_the_control_inputs(model, tmp_path):
