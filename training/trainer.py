@@ -390,9 +390,11 @@ class Trainer:
         return self.discriminator(images) if which is None else self.discriminator(images, which)
 
     def generator_losses(self, x: torch.Tensor, step: int, t_rng: torch.Generator,
-                         which: np.ndarray | None = None) -> tuple[torch.Tensor, dict]:
+                         which: np.ndarray | None = None,
+                         swd_rng: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """G's output and its loss terms on content batch ``x`` (NCHW float in [0, 1]);
-        ``which``: each sample's style index (multi-style runs)."""
+        ``which``: each sample's style index (multi-style runs); ``swd_rng``: the patch loss's
+        random directions (the same on every rank of a torchrun job; ``t_rng`` when None)."""
         cfg = self.config
         styles = which if which is not None else np.zeros(x.shape[0], np.int64)
         generate = self._styled(which)
@@ -413,7 +415,8 @@ class Trainer:
             }
             total = cfg.content_weight * logs["content"] + cfg.style_weight * logs["style"] + cfg.tv_weight * logs["tv"]
             if cfg.swd_weight > 0 and self.perception.patch_taps:
-                terms = [swd_loss(feats_s[t], [self.style_banks[int(w)][j] for w in styles], cfg.swd_projections, t_rng)
+                terms = [swd_loss(feats_s[t], [self.style_banks[int(w)][j] for w in styles], cfg.swd_projections,
+                                  swd_rng or t_rng)
                          for j, t in enumerate(self.perception.patch_taps)]
                 logs["swd"] = sum(terms) / len(terms)
                 total = total + cfg.swd_weight * logs["swd"]
@@ -452,8 +455,10 @@ class Trainer:
             crops = _style_crops(self.styles, np_rng, cfg.batch, cfg.size) if use_adv else None
         real = _to_tensor(distributed.shard(crops, self.dist), self.device) if use_adv else None
 
+        # drawn from the step's shared stream after the data: every rank projects on the same directions
+        swd_rng = torch.Generator().manual_seed(int(np_rng.integers(0, 2**62)))
         self.generator.train()
-        y, logs = self.generator_losses(x, step, t_rng, which)
+        y, logs = self.generator_losses(x, step, t_rng, which, swd_rng)
         total = logs["total"]
         if not torch.isfinite(total):
             raise StylizeError(f"loss became {float(total)} at step {step}; lower the learning rates (--lr-g, --lr-d)")
