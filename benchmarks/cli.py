@@ -26,8 +26,9 @@ from stylize_rt.benchmarks.harness import Skipped, Variant
 from stylize_rt.benchmarks.peak import measure_sgemm_peak
 from stylize_rt.benchmarks.peers import PEERS, build_peer, peer_unavailable
 from stylize_rt.errors import BadInputError, MissingDependencyError, OutputError, StylizeError, first_line
+from stylize_rt.fileio import read_json
 from stylize_rt.gpu.devices import gpu_state
-from stylize_rt.models import get_model, resolve_model
+from stylize_rt.models import DEFAULT_GENERATOR, get_model, resolve_model
 from stylize_rt.runtime.backends import registry
 from stylize_rt.runtime.backends.onnxruntime import describe_providers, provider_report
 from stylize_rt.sizes import PRESETS
@@ -35,7 +36,7 @@ from stylize_rt.sizes import parse_sizes as parse_frame_sizes
 
 DEFAULT_SIZES = "256,512,720p,1080p"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-DEFAULT_ENGINE = "mosaic"
+DEFAULT_ENGINE = DEFAULT_GENERATOR
 
 
 @dataclass
@@ -318,9 +319,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also time decode -> stylize -> encode of an H.264 clip in memory (software libx264 both ways, "
                    "the codec's share of the time shown): what a file-to-file run gets; at every --sizes, or at "
                    "the comma list SIZES of them")
-    p.add_argument("--peer", choices=sorted(PEERS), help="also time a reference network (random weights) in ONNX "
+    p.add_argument("--peer", type=_peer_list, metavar="NAME[,NAME]", help="also time reference networks "
+                   f"({', '.join(sorted(PEERS))}; random weights) in ONNX "
                    "Runtime and PyTorch eager FP32, in turns with the model: johnson2016 = Johnson et al.'s "
-                   "fast style transfer network (9x9 stem, 32/64/128 channels, 5 residual blocks)")
+                   "fast style transfer network (9x9 stem, 32/64/128 channels, 5 residual blocks); plain = the "
+                   "model's own widths as a single-style network (what a multi-style model's style inputs cost)")
     p.add_argument("--layout", choices=("nhwc", "nchw"),
                    help="the model's tensor layout, for models without stylize-rt metadata (default: probed)")
     p.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"),
@@ -445,17 +448,35 @@ def plan_configs(names: list[str], precisions: list[str], skipped: list) -> list
 PEER_VARIANTS = ("onnxruntime", "torch")  # a peer row: ONNX Runtime and PyTorch eager, FP32
 
 
-def peer_sources(args, workdir: Path, skipped: list) -> list[tuple[str, ModelSource]]:
+def _peer_list(text: str) -> str:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PEERS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown peer {', '.join(unknown) or text!r} (choose from {', '.join(sorted(PEERS))})")
+    return ",".join(dict.fromkeys(names))
+
+
+def peer_sources(args, workdir: Path, skipped: list, source: ModelSource) -> list[tuple[str, ModelSource]]:
     """(network, files) of each ``--peer``, built in the bench's temporary folder."""
     if not args.peer:
         return []
-    reason = peer_unavailable()
-    if reason:
-        skipped.append(Skipped(args.peer, "fp32", reason))
-        return []
-    print(f"bench: building the {args.peer} peer network (random weights) ...", file=sys.stderr, flush=True)
-    checkpoint, onnx_path = build_peer(args.peer, workdir)
-    return [(args.peer, ModelSource(label=args.peer, onnx=onnx_path, checkpoint=checkpoint))]
+    out = []
+    for name in args.peer.split(","):
+        reason = peer_unavailable()
+        model_config = None
+        if reason is None and PEERS[name] is None:  # a peer derived from the model (plain: its widths, one style)
+            card = Path(source.checkpoint) / contract.CHECKPOINT_CARD if source.checkpoint else None
+            if card is None or not card.is_file():
+                reason = "needs the model's checkpoint folder (its generator config)"
+            else:
+                model_config = read_json(card, "checkpoint card").get("generator")
+        if reason:
+            skipped.append(Skipped(name, "fp32", reason))
+            continue
+        print(f"bench: building the {name} peer network (random weights) ...", file=sys.stderr, flush=True)
+        checkpoint, onnx_path = build_peer(name, workdir, model_config)
+        out.append((name, ModelSource(label=name, onnx=onnx_path, checkpoint=checkpoint)))
+    return out
 
 
 def run_matrix(args, plan, source: ModelSource, sizes, batches, budget, peak, work, skipped, failed) -> list:
@@ -469,7 +490,7 @@ def run_matrix(args, plan, source: ModelSource, sizes, batches, budget, peak, wo
     transcoded = transcode_sizes(args)
     with tempfile.TemporaryDirectory(prefix="stylize-rt-bench-") as workdir:
         networks = [("model", source, plan, work)]
-        for network, peer in peer_sources(args, Path(workdir), skipped):
+        for network, peer in peer_sources(args, Path(workdir), skipped, source):
             peer_plan = [(n, p) for n, p in plan if n in PEER_VARIANTS and p == "fp32"]
             networks.append((network, peer, peer_plan, harness.WorkCounter(peer.onnx)))
         opened = []  # (network, name, precision, model, backend, work)

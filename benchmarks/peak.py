@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from stylize_rt import contract
+from stylize_rt.export.frames import control_feeds
+
 DEFAULT_SIZES = (1024, 2048)
 
 
@@ -105,7 +108,8 @@ def onnx_conv_macs(model_path: str | os.PathLike[str], height: int, width: int) 
     if not convs:
         return 0
     feeds_needed = {i.name for i in graph.input} - set(initializers)
-    if len(feeds_needed) != 1:
+    controls = feeds_needed & set(contract.CONTROL_INPUTS)  # a multi-style graph: one-hot style 0, full strength
+    if len(feeds_needed - controls) != 1:
         raise ValueError(f"expected one image input, found {sorted(feeds_needed)}")
 
     def weight_shape(name: str) -> tuple[int, ...] | None:
@@ -127,14 +131,16 @@ def onnx_conv_macs(model_path: str | os.PathLike[str], height: int, width: int) 
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    inp = session.get_inputs()[0]
+    inp = next(i for i in session.get_inputs() if i.name not in controls)
     if inp.type == "tensor(uint8)":
         x = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
     else:
         dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
         x = np.random.default_rng(0).random((1, 3, height, width)).astype(dtype)
     names = [n.output[0] for n in convs]
-    shapes = dict(zip(names, (o.shape for o in session.run(names, {inp.name: x}))))
+    n_styles = next((int(i.shape[1]) for i in session.get_inputs() if i.name == contract.INPUT_STYLE), 1)
+    extra = {k: v for k, v in control_feeds(1, n_styles, style=0).items() if k in controls}
+    shapes = dict(zip(names, (o.shape for o in session.run(names, {inp.name: x, **extra}))))
     macs = 0
     for node in convs:
         w = weight_shape(node.input[1])

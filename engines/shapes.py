@@ -180,6 +180,8 @@ def resolve_profile(
     largest, opt = the largest (the size a video pipeline built up to it usually runs at). One
     preset gives a fixed-size profile, the fastest engine. Explicit ``--min/--opt/--max`` override
     the matching end. With nothing given: 16x16 .. 720p .. 1920x1920 (both orientations of 1080p).
+    Inputs that are not image batches (a multi-style graph's controls) get the batch range in their
+    dynamic dimensions and keep their fixed ones (min = opt = max for n_styles).
     """
     names = [i.name for i in inputs]
     sizes = [parse_frame_size(s) for s in (shapes or []) if str(s).strip()]
@@ -203,7 +205,11 @@ def resolve_profile(
         ends = {}
         for end in ("min", "opt", "max"):
             value = explicit[end].get(info.name, defaults[end])
-            if len(value) == 2 and len(info.shape) != 2:
+            if info.name not in explicit[end] and len(info.shape) != 4:
+                # a control input (a multi-style graph's style [N, n_styles], strength [N], preserve_color
+                # [N]): the batch end of the profile in its dynamic dims, its fixed dims as they are
+                value = tuple(batches[end] if d is None else d for d in info.shape)
+            elif len(value) == 2 and len(info.shape) != 2:
                 value = info.frame_shape(value[0], value[1], batches[end])
             elif len(value) != len(info.shape):
                 raise BadInputError(

@@ -15,6 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from stylize_rt import contract
 from stylize_rt.errors import BadInputError
 from stylize_rt.imageio import IMAGE_SUFFIXES, read_image
 
@@ -108,3 +109,43 @@ def to_feed(frames: np.ndarray, io_layout: str) -> np.ndarray:
     if io_layout == "uint8_nhwc":
         return np.ascontiguousarray(frames)
     return np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+
+
+def n_styles_of(model) -> int:
+    """How many styles a generator graph (``ModelProto``) takes: its ``style`` input's width, else 1."""
+    for value in model.graph.input:
+        if value.name == contract.INPUT_STYLE:
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) == 2 and dims[1].HasField("dim_value"):
+                return int(dims[1].dim_value)
+            raise BadInputError(f"the graph's {contract.INPUT_STYLE!r} input needs a fixed [batch, n_styles] shape")
+    return 1
+
+
+def control_feeds(batch: int, n_styles: int, style: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """The control inputs of a multi-style graph for ``batch`` frames.
+
+    ``style`` given: that style's one-hot at full strength, colours not kept (calibration and
+    statistics feed each style this way). ``None``: varied controls, so parity covers every
+    path: random convex style blends, strengths 0, 1 and in between, colour preservation on
+    every other frame.
+    """
+    if style is not None:
+        weights = np.zeros((batch, n_styles), np.float32)
+        weights[:, style] = 1.0
+        strength, keep = np.ones(batch, np.float32), np.zeros(batch, np.float32)
+    else:
+        rng = np.random.default_rng(seed)
+        weights = rng.dirichlet(np.ones(n_styles), batch).astype(np.float32)
+        strength = np.array([(1.0, 0.0, 0.6, 1.0, 0.3)[i % 5] for i in range(batch)], np.float32)
+        keep = np.array([(i + seed) % 2 for i in range(batch)], np.float32)
+    return {contract.INPUT_STYLE: weights, contract.INPUT_STRENGTH: strength, contract.INPUT_PRESERVE_COLOR: keep}
+
+
+def graph_feeds(frames: np.ndarray, io_layout: str, n_styles: int = 1, style: int | None = None,
+                seed: int = 0) -> dict[str, np.ndarray]:
+    """A generator graph's feed for ``frames``: the image input, plus the controls of a multi-style graph."""
+    feed = {contract.INPUT_IMAGE: to_feed(frames, io_layout)}
+    if n_styles > 1:
+        feed.update(control_feeds(len(frames), n_styles, style, seed))
+    return feed

@@ -8,6 +8,10 @@ with symmetric ranges, weights per output channel; biases stay float (TensorRT's
 DequantizeLinear reads INT8, not ORT's default INT32 bias encoding). Only Convs are quantized: instance
 normalization, the pre/post-processing and the final sigmoid stay float, because that is
 where 8 bits visibly band flat regions.
+
+Multi-style graphs calibrate over every style: each calibration frame is fed once per style
+with that style's one-hot, so the activation ranges cover all of them, and the PSNR is
+measured per style (the worst one is the graph's number).
 """
 
 from __future__ import annotations
@@ -17,14 +21,14 @@ import io
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import onnx
 
-from stylize_rt.export.frames import read_image_folder, sample_frames, to_feed
+from stylize_rt.export.frames import graph_feeds, n_styles_of, read_image_folder, sample_frames
 from stylize_rt.export.parity import ort_session, psnr
 
 CALIBRATION_SIZE = (128, 128)  # (height, width) of calibration frames
@@ -39,12 +43,16 @@ class Int8Report:
     quantized_convs: int
     psnr_db: float  # worst held-out PSNR of the INT8 graph against the FP32 graph (ONNX Runtime)
     held_out: str
+    per_style_psnr: dict[int, float] = field(default_factory=dict)  # multi-style graphs: style index -> worst PSNR
 
     def lines(self) -> list[str]:
+        styles = ""
+        if self.per_style_psnr:
+            styles = " (per style: " + ", ".join(f"{k}: {v:.1f}" for k, v in self.per_style_psnr.items()) + ")"
         return [
             f"int8: QDQ, symmetric int8 activations and per-channel weights, {self.quantized_convs} Convs quantized, "
-            f"{self.method} calibration on {self.calibration_frames} frames ({self.calibration})",
-            f"int8 quality: PSNR {self.psnr_db:.1f} dB vs the FP32 graph on {self.held_out}",
+            f"{self.method} calibration on {self.calibration_frames} feeds ({self.calibration})",
+            f"int8 quality: PSNR {self.psnr_db:.1f} dB vs the FP32 graph on {self.held_out}{styles}",
         ]
 
 
@@ -67,21 +75,25 @@ def quantize_int8(
     eval_sizes: Sequence[tuple[int, int, int]] = ((1, 96, 128), (2, 61, 45)),
 ):
     """``(int8 ModelProto, Int8Report)`` for the FP32 ``fp32_model`` (a ModelProto)."""
-    input_name = fp32_model.graph.input[0].name
-    batches = [to_feed(frame[None], io_layout) for frame in calibration_frames]
-    int8 = quantize_qdq(fp32_model, [{input_name: b} for b in batches], method)
+    n_styles = n_styles_of(fp32_model)
+    styles = range(n_styles) if n_styles > 1 else [None]
+    feeds = [graph_feeds(frame[None], io_layout, n_styles, style=s) for frame in calibration_frames for s in styles]
+    int8 = quantize_qdq(fp32_model, feeds, method)
     del int8.metadata_props[:]
     int8.metadata_props.extend(fp32_model.metadata_props)
     onnx.checker.check_model(int8, full_check=True)
-    psnr_db, held_out = int8_psnr(fp32_model, int8, io_layout, eval_sizes)
+    per_style = {}
+    for s in styles:
+        per_style[s], held_out = int8_psnr(fp32_model, int8, io_layout, eval_sizes, style=s)
     dequantized = {o for n in int8.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     report = Int8Report(
-        calibration=calibration_source,
-        calibration_frames=len(batches),
+        calibration=calibration_source + (f", each with all {n_styles} styles' one-hot" if n_styles > 1 else ""),
+        calibration_frames=len(feeds),
         method=method,
         quantized_convs=sum(1 for n in int8.graph.node if n.op_type == "Conv" and n.input[1] in dequantized),
-        psnr_db=psnr_db,
+        psnr_db=min(per_style.values()),
         held_out=held_out,
+        per_style_psnr={k: v for k, v in per_style.items() if k is not None},
     )
     return int8, report
 
@@ -138,15 +150,17 @@ def quantize_qdq(
         return onnx.load(str(dst))
 
 
-def int8_psnr(fp32_model, int8_model, io_layout: str, sizes: Sequence[tuple[int, int, int]]) -> tuple[float, str]:
-    """Worst PSNR of the INT8 graph against the FP32 graph on held-out photos (never calibration ones)."""
+def int8_psnr(fp32_model, int8_model, io_layout: str, sizes: Sequence[tuple[int, int, int]],
+              style: int | None = None) -> tuple[float, str]:
+    """Worst PSNR of the INT8 graph against the FP32 graph on held-out photos (never calibration ones);
+    ``style``: a multi-style graph's style (its one-hot, full strength)."""
 
-    input_name = fp32_model.graph.input[0].name
+    n_styles = n_styles_of(fp32_model)
     reference, quantized = ort_session(fp32_model), ort_session(int8_model)
     worst, held_out = float("inf"), ""
     for i, (batch, height, width) in enumerate(sizes):
         frames, held_out = sample_frames(batch, height, width, seed=900 + i, held_out=True)
-        feed = {input_name: to_feed(frames, io_layout)}
+        feed = graph_feeds(frames, io_layout, n_styles, style=style if n_styles > 1 else None)
         want, got = reference.run(None, feed)[0], quantized.run(None, feed)[0]
         if not np.all(np.isfinite(got.astype(np.float64))):
             raise ValueError("the INT8 graph produced inf/NaN on held-out frames")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from stylize_rt import __version__
-from stylize_rt.contract import CONFIG_HASH, IO_LAYOUT, KIND, OPSET, PRECISION, STYLE, VERSION
+from stylize_rt.contract import CONFIG_HASH, IO_LAYOUT, KIND, OPSET, PRECISION, STYLE, STYLES, VERSION
 from stylize_rt.errors import BadInputError, first_line
 
 
@@ -46,9 +46,21 @@ def style_name(card: dict[str, Any]) -> str:
     return "unknown"
 
 
+def style_names(card: dict[str, Any]) -> list[str]:
+    """A multi-style checkpoint's style names in style-input order (its card's ``styles``)."""
+    n_styles = int((card.get("generator") or {}).get("n_styles", 1))
+    names = card.get("styles")
+    if n_styles > 1:
+        if not isinstance(names, list) or len(names) != n_styles or not all(isinstance(n, str) for n in names):
+            raise BadInputError(f"a {n_styles}-style checkpoint card needs 'styles': a list of {n_styles} names")
+        return list(names)
+    return [style_name(card)]
+
+
 def generator_metadata(card: dict[str, Any], io_layout: str, precision: str, opset: int) -> dict[str, str]:
-    """The metadata map of an exported generator graph (before verification results are added)."""
-    return {
+    """The metadata map of an exported generator graph (before verification results are added);
+    multi-style graphs also list their styles (``stylize_rt.styles``)."""
+    meta = {
         KIND: "generator",
         STYLE: style_name(card),
         IO_LAYOUT: io_layout,
@@ -57,6 +69,10 @@ def generator_metadata(card: dict[str, Any], io_layout: str, precision: str, ops
         VERSION: __version__,
         OPSET: str(opset),
     }
+    names = style_names(card)
+    if len(names) > 1:
+        meta[STYLES] = json.dumps(names)
+    return meta
 
 
 def set_metadata(model, meta: dict[str, Any]) -> None:

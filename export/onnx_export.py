@@ -14,6 +14,12 @@ Pipeline (``export_checkpoint``): trace -> ``onnx.checker`` (full check) -> shap
 inference -> onnxslim if bit-identical -> FP16 safety statistics (``stylize_rt.fp32_layers``)
 -> metadata -> optional FP16 / INT8 conversion -> parity against PyTorch and TensorRT lint
 -> atomic write. Nothing is left at the output path unless every step passed.
+
+A multi-style generator (``n_styles > 1``, uint8 NHWC only) exports with the control inputs
+of the graph contract: ``input`` (uint8 [N, H, W, 3]), ``style`` (float32 [N, n_styles]),
+``strength`` (float32 [N]) and ``preserve_color`` (float32 [N], 0 or 1); batch is dynamic
+for all four, n_styles is fixed. The graph does the controls' arithmetic itself
+(``MultiStyleUInt8NHWC``), and ``stylize_rt.styles`` lists the style names.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from torch import nn
 from stylize_rt import __version__, contract
 from stylize_rt.errors import BadInputError, OutputError
 from stylize_rt.export import fp16
-from stylize_rt.export.frames import sample_frames, to_feed
+from stylize_rt.export.frames import graph_feeds, n_styles_of, sample_frames
 from stylize_rt.export.int8 import calibration_set, quantize_int8
 from stylize_rt.export.metadata import generator_metadata, get_metadata, set_metadata
 from stylize_rt.export.simplify import simplify
@@ -43,7 +49,7 @@ from stylize_rt.export.trt_lint import lint_model
 from stylize_rt.export.verify import require_pass, verify_generator
 from stylize_rt.fileio import atomic_file, check_writable_dir
 from stylize_rt.nets.checkpoint import load_generator
-from stylize_rt.nets.generator import UInt8NHWC
+from stylize_rt.nets.generator import MultiStyleUInt8NHWC, UInt8NHWC
 
 OPSET = 17
 IOLayout = Literal["float32_nchw", "uint8_nhwc"]
@@ -58,10 +64,17 @@ def _log_stderr(message: str) -> None:
 def _trace(generator: nn.Module, io_layout: str):
     """Export ``generator`` with the legacy exporter; return the ``ModelProto`` (checked, shapes inferred)."""
     model = generator.eval()
+    n_styles = getattr(getattr(generator, "config", None), "n_styles", 1)
+    names, samples = [contract.INPUT_IMAGE], ()
+    if n_styles > 1 and io_layout != "uint8_nhwc":
+        raise BadInputError(f"a multi-style generator exports as uint8_nhwc only (asked for {io_layout})")
     if io_layout == "uint8_nhwc":
-        model = UInt8NHWC(generator).eval()
-        sample = torch.randint(0, 256, (1, 64, 48, 3), dtype=torch.uint8)
+        model = (MultiStyleUInt8NHWC if n_styles > 1 else UInt8NHWC)(generator).eval()
+        sample = torch.randint(0, 256, (2, 64, 48, 3), dtype=torch.uint8)
         axes = {0: "batch", 1: "height", 2: "width"}
+        if n_styles > 1:
+            names += list(contract.CONTROL_INPUTS)
+            samples = (torch.full((2, n_styles), 1.0 / n_styles), torch.tensor([1.0, 0.5]), torch.tensor([0.0, 1.0]))
     elif io_layout == "float32_nchw":
         sample = torch.rand(1, 3, 64, 48)
         axes = {0: "batch", 2: "height", 3: "width"}
@@ -73,13 +86,13 @@ def _trace(generator: nn.Module, io_layout: str):
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model,
-                (sample,),
+                (sample, *samples),
                 path,
                 dynamo=False,
                 opset_version=OPSET,
-                input_names=["input"],
+                input_names=names,
                 output_names=["output"],
-                dynamic_axes={"input": axes, "output": axes},
+                dynamic_axes={"output": axes, **{n: (axes if n == contract.INPUT_IMAGE else {0: "batch"}) for n in names}},
             )
         graph = onnx.load(path)
     onnx.checker.check_model(graph, full_check=True)
@@ -121,12 +134,12 @@ def cast_uint8_inputs_first(model) -> int:
     return swaps
 
 
-def _check_feeds(io_layout: str, seed: int = 3) -> list[dict[str, np.ndarray]]:
+def _check_feeds(io_layout: str, n_styles: int = 1, seed: int = 3) -> list[dict[str, np.ndarray]]:
 
     feeds = []
-    for i, (b, h, w) in enumerate(((1, 48, 64), (2, 33, 47))):
+    for i, (b, h, w) in enumerate(((1, 48, 64), (2, 33, 47), (3, 20, 24))):
         frames, _ = sample_frames(b, h, w, seed=seed + i)
-        feeds.append({"input": to_feed(frames, io_layout)})
+        feeds.append(graph_feeds(frames, io_layout, n_styles, seed=seed + i))
     return feeds
 
 
@@ -143,12 +156,16 @@ def build_graph(generator: nn.Module, io_layout: str, simplify_graph: bool = Tru
         graph = onnx.shape_inference.infer_shapes(graph, check_type=True, strict_mode=True)
         onnx.checker.check_model(graph, full_check=True)
     log(f"traced: opset {OPSET}, {len(graph.graph.node)} nodes, onnx.checker full check and shape inference passed")
+    n_styles = n_styles_of(graph)
     if simplify_graph:
-        graph, report = simplify(graph, _check_feeds(io_layout))
+        graph, report = simplify(graph, _check_feeds(io_layout, n_styles))
         log(report.line())
     fp16.name_nodes(graph)
     frames, source = sample_frames(STATS_FRAMES, *STATS_SIZE, seed=11)
-    stats = fp16.activation_stats(graph, [{"input": to_feed(f[None], io_layout)} for f in frames], frames=source)
+    # every style's one-hot: the activation ranges of all styles decide the FP32 islands
+    feeds = [graph_feeds(f[None], io_layout, n_styles, style=s if n_styles > 1 else None)
+             for f in frames for s in range(n_styles)]
+    stats = fp16.activation_stats(graph, feeds, frames=source)
     keep = stats.keep_fp32 + fp16.io_island_nodes(graph)
     set_metadata(
         graph,

@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from stylize_rt import contract
 from stylize_rt.errors import BadInputError, first_line
 from stylize_rt.export.frames import to_feed
 
@@ -37,13 +38,19 @@ def psnr(reference: np.ndarray, test: np.ndarray, peak: float) -> float:
     return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
 
 
-def torch_reference(generator, frames: np.ndarray, io_layout: str) -> np.ndarray:
-    """What the checkpoint computes in PyTorch float32, in the graph's output layout."""
+def torch_reference(generator, frames: np.ndarray, io_layout: str,
+                    controls: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """What the checkpoint computes in PyTorch float32, in the graph's output layout;
+    ``controls``: a multi-style graph's style/strength/preserve_color feeds."""
     import torch  # export needs torch; kept local so the graph tools import without it
 
-    from stylize_rt.nets.generator import UInt8NHWC  # torch, as above
+    from stylize_rt.nets.generator import MultiStyleUInt8NHWC, UInt8NHWC  # torch, as above
 
     with torch.inference_mode():
+        if controls:
+            wrapped = MultiStyleUInt8NHWC(generator.eval())
+            tensors = [torch.from_numpy(np.ascontiguousarray(controls[k])) for k in contract.CONTROL_INPUTS]
+            return wrapped(torch.from_numpy(np.ascontiguousarray(frames)), *tensors).numpy()
         if io_layout == "uint8_nhwc":
             return UInt8NHWC(generator.eval())(torch.from_numpy(np.ascontiguousarray(frames))).numpy()
         return generator.eval()(torch.from_numpy(to_feed(frames, io_layout))).numpy()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import onnx
 from onnx import numpy_helper
 
+from stylize_rt import contract
 from stylize_rt.errors import first_line
 from stylize_rt.gpu.tensorrt import import_tensorrt
 
@@ -141,6 +142,7 @@ def lint(model) -> LintReport:
         if any(not d.HasField("dim_value") for d in dims):
             report.dynamic_inputs[value.name] = [str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
     _check_uint8_io(graph, producers, report)
+    check_control_inputs(graph, report)
     for name, dims in report.dynamic_inputs.items():
         report.findings.append(
             Finding("info", "", "", f"input {name} has dynamic dims {dims}: the engine needs an optimization profile (min/opt/max)")
@@ -165,6 +167,37 @@ def lint(model) -> LintReport:
                 report.findings.append(Finding("error", name, op, f"{what} must be an initializer (is computed at run time)"))
         _check_attributes(node, name, report)
     return report
+
+
+# rank of each control input of a multi-style graph (stylize_rt.contract): style [N, n_styles], the others [N]
+CONTROL_RANKS = {contract.INPUT_STYLE: 2, contract.INPUT_STRENGTH: 1, contract.INPUT_PRESERVE_COLOR: 1}
+
+
+def check_control_inputs(graph, report: LintReport) -> None:
+    """A multi-style graph's control inputs fit one optimization profile with the frames: float32,
+    the contract's ranks, the frames' batch dimension (same name) first, and a fixed n_styles."""
+    inputs = {v.name: v for v in graph.input}
+    if not any(name in inputs for name in CONTROL_RANKS):
+        return
+    image = inputs.get(contract.INPUT_IMAGE)
+    batch = image.type.tensor_type.shape.dim[0] if image is not None and image.type.tensor_type.shape.dim else None
+    for name, rank in CONTROL_RANKS.items():
+        value = inputs.get(name)
+        if value is None:
+            report.findings.append(Finding("error", "", "", f"multi-style graph lacks the control input {name!r}"))
+            continue
+        tensor = value.type.tensor_type
+        dims = tensor.shape.dim
+        if tensor.elem_type != onnx.TensorProto.FLOAT:
+            report.findings.append(Finding("error", "", "", f"control input {name} must be float32"))
+        if len(dims) != rank:
+            report.findings.append(Finding("error", "", "", f"control input {name} has rank {len(dims)}, expected {rank}"))
+            continue
+        if batch is not None and (dims[0].dim_param or dims[0].dim_value) != (batch.dim_param or batch.dim_value):
+            report.findings.append(Finding("error", "", "", f"control input {name}'s first dimension is not the "
+                                           f"frames' batch dimension (one profile covers both)"))
+        if rank == 2 and not dims[1].HasField("dim_value"):
+            report.findings.append(Finding("error", "", "", f"control input {name} needs a fixed n_styles dimension"))
 
 
 def _check_uint8_io(graph, producers: dict, report: LintReport) -> None:

@@ -26,7 +26,7 @@ import onnx
 from stylize_rt import contract
 from stylize_rt.errors import BadInputError, StylizeError, first_line
 from stylize_rt.export import fp16, metadata
-from stylize_rt.export.frames import sample_frames, to_feed
+from stylize_rt.export.frames import control_feeds, sample_frames, to_feed
 from stylize_rt.export.parity import ort_session, psnr, torch_reference
 from stylize_rt.export.trt_lint import lint_file
 from stylize_rt.nets.checkpoint import load_generator
@@ -157,6 +157,7 @@ def verify_generator(
     """
     session = ort_session(model)
     input_name = session.get_inputs()[0].name
+    n_styles = next((int(i.shape[1]) for i in session.get_inputs() if i.name == contract.INPUT_STYLE), 1)
     source = ""
     report = ParityReport(
         model=label or str(model if isinstance(model, (str, os.PathLike)) else "<in memory>"),
@@ -168,8 +169,10 @@ def verify_generator(
     # disable=None: a bar on terminals only, so logs and CLI tests stay clean.
     for i, (batch, height, width) in enumerate(progress_bar(sizes, desc="parity", unit="size", leave=False)):
         frames, source = sample_frames(batch, height, width, seed=seed + i, held_out=True)
-        want = torch_reference(generator, frames, io_layout)
-        got = session.run(None, {input_name: to_feed(frames, io_layout)})[0]
+        feed = {input_name: to_feed(frames, io_layout)}
+        controls = control_feeds(batch, n_styles, seed=seed + i) if n_styles > 1 else None
+        want = torch_reference(generator, frames, io_layout, controls)
+        got = session.run(None, {**feed, **(controls or {})})[0]
         max_abs, psnr_db, within_1, nonfinite = compare_outputs(want, got, io_layout)
         result = SizeResult(batch, height, width, max_abs, psnr_db, within_1, nonfinite, False)
         result.passed = _judge(precision, io_layout, result, min_psnr)
@@ -220,8 +223,10 @@ def verify_file(
     if kind != "generator":
         raise BadInputError(f"{path} is a {kind} model; verify a generator .onnx or a captioner folder")
     generator, card = load_generator(checkpoint)
-    if len(model.graph.input) != 1:
-        raise BadInputError(f"{path} has {len(model.graph.input)} inputs; a generator graph has one")
+    extra = [i.name for i in model.graph.input if i.name != contract.INPUT_IMAGE]
+    if len(model.graph.input) != 1 and sorted(extra) != sorted(contract.CONTROL_INPUTS):
+        raise BadInputError(f"{path} has inputs {[i.name for i in model.graph.input]}; a generator graph has "
+                            f"{contract.INPUT_IMAGE!r} (and a multi-style one {', '.join(contract.CONTROL_INPUTS)})")
     io_layout = meta.get(contract.IO_LAYOUT) or (
         "uint8_nhwc" if model.graph.input[0].type.tensor_type.elem_type == 2 else "float32_nchw"
     )

@@ -5,6 +5,11 @@ stylized through the same objects that ``stylize-rt run --input clip.mp4 --outpu
 builds (one ``RunConfig`` through ``session.open_run``), so the demo exercises decoding, the
 threaded pipeline, the model, encoding and carrying the audio over. Camera moves (slow pans
 and zooms) give the frames the motion a style model meets in video.
+
+With a multi-style model (the embedded default) the demo also shows the styles: a contact
+sheet of the held-out photos (scikit-learn's china and flower, never trained on) in every
+style, a blend strip between two styles, and the clip starts in one style and blends into
+another across its length (a ``--style-timeline``).
 """
 
 from __future__ import annotations
@@ -22,11 +27,16 @@ from stylize_rt.imageio import write_image
 from stylize_rt.runtime.av_audio import PcmAudio
 from stylize_rt.runtime.frames import resize
 from stylize_rt.runtime.pipeline import PipelineConfig
-from stylize_rt.runtime.session import ModelChoice, RunConfig, describe_model, open_run
+from stylize_rt.runtime.session import ModelChoice, RunConfig, StyleChoice, describe_model, open_run, open_stylizer
 from stylize_rt.runtime.sinks import FrameInfo, VideoFileSink
 from stylize_rt.runtime.sources import VideoFileSource
+from stylize_rt.runtime.style_controls import StyleControls
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+HELD_OUT = ("china.jpg", "flower.jpg")
+BLEND_PAIR = ("mosaic", "waves")  # the blend strip's and the clip's two styles, where the model has them
+BLEND_STEPS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+CELL_HEIGHT = 200
 
 
 @dataclass
@@ -40,6 +50,9 @@ class DemoResult:
     fps: float
     model_fps: float
     model: str  # which model, backend and IO convention ran
+    styles_sheet_path: Path | None = None  # multi-style models: held-out photos x styles
+    blend_strip_path: Path | None = None  # multi-style models: a blend between two styles
+    timeline: str | None = None  # multi-style models: the clip's style timeline
 
 
 def sample_photos() -> list[np.ndarray]:
@@ -133,21 +146,97 @@ def side_by_side(input_path: Path, output_path: Path, png_path: Path, rows: int 
     return png_path
 
 
+def held_out_photos() -> list[np.ndarray]:
+    """scikit-learn's two bundled photos (china, flower): no embedded model was trained on them."""
+    try:
+        from sklearn.datasets import load_sample_image  # the [demo] extra
+    except ImportError:
+        raise MissingDependencyError("the demo's style sheet uses scikit-learn's sample photos: "
+                                     "pip install 'stylize-rt[demo]'") from None
+    return [load_sample_image(name) for name in HELD_OUT]
+
+
+def _label(image: np.ndarray, text: str) -> np.ndarray:
+    import cv2  # a runtime dependency; only the sheets draw text
+
+    out = np.ascontiguousarray(image).copy()
+    cv2.rectangle(out, (0, 0), (min(out.shape[1], 9 * len(text) + 8), 22), (255, 255, 255), -1)
+    cv2.putText(out, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def _grid(rows: list[list[np.ndarray]], gap: int = 4) -> np.ndarray:
+    lines = []
+    for row in rows:
+        cells = []
+        for cell in row:
+            cells += [cell, np.full((cell.shape[0], gap, 3), 255, np.uint8)]
+        lines += [np.concatenate(cells[:-1], axis=1)]
+        lines += [np.full((gap, lines[-1].shape[1], 3), 255, np.uint8)]
+    return np.concatenate(lines[:-1], axis=0)
+
+
+def _cell(photo: np.ndarray) -> np.ndarray:
+    h, w = photo.shape[:2]
+    return resize(photo, int(round(w * CELL_HEIGHT / h)), CELL_HEIGHT)
+
+
+def blend_pair(styles: list[str]) -> tuple[str, str]:
+    return BLEND_PAIR if all(s in styles for s in BLEND_PAIR) else (styles[0], styles[1])
+
+
+def style_pictures(stylizer, output_dir: Path) -> tuple[Path, Path]:
+    """Contact sheet (held-out photos x every style) and a blend strip between two styles, as PNGs."""
+    styles = stylizer.styles
+    photos = held_out_photos()  # stylized at full size (640x427), then shrunk for the sheet
+
+    def styled(photo: np.ndarray, weights) -> np.ndarray:
+        return _cell(stylizer(photo, StyleControls(tuple(weights))))
+
+    rows = []
+    for photo in photos:
+        row = [_label(_cell(photo), "input")]
+        for i, name in enumerate(styles):
+            row.append(_label(styled(photo, [1.0 if j == i else 0.0 for j in range(len(styles))]), name))
+        rows.append(row)
+    sheet = write_image(output_dir / "styles_sheet.png", _grid(rows))
+    a, b = (styles.index(n) for n in blend_pair(styles))
+    strip = [_label(_cell(photos[0]), "input")]
+    for t in BLEND_STEPS:
+        weights = [0.0] * len(styles)
+        weights[a] += 1.0 - t
+        weights[b] += t
+        strip.append(_label(styled(photos[0], weights), f"{styles[b] if t else styles[a]} {t:.1f}"))
+    blend = write_image(output_dir / "blend_strip.png", _grid([strip]))
+    return sheet, blend
+
+
 def run_demo(output_dir: Path, frames: int, size: tuple[int, int], fps: float, model: ModelChoice | None = None,
              batch: int = 1, progress: bool = True) -> DemoResult:
-    """Write the sample clip, stylize it as ``run --input input.mp4 --output stylized.mp4`` would."""
+    """Write the sample clip, stylize it as ``run --input input.mp4 --output stylized.mp4`` would
+    (multi-style models: with a style timeline, after the style sheet and blend strip)."""
     check_writable_dir(output_dir)
     width, height = size
+    model = model or ModelChoice()
+    sheet = blend = timeline = None
+    stylizer = open_stylizer(model)
+    try:
+        if stylizer.multi_style and len(stylizer.styles) > 1:
+            sheet, blend = style_pictures(stylizer, output_dir)
+            a, b = blend_pair(stylizer.styles)
+            timeline = f"{a}@0,{b}@{frames / fps:.3f}"  # the clip starts in one style and ends in the other
+    finally:
+        stylizer.close()
     input_path = write_sample_clip(output_dir / "input.mp4", frames, width, height, fps)
     output_path = output_dir / "stylized.mp4"
-    config = RunConfig(model=model or ModelChoice(), input=str(input_path), output=str(output_path), display=False,
-                       pipeline=PipelineConfig(batch=batch, progress=progress))
+    config = RunConfig(model=model, input=str(input_path), output=str(output_path), display=False,
+                       pipeline=PipelineConfig(batch=batch, progress=progress), style=StyleChoice(timeline=timeline))
     with open_run(config) as session:
         stats = session.run()
         description = describe_model(config.model, session.stylizer)
     png = side_by_side(input_path, output_path, output_dir / "side_by_side.png")
     return DemoResult(input_path, output_path, png, stats.frames_out, size, stats.wall_s, stats.fps, stats.model_fps,
-                      description)
+                      description, sheet, blend, timeline)
 
 
 def print_result(result: DemoResult) -> None:
@@ -158,4 +247,8 @@ def print_result(result: DemoResult) -> None:
     print(f"input clip:   {result.input_path}")
     print(f"stylized:     {result.output_path}")
     print(f"side by side: {result.side_by_side_path}")
+    if result.styles_sheet_path is not None:
+        print(f"styles sheet: {result.styles_sheet_path}  (held-out photos x styles)")
+        print(f"blend strip:  {result.blend_strip_path}")
+        print(f"clip styles:  --style-timeline {result.timeline}")
     sys.stdout.flush()

@@ -284,17 +284,18 @@ def test_models_table_and_json_from_a_card(tmp_path, monkeypatch, capsys):
     import stylize_rt.models as models
     from stylize_rt.runtime.cli import models_command
 
-    folder = tmp_path / "mosaic"
+    folder = tmp_path / models.DEFAULT_GENERATOR
     folder.mkdir()
     (folder / "generator.onnx").write_bytes(b"x" * 3000)
-    card = {"name": "mosaic", "kind": "generator", "description": "a test card",
-            "files": {"onnx": "generator.onnx", "weights": "weights.safetensors"},
+    card = {"name": models.DEFAULT_GENERATOR, "kind": "generator", "description": "a test card",
+            "files": {"onnx": "generator.onnx", "weights": "weights.safetensors"}, "styles": ["mosaic", "waves"],
             "source": "stylize-rt train generator --style mosaic.png", "wall_time_s": 600}
     (folder / "model.json").write_text(json.dumps(card))
     monkeypatch.setattr(models, "MODELS_DIR", tmp_path)
     assert models_command(argparse.Namespace(json=False)) == 0
     table = capsys.readouterr().out
-    assert "mosaic  (default)  [generator]" in table and "2.9 KB" in table and "missing" in table
+    assert f"{models.DEFAULT_GENERATOR}  (default)  [generator]" in table and "2.9 KB" in table and "missing" in table
+    assert "styles: mosaic, waves" in table
     assert "source: stylize-rt train generator --style mosaic.png" in table
     assert models_command(argparse.Namespace(json=True)) == 0
     data = json.loads(capsys.readouterr().out)

@@ -41,7 +41,7 @@ def test_train_generator_cli_runs_and_resumes(tmp_path, photo_dir):
     assert "3 of 3 images used; converted: 1 grayscale" in r.stderr
     assert "done at step 2" in r.stdout
     card = json.loads((out / "final" / "config.json").read_text())
-    assert card["step"] == 2 and card["train"]["adv"] == "hinge" and card["perception"] == "random"
+    assert card["step"] == 2 and card["train"]["adv"] == "hinge" and card["perception"] == "efficientnet-lite0"
     r2 = _cli("train", "generator", "--out", str(out), "--steps", "3", "--resume", str(out / "final"), "--no-progress")
     assert r2.returncode == 0, r2.stderr
     assert "resuming at step 2" in r2.stderr and "done at step 3" in r2.stdout

@@ -9,16 +9,19 @@ torch = pytest.importorskip("torch")
 from stylize_rt.errors import BadInputError  # noqa: E402
 from stylize_rt.nets.discriminator import DiscriminatorConfig, PatchDiscriminator  # noqa: E402
 from stylize_rt.training.losses import (  # noqa: E402
+    PatchBank,
     content_loss,
     discriminator_loss,
     generator_adv_loss,
     gram,
     stability_losses,
     style_loss,
+    swd_loss,
     total_variation,
 )
 from stylize_rt.training.perception import (  # noqa: E402
     VGG_LAYOUTS,
+    EfficientNetFeatures,
     RandomFeatures,
     VGGFeatures,
     build_perception,
@@ -97,7 +100,29 @@ def test_random_features_are_fixed_by_seed_and_frozen():
     assert torch.equal(ca, cb) and all(torch.equal(p, q) for p, q in zip(sa, sb))
     assert not any(p.requires_grad for p in a.parameters())
     assert not a.train().training
-    assert isinstance(build_perception(None), RandomFeatures)
+    assert isinstance(build_perception(None, kind="random"), RandomFeatures)
+
+
+def test_efficientnet_is_the_default_perception_with_its_taps():
+    net = build_perception(None)
+    assert isinstance(net, EfficientNetFeatures) and net.name == "efficientnet-lite0"
+    content, style = net(torch.rand(1, 3, 64, 96))
+    assert content.shape == (1, 24, 16, 24)  # block2: 1/4
+    assert [f.shape[1] for f in style] == [32, 96, 144, 240] and net.patch_taps == (2,)  # block3.dw: 144 ch, 1/8
+    assert style[2].shape[-2:] == (8, 12) and not any(p.requires_grad for p in net.parameters())
+
+
+def test_swd_patch_loss_is_zero_on_the_style_itself_and_grows_with_the_difference():
+    g = torch.Generator().manual_seed(0)
+    style = torch.rand(1, 8, 12, 12, generator=g)
+    bank = PatchBank(style)
+    same = swd_loss(style, [bank], 32, torch.Generator().manual_seed(1))
+    near = swd_loss(style * 0.9, [bank], 32, torch.Generator().manual_seed(1))
+    far = swd_loss(style * 0.5, [bank], 32, torch.Generator().manual_seed(1))
+    assert float(same) < 1e-9 and 0 < float(near) < float(far)
+    out = torch.rand(2, 8, 12, 12, requires_grad=True)
+    swd_loss(out, [bank, bank], 16, torch.Generator().manual_seed(2)).backward()
+    assert out.grad is not None and float(out.grad.abs().sum()) > 0
 
 
 @pytest.mark.parametrize("arch", ["vgg16", "vgg19"])

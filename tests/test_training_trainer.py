@@ -39,7 +39,8 @@ def _weights(gen) -> dict:
 
 
 def test_training_steps_lower_the_loss_on_a_fixed_batch(tmp_path):
-    trainer = Trainer(_config(tmp_path, adv="none", stability=0.0, lr_g=5e-3), content=_content())
+    trainer = Trainer(_config(tmp_path, adv="none", stability=0.0, lr_g=5e-3, perception="random", swd_weight=0.0),
+                      content=_content())
     x = _to_tensor(trainer.content.batch(np.random.default_rng(7), 2, 32), trainer.device)
     with torch.no_grad():
         before = float(trainer.generator_losses(x, 1, torch.Generator())[1]["total"])

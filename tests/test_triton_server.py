@@ -56,7 +56,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local():
-    stylizer = open_stylizer(None)  # the embedded generator's ONNX file on ONNX Runtime CPU
+    stylizer = open_stylizer("mosaic")  # the exported embedded generator's ONNX file on ONNX Runtime CPU
     yield stylizer
     stylizer.close()
 

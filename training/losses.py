@@ -1,4 +1,5 @@
-"""Losses of the generator game: content, style (Gram), total variation, stability, adversarial.
+"""Losses of the generator game: content, style (Gram and sliced-Wasserstein patches), total
+variation, stability, adversarial.
 
 All image tensors are NCHW RGB in [0, 1]. Each function returns a scalar tensor; weights
 are applied by the trainer so every term can be logged unweighted.
@@ -29,15 +30,56 @@ def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def style_loss(features: list[torch.Tensor], target_grams: list[torch.Tensor]) -> torch.Tensor:
     """Sum over layers of the squared Frobenius distance between Gram matrices.
 
-    ``target_grams`` are the style images' Grams with a leading batch dim of 1 (or N);
-    they broadcast over the batch. Each layer's term is divided by the target Gram's mean
+    ``target_grams`` are the style images' Grams with a leading batch dim of 1 (or N, one
+    target per sample: a multi-style batch); they broadcast over the batch. Each layer's term is divided by the target Gram's mean
     square so layers with large activations do not drown the others.
     """
     total = features[0].new_zeros((), dtype=torch.float32)
     for f, t in zip(features, target_grams, strict=True):
         g = gram(f)
-        total = total + ((g - t) ** 2).mean() / (t**2).mean().clamp_min(1e-12)
+        # per sample: a multi-style batch has one target per sample, each with its own scale
+        total = total + (((g - t) ** 2).mean(dim=(1, 2)) / (t**2).mean(dim=(1, 2)).clamp_min(1e-12)).mean()
     return total
+
+
+class PatchBank:
+    """The 3x3 feature patches of one style image at one tap (at most ``max_patches``, a fixed
+    random subset), for :func:`swd_loss`."""
+
+    def __init__(self, features: torch.Tensor, max_patches: int = 4096, seed: int = 0, k: int = 3) -> None:
+        p = F.unfold(features.float(), k).squeeze(0).T.contiguous()  # (L, C*k*k)
+        if p.shape[0] > max_patches:
+            g = torch.Generator().manual_seed(seed)
+            p = p[torch.randperm(p.shape[0], generator=g)[:max_patches].to(p.device)]
+        self.patches = p
+        self.k = k
+
+
+def swd_loss(features: torch.Tensor, banks: list[PatchBank], n_proj: int, rng: torch.Generator) -> torch.Tensor:
+    """Sliced Wasserstein distance between the output's and the style's 3x3 feature-patch distributions.
+
+    ``banks[i]`` is sample i's style. ``n_proj`` random unit directions (fresh every step, from
+    ``rng``) project both patch sets; the sorted projections (quantiles) are compared (Heitz et
+    al. 2021, applied to patches). It matches the whole distribution of local patterns, so it
+    cannot collapse onto one style patch the way a nearest-neighbour MRF loss does (the mosaic's
+    grout). Each term is normalized by the projected style's mean square.
+    """
+    k = banks[0].k
+    p = F.unfold(features.float(), k).transpose(1, 2)  # (N, L, D)
+    _, length, dim = p.shape
+    dirs = F.normalize(torch.randn(dim, n_proj, generator=rng).to(p.device), dim=0)
+    q = torch.linspace(0, 1, length, device=p.device)
+    total = p.new_zeros(())
+    quantiles: dict[int, torch.Tensor] = {}
+    for i, bank in enumerate(banks):
+        if id(bank) not in quantiles:
+            with torch.no_grad():
+                t = (bank.patches @ dirs).sort(0).values
+                quantiles[id(bank)] = t[(q * (t.shape[0] - 1)).round().long()]  # at the output's count
+        t = quantiles[id(bank)]
+        o = (p[i] @ dirs).sort(0).values
+        total = total + ((o - t) ** 2).mean() / t.pow(2).mean().clamp_min(1e-12)
+    return total / len(banks)
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -52,6 +94,7 @@ def stability_losses(
     noise_sigma: float,
     max_shift: int,
     rng: torch.Generator,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Penalize output change under small input noise and under small shifts (video flicker).
 
@@ -60,12 +103,19 @@ def stability_losses(
     first dy rows and dx columns, so no pixels are invented; a margin of ``max_shift`` pixels
     at the borders (where reflection padding makes the outputs differ legitimately) is left out.
     ``y`` is G(x); the targets are detached so the loss pulls the perturbed output towards
-    the clean one, not the other way round.
+    the clean one, not the other way round. ``weights`` (N,), mean 1: per-sample weights (a
+    multi-style run gives styles with fine texture, which flickers more, a larger one).
     """
+
+    def mean(diff: torch.Tensor) -> torch.Tensor:
+        if weights is None:
+            return diff.mean()
+        return (diff.flatten(1).mean(1) * weights.to(diff.device, diff.dtype)).mean()
+
     target = y.detach()
     noise = torch.randn(x.shape, generator=rng, device="cpu").to(x.device, x.dtype) * noise_sigma
     y_noisy = generator((x + noise).clamp(0.0, 1.0))
-    noise_term = (y_noisy.float() - target.float()).abs().mean()
+    noise_term = mean((y_noisy.float() - target.float()).abs())
     if max_shift <= 0:
         return noise_term, noise_term.new_zeros(())
     dy, dx = (int(v) for v in torch.randint(0, max_shift + 1, (2,), generator=rng))
@@ -74,7 +124,7 @@ def stability_losses(
     shifted = generator(x[:, :, dy:, dx:])
     ref = target[:, :, dy:, dx:]
     m = max_shift
-    shift_term = (shifted[:, :, m:-m, m:-m].float() - ref[:, :, m:-m, m:-m].float()).abs().mean()
+    shift_term = mean((shifted[:, :, m:-m, m:-m].float() - ref[:, :, m:-m, m:-m].float()).abs())
     return noise_term, shift_term
 
 
@@ -99,6 +149,6 @@ def generator_adv_loss(fake_logits: torch.Tensor, variant: AdvVariant) -> torch.
 
 
 __all__ = [
-    "gram", "content_loss", "style_loss", "total_variation", "stability_losses",
+    "gram", "content_loss", "style_loss", "PatchBank", "swd_loss", "total_variation", "stability_losses",
     "discriminator_loss", "generator_adv_loss", "AdvVariant",
 ]

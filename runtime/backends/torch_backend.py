@@ -415,7 +415,7 @@ def _wrapper_class(torch):
 
         def forward(self, *args):
             with torch.autocast(self.device_type, enabled=False):
-                return self.module(*(a.float() for a in args))
+                return self.module(*(None if a is None else a.float() for a in args))  # style is None: one style
 
     def keep_fp32(generator, device_type: str):
         """FP32 islands, as in the export's FP16 graph: every instance norm (its statistics overflow

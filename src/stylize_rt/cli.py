@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from stylize_rt import __version__
+from stylize_rt.benchmarks import add_style_cli
 from stylize_rt.benchmarks import cli as benchmarks_cli
 from stylize_rt.engines import cli as engines_cli
 from stylize_rt.errors import run_reporting_errors
@@ -35,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stylize-rt {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMAND_MODULES:
-        module.register(subparsers)
+        kinds = module.register(subparsers)
+        if module is training_cli:
+            add_style_cli.register(kinds)  # `train style`: trains, then re-exports and measures
     return parser
 
 

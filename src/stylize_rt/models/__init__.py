@@ -14,7 +14,7 @@ from pathlib import Path
 from stylize_rt.errors import BadInputError
 
 MODELS_DIR = Path(__file__).resolve().parent
-DEFAULT_GENERATOR = "mosaic"
+DEFAULT_GENERATOR = "styles6"  # six styles in one network; "mosaic" is the previous single-style default
 
 
 @dataclass

@@ -23,6 +23,7 @@ from stylize_rt.benchmarks.environment import REPO_ROOT
 from stylize_rt.benchmarks.harness import MIN_TIMED_ITERS, PIPELINE_BATCHES_PER_RUN, BenchRecord
 from stylize_rt.benchmarks.load import BUSY_CORES
 from stylize_rt.errors import run_reporting_errors
+from stylize_rt.models import DEFAULT_GENERATOR
 
 REPO = REPO_ROOT
 RESULTS = REPO / "benchmarks" / "results"
@@ -33,6 +34,7 @@ LIVE_SIZE = (360, 640)  # (height, width)
 SPEEDUP_TARGET, LIVE_FPS_TARGET, OVERHEAD_TARGET = 2.0, 30.0, 0.10
 JOHNSON_2016_TITAN_X = {256: 0.015, 512: 0.05, 1024: 0.21}  # seconds per image, published
 PEER = "johnson2016"
+PLAIN = "plain"  # the model's widths as a single-style network: what the style inputs cost
 TRANSCODE_SIZES = "640x360,720p"  # where file-to-file runs happen: a phone clip, an HD one
 
 
@@ -40,7 +42,7 @@ def matrix_args(engine: str, seconds: float, threads: int, json_path: Path, plot
                 history: Path | None) -> list[str]:
     args = ["bench", "--engine", engine, "--backends", "onnxruntime,torch", "--precision", "fp32,bf16,int8",
             "--sizes", "256,512,640x360,720p", "--batch", "1", "--seconds", f"{seconds:g}", "--warmup", "3",
-            "--pipeline", "--transcode", TRANSCODE_SIZES, "--peer", PEER, "--captioner", "--caption-overlay",
+            "--pipeline", "--transcode", TRANSCODE_SIZES, "--peer", f"{PEER},{PLAIN}", "--captioner", "--caption-overlay",
             "--json", str(json_path), "--plot", str(plot_path)]
     if threads:
         args += ["--threads", str(threads)]
@@ -154,6 +156,21 @@ def peer_rows(records: list[BenchRecord], peak_gflops: float | None) -> list[str
             lines.append(f"| {width}x{height} | {name} | {any_row.gmacs_per_frame or float('nan'):.2f} | "
                          f"{_ms(floor_ms(any_row, peak_gflops))} | {cell(ort)} | {cell(eager)} |")
     return lines if len(lines) > 2 else ["No peer network rows in this run."]
+
+
+def style_input_rows(records: list[BenchRecord]) -> list[str]:
+    """The multi-style model against the same widths as a plain single-style network (``--peer plain``):
+    what conditional instance norm and the control inputs cost, as same-run ratios."""
+    sizes = sorted({(r.height, r.width) for r in records if r.mode == "model"}, key=lambda hw: hw[0] * hw[1])
+    lines = ["| size | multi-style ORT FP32 p50 ms | plain single-style ORT FP32 p50 ms (same widths) | ratio |",
+             "|---|---:|---:|---:|"]
+    for height, width in sizes:
+        model = next(iter(_find(records, height, width, backend="onnxruntime", precision="fp32")), None)
+        plain = next(iter(_find(records, height, width, network=PLAIN, backend="onnxruntime", precision="fp32")), None)
+        if model is None or plain is None:
+            continue
+        lines.append(f"| {width}x{height} | {model.p50_ms:.2f} | {plain.p50_ms:.2f} | {model.p50_ms / plain.p50_ms:.3f} |")
+    return lines if len(lines) > 2 else ["No plain single-style peer rows in this run."]
 
 
 def live_rows(records: list[BenchRecord]) -> list[str]:
@@ -339,6 +356,14 @@ def render(document: dict, command: str, json_path: Path, plot_path: Path | None
         "",
         *live_rows(good),
         "",
+        "## What the style inputs cost: multi-style vs plain single-style, same widths",
+        "",
+        "The default model takes `style`, `strength` and `preserve_color` inputs (conditional instance norm "
+        "and the controls in the graph); `--peer plain` is the same widths and depth as a plain single-style "
+        "network (random weights), timed in turns with it. Target: ratio ≤ 1.05.",
+        "",
+        *style_input_rows(good),
+        "",
         "## Runtime overhead: end-to-end vs model-only",
         "",
         *overhead_rows(good),
@@ -420,7 +445,7 @@ def run_bench_command(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine", default="mosaic", help="model to benchmark (default: the embedded mosaic)")
+    parser.add_argument("--engine", default=DEFAULT_GENERATOR, help=f"model to benchmark (default: the embedded {DEFAULT_GENERATOR})")
     parser.add_argument("--seconds", type=float, default=3.0, help="time budget per configuration and size")
     parser.add_argument("--json", type=Path, default=RESULTS / "cpu_matrix.json")
     parser.add_argument("--plot", type=Path, default=RESULTS / "cpu_matrix.png")
@@ -446,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     env = document["environment"]
     threads = env.get("threads", {}).get("requested_threads", 0)
     script = "python -m stylize_rt.recipes.cpu_matrix" + (
-        f" --engine {shlex.quote(args.engine)}" if args.engine != "mosaic" else "") + (
+        f" --engine {shlex.quote(args.engine)}" if args.engine != DEFAULT_GENERATOR else "") + (
         f" --threads {threads}" if threads else "")
     bench = str(env.get("command", "")).replace(str(REPO) + "/", "")
     command = f"{script}\n# which ran exactly this, then rendered this page from the JSON:\n{bench}"

@@ -1,17 +1,24 @@
-"""Train, export and ship the embedded default generator (``make models``).
+"""Train, export and ship the embedded default generators (``make models``).
 
-``python -m stylize_rt.recipes.embedded`` trains the ``mosaic`` generator on CPU from
-scikit-image's bundled photos and the generated mosaic style (with the stability loss),
-exports it as uint8-NHWC ONNX, and writes ``src/stylize_rt/models/mosaic/``::
+``python -m stylize_rt.recipes.embedded`` trains the default ``styles6`` generator on CPU
+(one network, six procedural styles from ``stylize_rt.training.style_images``, conditional
+instance norm) from scikit-image's bundled photos, exports it, and writes
+``src/stylize_rt/models/styles6/``::
 
-    generator.onnx          uint8 NHWC RGB in/out, dynamic batch/height/width
+    generator.onnx          uint8 NHWC RGB in/out + style/strength/preserve_color, dynamic batch/height/width
+    generator_int8.onnx     the static-INT8 CPU path (calibrated over every style), with its per-style
+                            quality floor in its metadata (auto precision takes it only where it passed)
     generator.safetensors   the weights (the checkpoint's)
     config.json             the checkpoint card (generator config, training config, step)
-    style.png               the generated style image, for the docs and ``stylize-rt models``
-    model.json              the embedded-model card (name, kind, files, exact source command)
+    style.png               the generated style images side by side, for the docs and ``stylize-rt models``
+    model.json              the embedded-model card (name, kind, styles, files, exact source command, wall time)
 
-It also trains the same recipe without the stability loss into ``runs/`` (not shipped), so
+``--model mosaic`` trains the previous single-style default (random features, Gram loss) the
+same way, and also the same recipe without the stability loss into ``runs/`` (not shipped), so
 the quality benchmark can show what the stability loss buys against flicker.
+
+Training and shipping are separate steps (``--train-only``, ``--export-only``): the run folder
+keeps ``recipe.json`` with the command and wall time, so a re-export keeps the recorded numbers.
 """
 
 from __future__ import annotations
@@ -23,93 +30,135 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from stylize_rt import contract
+from stylize_rt.benchmarks.int8_quality import ship_int8
 from stylize_rt.contract import CHECKPOINT_CARD as CONFIG_FILE
 from stylize_rt.contract import GENERATOR_WEIGHTS as GENERATOR_FILE
 from stylize_rt.errors import EXIT_INTERRUPTED, BadInputError, OutputError, run_reporting_errors
 from stylize_rt.export.onnx_export import export_checkpoint
-from stylize_rt.fileio import replace_dir
+from stylize_rt.fileio import read_json, replace_dir
 from stylize_rt.models import MODELS_DIR
 from stylize_rt.nets.generator import Generator, GeneratorConfig, count_parameters, estimate_macs
 from stylize_rt.training.preview import write_png
-from stylize_rt.training.style_images import builtin_style
+from stylize_rt.training.style_images import EMBEDDED_STYLES, builtin_style
 from stylize_rt.training.trainer import TrainConfig, Trainer
 
-NAME = "mosaic"
-DEFAULT_STEPS = 800
-# The recipe of the shipped model; the CPU budget is ~8 min of wall time on 2 shared cores.
-RECIPE = dict(
-    content="builtin",
-    styles=(NAME,),
-    size=128,
-    batch=4,
-    channels=(16, 32, 32),
-    res_blocks=3,
-    stem_kernel=3,
-    stem="unshuffle",
-    padding="reflect",
-    adv="nonsat",
-    content_weight=2.0,  # 1.0 left held-out edge correlation between 0.28 and 0.45 from run to run
-    lr_g=2e-3,
-    stability=10.0,
-    seed=0,
-    device="cpu",
-    preview_every=250,
-    checkpoint_every=250,
-    log_every=10,
-)
+CONTENT_IMAGES = ("scikit-image bundled photos (astronaut, chelsea, coffee, rocket, immunohistochemistry, "
+                  "hubble_deep_field, retina, camera, brick, grass, gravel)")
+SUMMARY_FILE = "recipe.json"
 
 
-def train_recipe(out: Path, steps: int, stability: float, progress: bool = True):
-    recipe = dict(RECIPE, stability=stability, steps=steps, out=str(out), progress=progress)
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    steps: int
+    train: dict
+    baseline: bool = False  # also train the recipe without the stability loss (not shipped)
+    int8: bool = False  # ship generator_int8.onnx (when it meets its quality floor)
+    notes: dict = field(default_factory=dict)
+
+
+COMMON = dict(content="builtin", size=128, batch=4, channels=(16, 32, 32), res_blocks=3, stem_kernel=3,
+              stem="unshuffle", padding="reflect", adv="nonsat", lr_g=2e-3, stability=10.0, seed=0,
+              device="cpu", preview_every=250, checkpoint_every=250, log_every=10)
+RECIPES = {
+    # The research recipe "eff_swd60_cw3" (docs/MODELS.md, "Recipe"), trained jointly on six styles.
+    # Hatching and pointillism carry fine texture that flickered above 1.5 at stability 10 (research
+    # runs: 1.66 / 1.47 on the held-out flower photo); their samples get twice the stability weight.
+    "styles6": Recipe(
+        name="styles6",
+        description="Six procedural styles in one network (conditional instance norm): "
+        + ", ".join(EMBEDDED_STYLES) + "; EfficientNet-Lite0 perception with a patch (sliced-Wasserstein) "
+        "style loss; live-CPU size, trained with the stability loss against video flicker",
+        steps=2000,
+        train=dict(COMMON, styles=EMBEDDED_STYLES, multi_style=True, perception="efficientnet",
+                   content_weight=3.0, style_weight=3.0, swd_weight=60.0, tv_weight=0.5,
+                   style_stability=tuple(2.0 if s in ("hatching", "pointillism") else 1.0 for s in EMBEDDED_STYLES)),
+        int8=True,
+    ),
+    # The previous default (single style, random features, Gram only), kept reproducible.
+    "mosaic": Recipe(
+        name="mosaic",
+        description="Bold Voronoi-mosaic style (generated by stylize_rt.training.style_images), "
+        "live-CPU size, trained with the stability loss against video flicker",
+        steps=800,
+        train=dict(COMMON, styles=("mosaic",), perception="random", swd_weight=0.0, content_weight=2.0),
+        baseline=True,
+    ),
+}
+DEFAULT_RECIPE = "styles6"
+
+
+def train_recipe(recipe: Recipe, out: Path, steps: int, stability: float | None = None, progress: bool = True):
+    train = dict(recipe.train, steps=steps, out=str(out), progress=progress)
+    if stability is not None:
+        train["stability"] = stability
     if (out / "final").is_dir():
         shutil.rmtree(out)  # a fresh run: reproducing means starting from the seed
-    return Trainer(TrainConfig(**recipe)).run()
+    return Trainer(TrainConfig(**train)).run()
 
 
 def export_onnx(checkpoint: Path, onnx_path: Path) -> Path:
     """uint8-NHWC FP32 ONNX via the export stage's verified pipeline (parity against PyTorch,
-    TensorRT lint, metadata incl. style name and config hash)."""
+    TensorRT lint, metadata incl. style names and config hash)."""
     result = export_checkpoint(checkpoint, onnx_path, io_layout="uint8_nhwc", precision="fp32", log=lambda _m: None)
     return result.path
 
 
-def ship(checkpoint: Path, source: str, wall_seconds: float, steps_per_second: float) -> Path:
-    """Assemble the model folder beside the target, then swap it into place."""
-    target = MODELS_DIR / NAME
+def _style_strip(names: list[str], seed: int) -> np.ndarray:
+    tiles = [builtin_style(n, size=512, seed=seed)[::4, ::4] for n in names]  # 128 px previews of the 512 px images
+    return np.concatenate(tiles, axis=1) if len(tiles) > 1 else tiles[0]
+
+
+def ship(recipe: Recipe, checkpoint: Path, summary: dict, log=print) -> Path:
+    """Assemble the model folder beside the target, then swap it into place (never half-written)."""
+    target = MODELS_DIR / recipe.name
     card = json.loads((checkpoint / CONFIG_FILE).read_text())
     gen_config = GeneratorConfig.from_dict(card["generator"])
+    styles = card.get("styles") or [recipe.name]
+    tmp = None
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=NAME + ".", suffix=".tmp", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=recipe.name + ".", suffix=".tmp", dir=target.parent))
         shutil.copyfile(checkpoint / GENERATOR_FILE, tmp / "generator.safetensors")
         shutil.copyfile(checkpoint / CONFIG_FILE, tmp / "config.json")
         export_onnx(checkpoint, tmp / "generator.onnx")
-        style = builtin_style(NAME, size=512, seed=card["train"]["seed"])
-        write_png(style[::2, ::2].copy(), tmp / "style.png")
+        files = {"onnx": "generator.onnx", "weights": "generator.safetensors", "config": "config.json",
+                 "style": "style.png"}
+        int8 = None
+        if recipe.int8:
+            int8 = ship_int8(checkpoint, tmp / "generator.onnx", tmp / contract.CHECKPOINT_ONNX_INT8, log=log)
+            files["onnx_int8"] = contract.CHECKPOINT_ONNX_INT8  # auto takes it only where its record passed
+        write_png(_style_strip(styles, card["train"]["seed"]), tmp / "style.png")
         model_card = {
-            "name": NAME,
+            "name": recipe.name,
             "kind": "generator",
-            "description": "Bold Voronoi-mosaic style (generated by stylize_rt.training.style_images), "
-            "live-CPU size, trained with the stability loss against video flicker",
-            "files": {"onnx": "generator.onnx", "weights": "generator.safetensors", "config": "config.json",
-                      "style": "style.png"},
-            "source": source,
-            "train_wall_seconds": round(wall_seconds, 1),
+            "description": recipe.description,
+            "styles": styles,
+            "files": files,
+            "source": summary["source"],
+            "train_wall_seconds": summary["wall_seconds"],
             "train_steps": card["step"],
-            "train_steps_per_second": round(steps_per_second, 3),
+            "train_steps_per_second": summary["steps_per_second"],
+            "train_threads": summary.get("threads"),
             "train_device": "cpu",
-            "content_images": "scikit-image bundled photos (astronaut, chelsea, coffee, rocket, "
-            "immunohistochemistry, hubble_deep_field, retina, camera, brick, grass, gravel)",
+            "content_images": CONTENT_IMAGES,
             "held_out_images": "scikit-learn bundled photos (china, flower): never used in training",
             "perception": card.get("perception"),
             "io_layout": "uint8_nhwc",
             "generator": gen_config.to_dict(),
             "parameters": count_parameters(Generator(gen_config)),
+            "parameters_per_style": sum(p.numel() for p in Generator(gen_config).norm_parameters()) // gen_config.n_styles,
             "gmac_640x360": round(estimate_macs(gen_config, 360, 640) / 1e9, 3),
         }
+        if int8 is not None:
+            model_card["int8_quality"] = int8
         (tmp / "model.json").write_text(json.dumps(model_card, indent=2) + "\n")
         # temp files are created owner-only; installed package data must be world-readable
         tmp.chmod(0o755)
@@ -118,31 +167,35 @@ def ship(checkpoint: Path, source: str, wall_seconds: float, steps_per_second: f
         return replace_dir(tmp, target)
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _export_only(runs: Path) -> int:
-    card_path = MODELS_DIR / NAME / "model.json"
-    if not card_path.is_file() or not (runs / NAME / "final").is_dir():
-        raise BadInputError(f"--export-only needs a finished run in {runs / NAME} and a shipped {card_path}")
-    card = json.loads(card_path.read_text())
-    target = ship(runs / NAME / "final", card["source"], card["train_wall_seconds"], card["train_steps_per_second"])
-    print(f"re-shipped {target}")
-    if (runs / f"{NAME}_nostab" / "final").is_dir():
-        onnx = export_onnx(runs / f"{NAME}_nostab" / "final", runs / f"{NAME}_nostab" / "generator.onnx")
+def _export_only(recipe: Recipe, runs: Path) -> int:
+    run = runs / recipe.name
+    if not (run / "final").is_dir() or not (run / SUMMARY_FILE).is_file():
+        raise BadInputError(f"--export-only needs a finished run in {run} (with {SUMMARY_FILE}); train it first")
+    target = ship(recipe, run / "final", read_json(run / SUMMARY_FILE, "recipe summary"))
+    print(f"shipped {target}")
+    if recipe.baseline and (runs / f"{recipe.name}_nostab" / "final").is_dir():
+        onnx = export_onnx(runs / f"{recipe.name}_nostab" / "final", runs / f"{recipe.name}_nostab" / "generator.onnx")
         print(f"re-exported {onnx}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m stylize_rt.recipes.embedded", description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})")
+    p.add_argument("--model", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
+                   help=f"which embedded generator (default {DEFAULT_RECIPE})")
+    p.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
     p.add_argument("--runs", default="runs", help="where the training runs go (default runs/)")
     p.add_argument("--skip-baseline", action="store_true", help="do not train the no-stability baseline")
-    p.add_argument("--skip-shipped", action="store_true", help="train only the baseline (the shipped model stays)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0 = torch's default; 1 is fastest on a machine shared with other jobs)")
+    p.add_argument("--train-only", action="store_true", help="train (and record the run) but do not ship")
     p.add_argument("--export-only", action="store_true",
-                   help="no training: re-export and re-ship the finished runs (keeps the recorded source and wall time)")
+                   help="no training: re-export and re-ship the finished run (keeps the recorded source and wall time)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -150,31 +203,36 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    runs = Path(args.runs)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    source = " ".join(["python -m stylize_rt.recipes.embedded", *map(shlex.quote, argv)]).strip()
-    return run_reporting_errors(lambda: _make(args, runs, source))
+    kept = [a for a in argv if a not in ("--train-only", "--no-progress")]
+    source = " ".join(["python -m stylize_rt.recipes.embedded", *map(shlex.quote, kept)]).strip()
+    return run_reporting_errors(lambda: _make(args, Path(args.runs), source))
 
 
 def _make(args: argparse.Namespace, runs: Path, source: str) -> int:
+    recipe = RECIPES[args.model]
     if args.export_only:
-        return _export_only(runs)
-    if not args.skip_shipped:
+        return _export_only(recipe, runs)
+    steps = args.steps or recipe.steps
+    t0 = time.perf_counter()
+    result = train_recipe(recipe, runs / recipe.name, steps, progress=not args.no_progress)
+    wall = time.perf_counter() - t0
+    if result.interrupted:
+        print(f"interrupted at step {result.step}; nothing shipped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    summary = {"source": source, "wall_seconds": round(wall, 1), "steps_per_second": round(result.steps_per_second, 3),
+               "threads": torch.get_num_threads(), "steps": result.step}
+    (runs / recipe.name / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"trained {runs / recipe.name} ({result.step} steps, {wall:.0f} s wall, {result.steps_per_second:.2f} steps/s)")
+    if not args.train_only:
+        print(f"shipped {ship(recipe, runs / recipe.name / 'final', summary)}")
+    if recipe.baseline and not args.skip_baseline:
         t0 = time.perf_counter()
-        result = train_recipe(runs / NAME, args.steps, RECIPE["stability"], not args.no_progress)
-        wall = time.perf_counter() - t0
-        if result.interrupted:
-            print(f"interrupted at step {result.step}; nothing shipped", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        target = ship(runs / NAME / "final", source, wall, result.steps_per_second)
-        print(f"shipped {target} ({result.step} steps, {wall:.0f} s wall, {result.steps_per_second:.2f} steps/s)")
-    if not args.skip_baseline:
-        t0 = time.perf_counter()
-        base = train_recipe(runs / f"{NAME}_nostab", args.steps, 0.0, not args.no_progress)
+        base = train_recipe(recipe, runs / f"{recipe.name}_nostab", steps, 0.0, not args.no_progress)
         if base.interrupted:
             return EXIT_INTERRUPTED
-        onnx = export_onnx(runs / f"{NAME}_nostab" / "final", runs / f"{NAME}_nostab" / "generator.onnx")
+        onnx = export_onnx(runs / f"{recipe.name}_nostab" / "final", runs / f"{recipe.name}_nostab" / "generator.onnx")
         print(f"baseline without stability loss: {onnx} ({time.perf_counter() - t0:.0f} s wall)")
     return 0
 
