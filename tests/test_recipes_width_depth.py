@@ -20,12 +20,12 @@ def test_layouts_parse_and_reject_bad_text():
 
 
 def test_train_config_is_the_shipped_recipe_with_only_the_layout_changed(tmp_path):
-    from stylize_rt.recipes.embedded import RECIPE
+    from stylize_rt.recipes.width_depth import base_recipe
 
     cfg = train_config(LAYOUTS[0], 123, tmp_path, progress=False)
     assert cfg.channels == LAYOUTS[0][:3] and cfg.res_blocks == LAYOUTS[0][3] and cfg.steps == 123
     assert cfg.styles == ("mosaic",)
-    for key, value in RECIPE.items():  # everything else follows the one recipe
+    for key, value in base_recipe().items():  # everything else follows the one recipe
         if key not in ("styles", "channels", "res_blocks", "steps", "out", "progress", "preview_every"):
             assert getattr(cfg, key) == value, key
 

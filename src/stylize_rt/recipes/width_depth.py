@@ -5,7 +5,7 @@
 For each layout (channels/residual blocks; default (8,16,16)/2, (16,32,32)/3, (24,48,64)/4):
 
 1. train a single-style ``mosaic`` generator through the package ``Trainer`` with the shipped
-   model's recipe (``recipes.embedded.RECIPE``, the one place the default recipe lives; only the
+   model's recipe (``recipes.embedded.RECIPES[DEFAULT_RECIPE]`` as one style, the one place the default recipe lives; only the
    layout, the style, the steps and the output folder are changed here), at ``--threads``;
 2. export it (uint8-NHWC FP32 ONNX, the verified export pipeline);
 3. measure its quality (``benchmarks.quality``: every target column and the style measures);
@@ -37,7 +37,7 @@ from stylize_rt.export.onnx_export import export_checkpoint
 from stylize_rt.fileio import write_atomic
 from stylize_rt.nets.generator import Generator, count_parameters, estimate_macs
 from stylize_rt.recipes.cpu_matrix import run_bench_command
-from stylize_rt.recipes.embedded import RECIPE
+from stylize_rt.recipes.embedded import DEFAULT_RECIPE, RECIPES
 from stylize_rt.training.data import held_out_photos
 from stylize_rt.training.trainer import TrainConfig, Trainer
 
@@ -69,9 +69,17 @@ def layout_name(layout: tuple[int, int, int, int]) -> str:
     return f"{layout[0]}-{layout[1]}-{layout[2]}_r{layout[3]}"
 
 
+def base_recipe() -> dict:
+    """The default embedded recipe's training settings for one style: the table compares layouts, so
+    the style count stays out of it (a single-style network of the default recipe)."""
+    train = dict(RECIPES[DEFAULT_RECIPE].train, styles=(STYLE,), multi_style=False)
+    train.pop("style_stability", None)
+    return train
+
+
 def train_config(layout: tuple[int, int, int, int], steps: int, out: Path, progress: bool) -> TrainConfig:
     """The shipped recipe with this layout, one style and ``steps`` (nothing else changed)."""
-    recipe = dict(RECIPE, styles=(STYLE,), channels=tuple(layout[:3]), res_blocks=layout[3], steps=steps,
+    recipe = dict(base_recipe(), styles=(STYLE,), channels=tuple(layout[:3]), res_blocks=layout[3], steps=steps,
                   out=str(out), progress=progress)
     recipe["preview_every"] = 0
     return TrainConfig(**recipe)
@@ -151,7 +159,7 @@ def _speed(row: dict, precision: str, ref: dict | None) -> str:
 
 def _reference_row(rows: list[dict]) -> dict | None:
     """The shipped layout's row, which the time ratios are taken against (same run)."""
-    shipped = (list(RECIPE["channels"]), RECIPE["res_blocks"])
+    shipped = (list(base_recipe()["channels"]), base_recipe()["res_blocks"])
     return next((r for r in rows if (r["channels"], r["res_blocks"]) == shipped), None)
 
 
@@ -275,7 +283,7 @@ def _write(args: argparse.Namespace, command: str, rows: list[dict], planned: in
         "what": "single-style mosaic generators of several widths/depths, the shipped recipe otherwise; "
                 "quality on the held-out photos (benchmarks.quality), speed by stylize-rt bench",
         "command": command,
-        "recipe": "stylize_rt.recipes.embedded.RECIPE with channels/res_blocks/styles/steps changed",
+        "recipe": f"stylize_rt.recipes.embedded.RECIPES[{DEFAULT_RECIPE!r}] as one style, with channels/res_blocks/steps changed",
         "perception": perception,
         "complete": len(rows) == planned,
         "nets": list(args.quality_settings.nets),
