@@ -519,7 +519,10 @@ def run_matrix(args, plan, source: ModelSource, sizes, batches, budget, peak, wo
                                                      network, args.layout, args.input_range)
                         command = reproduce_command(args, name, precision, height, width, batch)
                         try:
-                            group.append(harness.prepare(backend, config, command, pipeline=args.pipeline,
+                            # peers are speed references for the model alone: their end-to-end rows would
+                            # add 16-frame clips of a 24x heavier net and say nothing about our runtime
+                            group.append(harness.prepare(backend, config, command,
+                                                         pipeline=args.pipeline and network == "model",
                                                          work=net_work,
                                                          transcode=network == "model" and (height, width) in transcoded))
                         except Exception as exc:  # noqa: BLE001 - any engine's error fails this configuration only
