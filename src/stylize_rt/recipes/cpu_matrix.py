@@ -85,6 +85,16 @@ def _find(records, height, width, mode="model", network="model", **match) -> lis
             and r.device == "cpu" and r.network == network and all(getattr(r, k) == v for k, v in match.items())]
 
 
+def _first(records, height, width, **match) -> BenchRecord | None:
+    """The one record ``_find`` matches (the tables hold one per configuration), or None."""
+    return next(iter(_find(records, height, width, **match)), None)
+
+
+def _stage_split(r: BenchRecord) -> str:
+    """An end-to-end row's capture / model / output ms per frame."""
+    return f"{_ms(r.capture_ms)} / {_ms(r.infer_ms)} / {_ms(r.output_ms)}"
+
+
 def _label(r: BenchRecord) -> str:
     return f"{r.backend} {r.precision.upper()}"
 
@@ -109,8 +119,8 @@ def headline_rows(records: list[BenchRecord], peak_gflops: float | None = None) 
     verdicts = []
     for height, width in HEADLINE_SIZES:
         rows = sorted(_find(records, height, width), key=lambda r: r.p50_ms)
-        eager = next(iter(_find(records, height, width, backend="torch", precision="fp32")), None)
-        peer = next(iter(_find(records, height, width, network=PEER, backend="onnxruntime", precision="fp32")), None)
+        eager = _first(records, height, width, backend="torch", precision="fp32")
+        peer = _first(records, height, width, network=PEER, backend="onnxruntime", precision="fp32")
         for r in rows:
             speed = f"{eager.p50_ms / r.p50_ms:.2f}x" if eager else "-"
             vs_peer = f"{peer.p50_ms / r.p50_ms:.1f}x" if peer else "-"
@@ -140,9 +150,8 @@ def peer_rows(records: list[BenchRecord], peak_gflops: float | None) -> list[str
              "PyTorch eager FP32 p50 ms (% of peak) |", "|---|---|---:|---:|---:|---:|"]
     for height, width in sizes:
         for network in ("model", PEER):
-            ort = next(iter(_find(records, height, width, network=network, backend="onnxruntime", precision="fp32")),
-                       None)
-            eager = next(iter(_find(records, height, width, network=network, backend="torch", precision="fp32")), None)
+            ort = _first(records, height, width, network=network, backend="onnxruntime", precision="fp32")
+            eager = _first(records, height, width, network=network, backend="torch", precision="fp32")
             any_row = ort or eager
             if any_row is None:
                 continue
@@ -165,8 +174,8 @@ def style_input_rows(records: list[BenchRecord]) -> list[str]:
     lines = ["| size | multi-style ORT FP32 p50 ms | plain single-style ORT FP32 p50 ms (same widths) | ratio |",
              "|---|---:|---:|---:|"]
     for height, width in sizes:
-        model = next(iter(_find(records, height, width, backend="onnxruntime", precision="fp32")), None)
-        plain = next(iter(_find(records, height, width, network=PLAIN, backend="onnxruntime", precision="fp32")), None)
+        model = _first(records, height, width, backend="onnxruntime", precision="fp32")
+        plain = _first(records, height, width, network=PLAIN, backend="onnxruntime", precision="fp32")
         if model is None or plain is None:
             continue
         lines.append(f"| {width}x{height} | {model.p50_ms:.2f} | {plain.p50_ms:.2f} | {model.p50_ms / plain.p50_ms:.3f} |")
@@ -179,8 +188,7 @@ def live_rows(records: list[BenchRecord]) -> list[str]:
     if not rows:
         return [f"Not measured, or not publishable, in this run ({width}x{height})."]
     best = rows[0]
-    e2e_best = next(iter(_find(records, height, width, mode="pipeline", backend=best.backend,
-                               precision=best.precision)), None)
+    e2e_best = _first(records, height, width, mode="pipeline", backend=best.backend, precision=best.precision)
     out = [f"Fastest CPU path at {width}x{height}, batch 1: **{_label(best)}**, mean {best.mean_ms:.2f} ms = "
            f"**{best.fps:.1f} frames/s** model-only (p50 {best.p50_ms:.2f} ms = {1000 / best.p50_ms:.1f} frames/s; "
            f"p99 {best.p99_ms:.2f} ms)"
@@ -192,7 +200,7 @@ def live_rows(records: list[BenchRecord]) -> list[str]:
            "| path | mean ms | p50 ms | p99 ms | frames/s (mean) | end-to-end frames/s | loss to the runtime |",
            "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        e2e = next(iter(_find(records, height, width, mode="pipeline", backend=r.backend, precision=r.precision)), None)
+        e2e = _first(records, height, width, mode="pipeline", backend=r.backend, precision=r.precision)
         loss = f"{100 * e2e.overhead:+.1f}%" if e2e and e2e.overhead is not None else "-"
         out.append(f"| {_label(r)} | {r.mean_ms:.2f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.fps:.1f} | "
                    f"{e2e.fps if e2e else float('nan'):.1f} | {loss} |")
@@ -206,9 +214,9 @@ def overhead_rows(records: list[BenchRecord]) -> list[str]:
     out = ["| path | size | model-only frames/s | end-to-end frames/s | overhead as users feel it | "
            "in each end-to-end batch: capture / model / output ms |", "|---|---|---:|---:|---:|---|"]
     for r in sorted(pipes, key=lambda r: (r.height * r.width, r.backend, r.precision)):
-        twin = next(iter(_find(records, r.height, r.width, backend=r.backend, precision=r.precision)), None)
+        twin = _first(records, r.height, r.width, backend=r.backend, precision=r.precision)
         flag = "" if r.overhead <= OVERHEAD_TARGET else " (above 10%)"
-        split = f"{_ms(r.capture_ms)} / {_ms(r.infer_ms)} / {_ms(r.output_ms)}"
+        split = _stage_split(r)
         out.append(f"| {_label(r)} | {r.width}x{r.height} | {twin.fps if twin else float('nan'):.1f} | "
                    f"{r.fps:.1f} | {100 * r.overhead:+.1f}%{flag} | {split} |")
     within = sum(1 for r in pipes if r.overhead <= OVERHEAD_TARGET)
@@ -223,13 +231,12 @@ def transcode_rows(records: list[BenchRecord]) -> list[str]:
     out = ["| path | size | model-only frames/s | raw pipe frames/s | H.264 file to file frames/s | "
            "decode / model / encode ms per frame | codec's share |", "|---|---|---:|---:|---:|---|---:|"]
     for r in sorted(rows, key=lambda r: (r.height * r.width, r.backend, r.precision)):
-        twin = next(iter(_find(records, r.height, r.width, backend=r.backend, precision=r.precision)), None)
-        pipe = next(iter(_find(records, r.height, r.width, mode="pipeline", backend=r.backend,
-                               precision=r.precision)), None)
+        twin = _first(records, r.height, r.width, backend=r.backend, precision=r.precision)
+        pipe = _first(records, r.height, r.width, mode="pipeline", backend=r.backend, precision=r.precision)
         share = "-" if r.codec_share is None else f"{100 * r.codec_share:.0f}%"
         out.append(f"| {_label(r)} | {r.width}x{r.height} | {twin.fps if twin else float('nan'):.1f} | "
                    f"{pipe.fps if pipe else float('nan'):.1f} | {r.fps:.1f} | "
-                   f"{_ms(r.capture_ms)} / {_ms(r.infer_ms)} / {_ms(r.output_ms)} | {share} |")
+                   f"{_stage_split(r)} | {share} |")
     return out
 
 
