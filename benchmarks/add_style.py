@@ -91,7 +91,8 @@ def add_style(image: str, folder: Path, name: str, steps: int = 300, size: int =
         config = TrainConfig(**{
             **{k: getattr(base, k) for k in ("channels", "res_blocks", "stem_kernel", "stem", "padding", "perception",
                                               "content_weight", "style_weight", "swd_weight", "tv_weight", "adv",
-                                              "adv_weight", "stability", "d_width", "d_layers", "seed")},
+                                              "adv_weight", "stability", "stability_shift", "d_width", "d_layers",
+                                              "seed")},
             # the existing styles are never drawn (train_styles), so their images are not needed
             "styles": tuple(styles + [str(style_file)]),
             "multi_style": True, "train_styles": (new_index,), "norm_only": True, "steps": steps, "size": size,

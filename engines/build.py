@@ -130,6 +130,9 @@ def build_engine(
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
+    native_norm = getattr(getattr(trt, "OnnxParserFlag", None), "NATIVE_INSTANCENORM", None)
+    if native_norm is not None:  # the 10.x default, set anyway: conditional norms compute their scale/B
+        parser.set_flag(native_norm)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)).strip().replace("\n", " ") for i in range(parser.num_errors)]
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""

@@ -44,6 +44,7 @@ from stylize_rt.export import fp16
 from stylize_rt.export.frames import graph_feeds, n_styles_of, sample_frames
 from stylize_rt.export.int8 import calibration_set, quantize_int8
 from stylize_rt.export.metadata import generator_metadata, get_metadata, set_metadata
+from stylize_rt.export.norm_reshape import constant_norm_reshapes
 from stylize_rt.export.simplify import simplify
 from stylize_rt.export.trt_lint import lint_model
 from stylize_rt.export.verify import require_pass, verify_generator
@@ -152,7 +153,7 @@ def build_graph(generator: nn.Module, io_layout: str, simplify_graph: bool = Tru
     log = log or (lambda _msg: None)
 
     graph = _trace(generator, io_layout)
-    if cast_uint8_inputs_first(graph):
+    if cast_uint8_inputs_first(graph) + constant_norm_reshapes(graph):
         graph = onnx.shape_inference.infer_shapes(graph, check_type=True, strict_mode=True)
         onnx.checker.check_model(graph, full_check=True)
     log(f"traced: opset {OPSET}, {len(graph.graph.node)} nodes, onnx.checker full check and shape inference passed")

@@ -51,7 +51,6 @@ CAST_TARGETS = {1: "FLOAT", 10: "FLOAT16", 16: "BFLOAT16", 6: "INT32", 7: "INT64
 CONSTANT_INPUTS = {
     "Conv": {1: "weights W"},
     "ConvTranspose": {1: "weights W"},
-    "InstanceNormalization": {1: "scale", 2: "B"},
     "Pad": {3: "axes"},
     "Slice": {3: "axes"},
     "Squeeze": {1: "axes"},
@@ -165,9 +164,17 @@ def lint(model) -> LintReport:
         for index, what in CONSTANT_INPUTS.get(op, {}).items():
             if len(node.input) > index and node.input[index] and not is_constant(node.input[index]):
                 report.findings.append(Finding("error", name, op, f"{what} must be an initializer (is computed at run time)"))
+        if op == "InstanceNormalization" and not all(is_constant(i) for i in node.input[1:3]):
+            report.findings.append(Finding("info", name, op, NATIVE_INSTANCE_NORM))
         _check_attributes(node, name, report)
     return report
 
+
+# A conditional instance norm's scale/B are computed from the style input. The parser's native
+# instance-norm importer (INormalizationLayer; kNATIVE_INSTANCENORM, ON by default in 10.x, the only
+# path in 11.x) takes them as tensors; the legacy InstanceNormalization_TRT plugin needs initializers.
+NATIVE_INSTANCE_NORM = ("scale/B computed at run time: needs the parser's native instance norm "
+                        "(OnnxParserFlag.NATIVE_INSTANCENORM, the 10.x default; keep it on)")
 
 # rank of each control input of a multi-style graph (stylize_rt.contract): style [N, n_styles], the others [N]
 CONTROL_RANKS = {contract.INPUT_STYLE: 2, contract.INPUT_STRENGTH: 1, contract.INPUT_PRESERVE_COLOR: 1}

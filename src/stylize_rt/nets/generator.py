@@ -100,20 +100,33 @@ def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: str = "r
 
 
 class CondInstanceNorm(nn.Module):
-    """Instance norm without affine, then the style's scale and shift (see the module docstring).
+    """Instance norm with the style's scale and shift (see the module docstring).
 
-    ``scale``/``shift`` are (n_styles, C): one row of ``2 * C`` parameters per style."""
+    ``scale``/``shift`` are (n_styles, C): one row of ``2 * C`` parameters per style.
+
+    Instance norm's statistics are per (sample, channel), so an (N, C, H, W) batch viewed as
+    (1, N * C, H, W) normalizes the same; in that view each sample's own scale and shift are
+    ordinary per-channel affine parameters. The exported graph is then one
+    ``InstanceNormalization`` per layer with computed scale/B between two reshapes (views,
+    no copy), the op a plain instance norm exports to, instead of a normalization followed
+    by a full-size multiply and add (docs/BENCHMARKS.md, "What the style inputs cost").
+    TensorRT's native instance-norm layer (the 10.x parser default, the only one in 11.x)
+    takes computed scale/B; the legacy plugin does not.
+    ``eps`` is ``nn.InstanceNorm2d``'s default (the checkpoints were trained with it)."""
+
+    eps = 1e-5
 
     def __init__(self, channels: int, n_styles: int) -> None:
         super().__init__()
-        self.norm = nn.InstanceNorm2d(channels, affine=False)
         self.scale = nn.Parameter(torch.ones(n_styles, channels))
         self.shift = nn.Parameter(torch.zeros(n_styles, channels))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        gamma = (style @ self.scale)[:, :, None, None]
-        beta = (style @ self.shift)[:, :, None, None]
-        return self.norm(x) * gamma + beta
+        n, c, h, w = x.shape
+        gamma = (style @ self.scale).reshape(-1)
+        beta = (style @ self.shift).reshape(-1)
+        y = F.instance_norm(x.reshape(1, n * c, h, w), weight=gamma, bias=beta, eps=self.eps)
+        return y.reshape_as(x)
 
 
 def _norm(channels: int, affine: bool, n_styles: int) -> nn.Module:
