@@ -26,7 +26,7 @@ def checkpoint(tiny_generator, tmp_path_factory):
 
 @dataclass
 class StandInGraph:
-    """A captured graph on the CPU: replay runs the model on the slot's static input into a static output."""
+    """A captured graph on the CPU: replay runs the model on the slot's static inputs into a static output."""
 
     backend: Any
     slot: Any
@@ -38,7 +38,7 @@ class StandInGraph:
         return self
 
     def replay(self):
-        self.out.copy_(self.backend.eager(self.slot.dev_in))
+        self.out.copy_(self.backend.eager(*self.slot.dev_inputs))
         self.replays += 1
 
 
@@ -51,8 +51,8 @@ class StandInGraphTorchBackend(TorchBackend):
     def _graphs_supported(self) -> bool:
         return True
 
-    def eager(self, x):
-        return self._forward(x)
+    def eager(self, *inputs):
+        return self._forward(*inputs)
 
     def _capture(self, key):
         self.captures = getattr(self, "captures", [])
@@ -60,7 +60,7 @@ class StandInGraphTorchBackend(TorchBackend):
             self.fail_captures -= 1
             return None
         slot = self._slots[key]
-        graph = StandInGraph(self, slot, self._forward(slot.dev_in).clone())
+        graph = StandInGraph(self, slot, self._forward(*slot.dev_inputs).clone())
         self.captures.append((key, graph))
         return graph
 
