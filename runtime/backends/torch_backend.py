@@ -486,7 +486,8 @@ def _wrapper_class(torch):
     strength / colour arithmetic, the ``* 255`` and rounding stay float32 (in bfloat16, 255 * y is
     only exact to a whole level).
     """
-    from stylize_rt.nets.generator import CondInstanceNorm, MultiStyleUInt8NHWC, UInt8NHWC  # torch: loaded by the caller
+    # the networks need torch, which the caller (the constructor) has loaded
+    from stylize_rt.nets.generator import CondInstanceNorm, MultiStyleUInt8NHWC, UInt8NHWC
 
     class KeepFP32(torch.nn.Module):
         """Runs ``module`` in float32 inside an autocast region."""
