@@ -418,9 +418,9 @@ class TorchBackend(BackendBase):
         """Zero-copy on frames already on the GPU, enqueued on the caller's stream; nothing is synchronized.
 
         ``inputs``/``outputs``: torch CUDA tensors, cupy/numba arrays (``__cuda_array_interface__``)
-        or :class:`cuda.DeviceArray`. ``stream``: an int handle or a torch/cupy stream; None is the
-        default stream (handle 0). Without ``outputs`` the result lives in the backend's memory
-        until the next call. Repeated shapes replay a captured graph, as on the host path.
+        or :class:`cuda.DeviceArray`; a multi-style model's controls are device arrays too.
+        ``stream``: an int handle or a torch/cupy stream; None is the default stream (handle 0).
+        Without ``outputs`` the result lives in the backend's memory until the next call. Repeated shapes replay a captured graph, as on the host path.
         """
         torch = self._torch
         if self.device.type != "cuda":
