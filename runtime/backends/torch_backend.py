@@ -420,7 +420,8 @@ class TorchBackend(BackendBase):
         ``inputs``/``outputs``: torch CUDA tensors, cupy/numba arrays (``__cuda_array_interface__``)
         or :class:`cuda.DeviceArray`; a multi-style model's controls are device arrays too.
         ``stream``: an int handle or a torch/cupy stream; None is the default stream (handle 0).
-        Without ``outputs`` the result lives in the backend's memory until the next call. Repeated shapes replay a captured graph, as on the host path.
+        Without ``outputs`` the result lives in the backend's memory until the next call. Repeated
+        shapes replay a captured graph, as on the host path.
         """
         torch = self._torch
         if self.device.type != "cuda":
