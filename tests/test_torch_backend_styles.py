@@ -78,7 +78,7 @@ def both(backends, feeds) -> tuple[np.ndarray, np.ndarray, int]:
 
 def test_presents_the_exported_graphs_inputs_and_style_names(backends):
     be_torch, be_ort = backends
-    assert be_torch.inputs == be_ort.inputs  # names, dtypes, shapes: input, style [?, 6], strength [?], preserve_color [?]
+    assert be_torch.inputs == be_ort.inputs  # names, dtypes, shapes: input, style [?, 6], strength, preserve_color
     assert [s.name for s in be_torch.inputs] == [contract.INPUT_IMAGE, *contract.CONTROL_INPUTS]
     assert be_torch.outputs == be_ort.outputs
     assert be_torch.metadata[contract.STYLES] == be_ort.metadata[contract.STYLES]
@@ -180,7 +180,7 @@ def test_warm_up_runs_with_controls():
     be.close()
 
 
-@pytest.mark.skipif(not cpu_has_fast_bf16(), reason="this CPU has no AVX-512-BF16/AMX (bf16 autocast would be emulated)")
+@pytest.mark.skipif(not cpu_has_fast_bf16(), reason="this CPU has no AVX-512-BF16/AMX (bf16 would be emulated)")
 def test_bf16_keeps_the_conditional_norms_in_fp32(backends, frames):
     """BF16 convolutions, FP32 norms and controls: the parity suite's reduced-precision bound
     (>= 99% of pixels within 2 levels) against ONNX Runtime's FP32 graph, on every style."""
@@ -200,9 +200,10 @@ def test_cli_torch_backend_draws_the_asked_style(tmp_path):
     outputs = {}
     for backend, style in (("torch", "waves"), ("onnxruntime", "waves"), ("torch", "mosaic")):
         out = tmp_path / f"{backend}_{style}.png"
-        result = subprocess.run([sys.executable, "-m", "stylize_rt", "run", "--engine", str(STYLES6), "--backend", backend,
-                                 "--threads", "1", "--style", style, "--input", str(src), "--output", str(out),
-                                 "--no-progress"], capture_output=True, timeout=180, env=env, stdin=subprocess.DEVNULL)
+        args = ["run", "--engine", str(STYLES6), "--backend", backend, "--threads", "1", "--style", style,
+                "--input", str(src), "--output", str(out), "--no-progress"]
+        result = subprocess.run([sys.executable, "-m", "stylize_rt", *args], capture_output=True, timeout=180, env=env,
+                                stdin=subprocess.DEVNULL)
         assert result.returncode == 0, result.stderr.decode()[-2000:]
         outputs[backend, style] = read_image(out).astype(int)
     waves, first = outputs["torch", "waves"], outputs["torch", "mosaic"]

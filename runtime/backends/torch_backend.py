@@ -323,7 +323,8 @@ class TorchBackend(BackendBase):
         style = np.zeros((1, self.n_styles), np.float32)
         style[:, 0] = 1.0
         feeds = {contract.INPUT_IMAGE: np.zeros((1, height, width, 3), np.uint8), contract.INPUT_STYLE: style,
-                 contract.INPUT_STRENGTH: np.ones(1, np.float32), contract.INPUT_PRESERVE_COLOR: np.zeros(1, np.float32)}
+                 contract.INPUT_STRENGTH: np.ones(1, np.float32),
+                 contract.INPUT_PRESERVE_COLOR: np.zeros(1, np.float32)}
         start = time.perf_counter()
         for _ in range(runs):
             self.infer(feeds)
@@ -572,4 +573,5 @@ def _wrapper_class(torch):
     return ExportIO
 
 
-__all__ = ["TorchBackend", "control_specs", "cpu_flags", "cpu_has_fast_bf16", "torch_cuda_available", "torch_unavailable"]
+__all__ = ["TorchBackend", "control_specs", "cpu_flags", "cpu_has_fast_bf16", "torch_cuda_available",
+           "torch_unavailable"]
