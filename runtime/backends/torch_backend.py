@@ -108,9 +108,9 @@ def control_specs(n_styles: int) -> list[TensorSpec]:
 def _style_names(card: dict[str, Any], n_styles: int, checkpoint: Path) -> list[str]:
     """A multi-style checkpoint's style names in ``style``-weight order: its card's ``styles``, the
     list the export writes into ``stylize_rt.styles`` (empty for a single-style checkpoint)."""
-    names = card.get("styles")
     if n_styles == 1:
         return []
+    names = card.get("styles")
     if not isinstance(names, list) or len(names) != n_styles or not all(isinstance(n, str) for n in names):
         raise BadInputError(f"{checkpoint / contract.CHECKPOINT_CARD}: a {n_styles}-style checkpoint card needs "
                             f"'styles': a list of {n_styles} names")
