@@ -3,21 +3,28 @@
 It presents exactly the tensors the ONNX export of the same checkpoint would: input
 ``"input"``, output ``"output"``, uint8 NHWC frames (the default, as the embedded model ships)
 or float32 NCHW in [0, 1], and the ``stylize_rt.io_layout`` metadata, so a ``Stylizer`` and
-the benchmarks treat it like any other backend. torch is imported in the constructor only:
-the runtime package stays importable without it.
+the benchmarks treat it like any other backend. A multi-style checkpoint (``n_styles > 1``,
+uint8 NHWC only, as its export) also takes the control inputs ``style`` [batch, n_styles],
+``strength`` [batch] and ``preserve_color`` [batch] (``contract.CONTROL_INPUTS``, computed by
+``nets.generator.MultiStyleUInt8NHWC`` as the exported graph does) and lists its styles in the
+``stylize_rt.styles`` metadata. torch is imported in the constructor only: the runtime package
+stays importable without it.
 
 On CUDA this is the fast path for machines without TensorRT (``auto`` picks it there): uint8
 frames go through reused page-locked buffers, uploads and downloads run on side streams
 (a batch is split in ``overlap_chunks`` so one chunk's copies overlap another's compute), the
 uint8 <-> float conversion runs on the GPU, convolutions use channels_last and cuDNN's
 autotuned algorithms, and each input shape, once it has run plain, is captured as a CUDA
-graph (torch's graph API; ``stylize_rt.gpu.graphs`` keeps the rules) and replayed.
+graph (torch's graph API; ``stylize_rt.gpu.graphs`` keeps the rules) and replayed. Every input,
+controls included, is staged into a static per-chunk buffer before a replay, so a captured
+graph draws the style of the frame it is given.
 ``torch.compile`` (Inductor: Triton kernels on the GPU) is an option; its kernels are
 captured the same way. ``infer_device`` runs on frames already on the GPU, on the caller's stream.
 
 Precision: ``fp32`` everywhere; ``fp16`` on CUDA and ``bf16`` (CPU with AVX-512-BF16/AMX, or
 CUDA) run the convolutions under autocast, with FP32 islands like the export's FP16 graph:
-instance norms (autocast would run them in the low precision: FP16 statistics overflow) and
+instance norms, a multi-style model's whole conditional norms (statistics, per-style scale and
+shift; autocast would run them in the low precision: FP16 statistics overflow) and
 the first and last layers (in BF16 they cost up to 7 output levels on the embedded model; in
 FP32, at most 2-3). ``auto`` = fp16 on CUDA, fp32 on CPU.
 """
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import sys
 import time
@@ -90,12 +98,38 @@ def torch_cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def control_specs(n_styles: int) -> list[TensorSpec]:
+    """A multi-style generator graph's control inputs, as its ONNX export declares them (float32, batch first)."""
+    f32 = np.dtype(np.float32)
+    return [TensorSpec(contract.INPUT_STYLE, f32, (None, n_styles)), TensorSpec(contract.INPUT_STRENGTH, f32, (None,)),
+            TensorSpec(contract.INPUT_PRESERVE_COLOR, f32, (None,))]
+
+
+def _style_names(card: dict[str, Any], n_styles: int, checkpoint: Path) -> list[str]:
+    """A multi-style checkpoint's style names in ``style``-weight order: its card's ``styles``, the
+    list the export writes into ``stylize_rt.styles`` (empty for a single-style checkpoint)."""
+    if n_styles == 1:
+        return []
+    names = card.get("styles")
+    if not isinstance(names, list) or len(names) != n_styles or not all(isinstance(n, str) for n in names):
+        raise BadInputError(f"{checkpoint / contract.CHECKPOINT_CARD}: a {n_styles}-style checkpoint card needs "
+                            f"'styles': a list of {n_styles} names")
+    return names
+
+
+def _check_rows(name: str, rows: int, batch: int) -> None:
+    """A control gives one row per frame, or one row for every frame (broadcast, as in the exported graph)."""
+    if rows not in (1, batch):
+        raise BadInputError(f"input {name!r} has {rows} rows for {batch} frames (give one per frame, or one for all)")
+
+
 @dataclass
 class _Slot:
-    """Static tensors of one chunk shape: what a captured graph reads (``dev_in``) and writes (``dev_out``)."""
+    """Static tensors of one chunk shape: what a captured graph reads (``dev_inputs``: the frames, then
+    any controls, in ``inputs`` order) and writes (``dev_out``)."""
 
-    host_in: Any  # pinned host tensor (None on the device path)
-    dev_in: Any
+    host_inputs: tuple  # pinned host tensors (None on the device path)
+    dev_inputs: tuple
     dev_out: Any = None  # the eager output of the last plain run, or the graph's static output
     host_out: Any = None  # pinned, made once the output's shape is known
 
@@ -154,6 +188,11 @@ class TorchBackend(BackendBase):
         self.io_layout = io_layout
 
         generator, card = load_generator(checkpoint)
+        self.n_styles = generator.n_styles
+        styles = _style_names(card, self.n_styles, Path(checkpoint))
+        if self.n_styles > 1 and io_layout != "uint8_nhwc":
+            raise BadInputError(f"a multi-style checkpoint runs as uint8_nhwc only, as its ONNX export "
+                                f"(asked for io_layout {io_layout})")
         cuda_device = self.device.type == "cuda"
         if cuda_device and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
@@ -185,11 +224,13 @@ class TorchBackend(BackendBase):
         )
 
         if io_layout == "uint8_nhwc":
-            self.inputs = [TensorSpec("input", np.dtype(np.uint8), (None, None, None, 3))]
+            self.inputs = [TensorSpec(contract.INPUT_IMAGE, np.dtype(np.uint8), (None, None, None, 3))]
             self.outputs = [TensorSpec("output", np.dtype(np.uint8), (None, None, None, 3))]
         else:
-            self.inputs = [TensorSpec("input", np.dtype(np.float32), (None, 3, None, None))]
+            self.inputs = [TensorSpec(contract.INPUT_IMAGE, np.dtype(np.float32), (None, 3, None, None))]
             self.outputs = [TensorSpec("output", np.dtype(np.float32), (None, 3, None, None))]
+        if self.n_styles > 1:
+            self.inputs += control_specs(self.n_styles)
         self.metadata = {
             contract.VERSION: __version__,
             contract.IO_LAYOUT: io_layout,
@@ -197,7 +238,9 @@ class TorchBackend(BackendBase):
             contract.TORCH_DEVICE: str(self.device),
             contract.TORCH_COMPILE: str(bool(compile)).lower(),
         }
-        self.warmup_seconds = warm_up(self, options.warmup, *(options.warmup_shape or (256, 256)))
+        if self.n_styles > 1:
+            self.metadata[contract.STYLES] = json.dumps(styles)
+        self.warmup_seconds = self._warm_up(options.warmup, *(options.warmup_shape or (256, 256)))
 
     # -- the pieces the CUDA path is made of (a test stand-in replaces them on the CPU) -------
     def _graphs_supported(self) -> bool:
@@ -213,15 +256,16 @@ class TorchBackend(BackendBase):
             return contextlib.nullcontext()
         return self._torch.cuda.stream(self._streams[name])
 
-    def _forward(self, x):
-        """The model on one device tensor (inference mode; cuDNN autotuned, IEEE FP32 where FP32 runs)."""
+    def _forward(self, x, *controls):
+        """The model on device tensors: frames, then a multi-style model's controls (inference mode;
+        cuDNN autotuned, IEEE FP32 where FP32 runs)."""
         torch = self._torch
         if self.io_layout == "float32_nchw":
             x = x.contiguous(memory_format=self._memory_format)
         flags = (torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False)
                  if self.device.type == "cuda" else contextlib.nullcontext())
         with torch.inference_mode(), flags:
-            return self._model(x)
+            return self._model(x, *controls)
 
     def _capture(self, key: tuple):
         """Capture the model on ``key``'s static input as a CUDA graph (not run); None if capture fails."""
@@ -230,7 +274,7 @@ class TorchBackend(BackendBase):
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph, stream=self._streams["compute"], capture_error_mode="thread_local"):
-                out = self._forward(slot.dev_in)
+                out = self._forward(*slot.dev_inputs)
         except RuntimeError:
             return None
         return _Graph(graph, slot, out)
@@ -245,16 +289,20 @@ class TorchBackend(BackendBase):
         return self._graphs.stats.to_dict()
 
     # -- slots ---------------------------------------------------------------------------
-    def _slot(self, key: tuple, shape: tuple[int, ...], dtype: np.dtype, pinned: bool) -> _Slot:
+    def _slot(self, key: tuple, shapes: list[tuple[int, ...]], dtypes: list[np.dtype], pinned: bool) -> _Slot:
+        """The static buffers of ``key``, one per input (``shapes``/``dtypes`` in ``inputs`` order)."""
         slot = self._slots.get(key)
         if slot is not None:
             self._slots.move_to_end(key)
             return slot
-        torch = self._torch
-        tdtype = torch.from_numpy(np.zeros(0, dtype)).dtype
-        host = torch.empty(shape, dtype=tdtype, pin_memory=self.device.type == "cuda") if pinned else None
-        dev = torch.empty(shape, dtype=tdtype, device=self.device) if self.device.type == "cuda" or host is None else host
-        slot = self._slots[key] = _Slot(host, dev)
+        torch, cuda_device = self._torch, self.device.type == "cuda"
+        hosts, devs = [], []
+        for shape, dtype in zip(shapes, dtypes):
+            tdtype = torch.from_numpy(np.zeros(0, dtype)).dtype
+            host = torch.empty(shape, dtype=tdtype, pin_memory=cuda_device) if pinned else None
+            hosts.append(host)
+            devs.append(torch.empty(shape, dtype=tdtype, device=self.device) if cuda_device or host is None else host)
+        slot = self._slots[key] = _Slot(tuple(hosts), tuple(devs))
         while len(self._slots) > MAX_SLOTS:
             old_key, _ = self._slots.popitem(last=False)
             self._graphs.forget(old_key)
@@ -267,26 +315,53 @@ class TorchBackend(BackendBase):
         return [(a, min(a + size, batch)) for a in range(0, batch, size)]
 
     # -- running -------------------------------------------------------------------------
+    def _warm_up(self, runs: int, height: int, width: int) -> float:
+        """``base.warm_up``'s blank frame; a multi-style model's with style 0 at full strength (the base
+        warms up single-input models only, and a first call here may compile or capture)."""
+        if self.n_styles == 1 or runs <= 0:
+            return warm_up(self, runs, height, width)
+        style = np.zeros((1, self.n_styles), np.float32)
+        style[:, 0] = 1.0
+        feeds = {contract.INPUT_IMAGE: np.zeros((1, height, width, 3), np.uint8), contract.INPUT_STYLE: style,
+                 contract.INPUT_STRENGTH: np.ones(1, np.float32),
+                 contract.INPUT_PRESERVE_COLOR: np.zeros(1, np.float32)}
+        start = time.perf_counter()
+        for _ in range(runs):
+            self.infer(feeds)
+        return time.perf_counter() - start
+
+    def _host_arrays(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The feeds in ``inputs`` order, C-contiguous; a one-row control is repeated for every frame."""
+        batch = feeds[contract.INPUT_IMAGE].shape[0]
+        arrays = [feeds[contract.INPUT_IMAGE]]
+        for spec in self.inputs[1:]:
+            control = feeds[spec.name]
+            _check_rows(spec.name, control.shape[0], batch)
+            arrays.append(control if control.shape[0] == batch else np.repeat(control, batch, axis=0))
+        return [np.ascontiguousarray(a) for a in arrays]
+
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        array = np.ascontiguousarray(feeds["input"])
+        arrays = self._host_arrays(feeds)
         if self._streams is None and not self._graphs.enabled:
-            y = self._forward(self._torch.from_numpy(array))  # CPU: zero-copy in, zero-copy out
+            y = self._forward(*map(self._torch.from_numpy, arrays))  # CPU: zero-copy in, zero-copy out
             return {"output": y.contiguous().numpy()}
         device = self._torch.cuda.device(self.device) if self._streams is not None else contextlib.nullcontext()
         with self._torch.inference_mode(), device:  # static buffers and graph outputs are inference tensors
-            return {"output": self._infer_staged(array)}
+            return {"output": self._infer_staged(arrays)}
 
-    def _infer_staged(self, array: np.ndarray) -> np.ndarray:
-        """Pinned staging, side-stream copies, chunks in flight together, per-chunk graphs."""
+    def _infer_staged(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """Pinned staging, side-stream copies, chunks in flight together, per-chunk graphs. Each chunk
+        takes its frames' rows of every control, staged into the chunk's static buffers."""
         start = time.perf_counter()
         events = self._events
-        bounds = self._chunk_bounds(array.shape[0])
+        frames = arrays[0]
+        bounds = self._chunk_bounds(frames.shape[0])
         slots = []
         for index, (a, b) in enumerate(bounds):
-            shape = (b - a, *array.shape[1:])
-            key = ("host", shape, array.dtype.str, index)
-            slot = self._slot(key, shape, array.dtype, pinned=True)
-            np.copyto(slot.host_in.numpy(), array[a:b])
+            key = ("host", (b - a, *frames.shape[1:]), frames.dtype.str, index)
+            slot = self._slot(key, [(b - a, *x.shape[1:]) for x in arrays], [x.dtype for x in arrays], pinned=True)
+            for host, array in zip(slot.host_inputs, arrays):
+                np.copyto(host.numpy(), array[a:b])
             slots.append((key, slot))
         streams = self._streams
         uploaded = []
@@ -294,8 +369,9 @@ class TorchBackend(BackendBase):
             if events:
                 events[0].record()
             for _, slot in slots:
-                if slot.dev_in is not slot.host_in:
-                    slot.dev_in.copy_(slot.host_in, non_blocking=True)
+                for host, dev in zip(slot.host_inputs, slot.dev_inputs):
+                    if dev is not host:
+                        dev.copy_(host, non_blocking=True)
                 uploaded.append(self._record())
             if events:
                 events[1].record()
@@ -304,7 +380,7 @@ class TorchBackend(BackendBase):
             with self._stream_context("compute"):
                 if ready is not None:
                     streams["compute"].wait_event(ready)
-                self._graphs.run(key, lambda slot=slot: setattr(slot, "dev_out", self._forward(slot.dev_in)))
+                self._graphs.run(key, lambda slot=slot: setattr(slot, "dev_out", self._forward(*slot.dev_inputs)))
                 computed = self._record()
                 if events and slot is slots[-1][1]:
                     events[2].record()
@@ -343,9 +419,10 @@ class TorchBackend(BackendBase):
         """Zero-copy on frames already on the GPU, enqueued on the caller's stream; nothing is synchronized.
 
         ``inputs``/``outputs``: torch CUDA tensors, cupy/numba arrays (``__cuda_array_interface__``)
-        or :class:`cuda.DeviceArray`. ``stream``: an int handle or a torch/cupy stream; None is the
-        default stream (handle 0). Without ``outputs`` the result lives in the backend's memory
-        until the next call. Repeated shapes replay a captured graph, as on the host path.
+        or :class:`cuda.DeviceArray`; a multi-style model's controls are device arrays too.
+        ``stream``: an int handle or a torch/cupy stream; None is the default stream (handle 0).
+        Without ``outputs`` the result lives in the backend's memory until the next call. Repeated
+        shapes replay a captured graph, as on the host path.
         """
         torch = self._torch
         if self.device.type != "cuda":
@@ -354,17 +431,22 @@ class TorchBackend(BackendBase):
         check_feeds(self.inputs, arrays)
         handle = cuda.stream_handle(stream)
         target = torch.cuda.ExternalStream(handle, device=self.device) if handle else torch.cuda.default_stream(self.device)
-        x = torch.as_tensor(arrays["input"], device=self.device)
+        xs = [torch.as_tensor(arrays[spec.name], device=self.device) for spec in self.inputs]
+        batch = xs[0].shape[0]
+        for spec, x in zip(self.inputs[1:], xs[1:]):
+            _check_rows(spec.name, x.shape[0], batch)
+        xs[1:] = [x.expand(batch, *x.shape[1:]) for x in xs[1:]]
         with torch.inference_mode(), torch.cuda.device(self.device), torch.cuda.stream(target):
             if self._graphs.enabled:
-                shape = tuple(x.shape)
-                key = ("device", shape, arrays["input"].dtype.str)
-                slot = self._slot(key, shape, arrays["input"].dtype, pinned=False)
-                slot.dev_in.copy_(x)
-                self._graphs.run(key, lambda: setattr(slot, "dev_out", self._forward(slot.dev_in)))
+                key = ("device", tuple(xs[0].shape), arrays[contract.INPUT_IMAGE].dtype.str)
+                slot = self._slot(key, [tuple(x.shape) for x in xs], [arrays[s.name].dtype for s in self.inputs],
+                                  pinned=False)
+                for dev, x in zip(slot.dev_inputs, xs):
+                    dev.copy_(x)
+                self._graphs.run(key, lambda: setattr(slot, "dev_out", self._forward(*slot.dev_inputs)))
                 y = slot.dev_out
             else:
-                y = self._forward(x)
+                y = self._forward(*xs)
             if outputs and "output" in outputs:
                 out = cuda.DeviceArray.from_object(outputs["output"])
                 if tuple(out.shape) != tuple(y.shape) or np.dtype(out.dtype) != self.outputs[0].dtype:
@@ -398,12 +480,16 @@ class TorchBackend(BackendBase):
 
 
 def _wrapper_class(torch):
-    """The export's IO convention around a generator, with autocast inside ``forward``.
+    """The export's IO convention around a generator, with autocast around the generator alone.
 
-    Same arithmetic as ``training.generator.UInt8NHWC`` (what the ONNX export wraps), except
-    that only the generator runs under autocast: the uint8 <-> float conversions and the final
-    ``* 255`` and rounding stay float32 (in bfloat16, 255 * y is only exact to a whole level).
+    The same modules the ONNX export wraps (``nets.generator.UInt8NHWC``, or
+    ``MultiStyleUInt8NHWC`` with the control inputs), around a generator whose output comes back
+    in float32: only the generator runs under autocast, so the uint8 <-> float conversions, the
+    strength / colour arithmetic, the ``* 255`` and rounding stay float32 (in bfloat16, 255 * y is
+    only exact to a whole level).
     """
+    # the networks need torch, which the caller (the constructor) has loaded
+    from stylize_rt.nets.generator import CondInstanceNorm, MultiStyleUInt8NHWC, UInt8NHWC
 
     class KeepFP32(torch.nn.Module):
         """Runs ``module`` in float32 inside an autocast region."""
@@ -417,44 +503,75 @@ def _wrapper_class(torch):
             with torch.autocast(self.device_type, enabled=False):
                 return self.module(*(None if a is None else a.float() for a in args))  # style is None: one style
 
+    class CondInstanceNormFP32(CondInstanceNorm):
+        """A conditional norm (statistics, ``style @ scale``, ``style @ shift``) in float32, sharing the
+        original's parameters; still a ``CondInstanceNorm``, so the generator passes it the style."""
+
+        def __init__(self, norm: CondInstanceNorm, device_type: str) -> None:
+            torch.nn.Module.__init__(self)
+            self.norm, self.scale, self.shift = norm.norm, norm.scale, norm.shift
+            self.device_type = device_type
+
+        def forward(self, x, style):
+            with torch.autocast(self.device_type, enabled=False):
+                return super().forward(x.float(), style.float())
+
     def keep_fp32(generator, device_type: str):
         """FP32 islands, as in the export's FP16 graph: every instance norm (its statistics overflow
-        FP16), plus the first and last layers, where BF16's 8-bit mantissa costs whole output levels."""
+        FP16) and every conditional norm whole, plus the first and last layers, where BF16's 8-bit
+        mantissa costs whole output levels."""
         for parent in list(generator.modules()):
+            if isinstance(parent, CondInstanceNorm):
+                continue  # replaced whole, below
             for name, child in list(parent.named_children()):
-                if isinstance(child, torch.nn.InstanceNorm2d):
+                if isinstance(child, CondInstanceNorm):
+                    setattr(parent, name, CondInstanceNormFP32(child, device_type))
+                elif isinstance(child, torch.nn.InstanceNorm2d):
                     setattr(parent, name, KeepFP32(child, device_type))
         for name in ("stem", "head"):
             if isinstance(getattr(generator, name, None), torch.nn.Module):
                 setattr(generator, name, KeepFP32(getattr(generator, name), device_type))
         return generator
 
-    class ExportIO(torch.nn.Module):
-        def __init__(self, generator, io_layout: str, device_type: str, autocast_dtype) -> None:
+    class Autocast(torch.nn.Module):
+        """The generator under autocast (FP32 islands inside), its output back in float32."""
+
+        def __init__(self, generator, device_type: str, autocast_dtype) -> None:
             super().__init__()
             self.generator = keep_fp32(generator, device_type) if autocast_dtype is not None else generator
-            self.uint8 = io_layout == "uint8_nhwc"
             self.device_type = device_type
             self.autocast_dtype = autocast_dtype
 
+        def _run(self, function, *args):
+            if self.autocast_dtype is None:
+                return function(*args)
+            # no cast cache: CUDA graphs capture the casts, and torch's graph docs ask for it off
+            with torch.autocast(self.device_type, dtype=self.autocast_dtype, cache_enabled=False):
+                y = function(*args)
+            return y.to(torch.float32)
+
         def forward(self, x):
+            return self._run(self.generator, x)
+
+        def forward_nhwc(self, x, style=None):
             # uint8 frames take the generator's NHWC path, as the exported graph does (the
             # unshuffle stem folds the layout change into its space-to-depth)
-            run = self.generator.forward_nhwc if self.uint8 else self.generator
-            if self.uint8:
-                x = x.to(torch.float32) / 255.0
-            if self.autocast_dtype is not None:
-                # no cast cache: CUDA graphs capture the casts, and torch's graph docs ask for it off
-                with torch.autocast(self.device_type, dtype=self.autocast_dtype, cache_enabled=False):
-                    y = run(x)
-                y = y.to(torch.float32)
+            return self._run(self.generator.forward_nhwc, x, style)
+
+    class ExportIO(torch.nn.Module):
+        def __init__(self, generator, io_layout: str, device_type: str, autocast_dtype) -> None:
+            super().__init__()
+            net = Autocast(generator, device_type, autocast_dtype)
+            if generator.n_styles > 1:
+                self.net = MultiStyleUInt8NHWC(net)  # uint8 NHWC only (the constructor checks)
             else:
-                y = run(x)
-            if self.uint8:
-                return torch.round(torch.clamp(y, 0.0, 1.0) * 255.0).to(torch.uint8)
-            return y
+                self.net = UInt8NHWC(net) if io_layout == "uint8_nhwc" else net
+
+        def forward(self, x, *controls):
+            return self.net(x, *controls)
 
     return ExportIO
 
 
-__all__ = ["TorchBackend", "cpu_flags", "cpu_has_fast_bf16", "torch_cuda_available", "torch_unavailable"]
+__all__ = ["TorchBackend", "control_specs", "cpu_flags", "cpu_has_fast_bf16", "torch_cuda_available",
+           "torch_unavailable"]
