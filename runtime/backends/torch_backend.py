@@ -509,7 +509,7 @@ def _wrapper_class(torch):
 
         def __init__(self, norm: CondInstanceNorm, device_type: str) -> None:
             torch.nn.Module.__init__(self)
-            self.norm, self.scale, self.shift = norm.norm, norm.scale, norm.shift
+            self.scale, self.shift = norm.scale, norm.shift
             self.device_type = device_type
 
         def forward(self, x, style):

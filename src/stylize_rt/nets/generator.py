@@ -218,7 +218,8 @@ class Generator(nn.Module):
             style[:, 0] = 1.0
         elif style.shape[-1] != self.config.n_styles:
             raise ValueError(f"style has {style.shape[-1]} weights, the generator has {self.config.n_styles} styles")
-        return style.to(x.dtype)
+        # one row for the whole batch stays allowed (each norm takes one row per frame)
+        return style.to(x.dtype).expand(x.shape[0], -1)
 
     def _body(self, x: torch.Tensor, crop: bool, style: torch.Tensor | None) -> torch.Tensor:
         s0 = self.stem(x, style)
