@@ -111,6 +111,15 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def style_count(model: str, backend: str = "onnxruntime") -> int:
+    """How many styles ``model`` draws (1 for a single-style model)."""
+    opened = open_backend(resolve_model(model), backend, threads=1)
+    try:
+        return len(style_names(opened, None))
+    finally:
+        opened.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m stylize_rt.benchmarks.switch_latency",
                                 description=__doc__.split("\n\n")[0])

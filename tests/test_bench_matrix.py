@@ -76,3 +76,17 @@ def test_busy_rows_are_left_out_and_peer_ratios_and_floors_are_stated(tmp_path):
     assert "| 25.0x |" in page  # Johnson ORT 250 ms / 10 ms
     assert "Johnson et al. 2016" in page and "| 25.00 |" in page  # floor: 2 x 0.5 GMAC / 40 GFLOP/s = 25 ms
 
+
+
+def test_live_switch_section_comes_from_the_switch_result(tmp_path):
+    summary = {"frames": 10, "median_ms": 20.0, "p99_ms": 25.0, "max_ms": 26.0}
+    switch = {"settings": {"model": "styles6", "backend": "onnxruntime", "precision": "fp32", "size": "640x360",
+                           "frames": 80, "every": 8, "threads": 0},
+              "changed_frames": summary, "other_switching_frames": {**summary, "frames": 70},
+              "steady_frames": {**summary, "frames": 80, "median_ms": 19.5},
+              "changes": [{"visible": True}] * 9 + [{"visible": False}], "changed_over_steady_median": 1.026,
+              "environment": {"load_average": [0.1, 0.2, 0.3]}}
+    page = cpu_matrix.render(document(), "cmd", Path(tmp_path / "r.json"), None, switch)
+    assert "## Live style switching" in page and "| frames with a change | 10 | 20.00 | 25.00 | 26.00 |" in page
+    assert "9 of 10 changes show" in page and "1.026x the steady median" in page
+    assert "## Live style switching" not in cpu_matrix.render(document(), "cmd", Path(tmp_path / "r.json"), None)

@@ -17,12 +17,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from stylize_rt.benchmarks import report
+from stylize_rt.benchmarks import report, switch_latency
 from stylize_rt.benchmarks.cli import register as register_bench
 from stylize_rt.benchmarks.environment import REPO_ROOT
 from stylize_rt.benchmarks.harness import MIN_TIMED_ITERS, PIPELINE_BATCHES_PER_RUN, BenchRecord
 from stylize_rt.benchmarks.load import BUSY_CORES
 from stylize_rt.errors import run_reporting_errors
+from stylize_rt.fileio import read_json
 from stylize_rt.models import DEFAULT_GENERATOR
 
 REPO = REPO_ROOT
@@ -36,6 +37,7 @@ JOHNSON_2016_TITAN_X = {256: 0.015, 512: 0.05, 1024: 0.21}  # seconds per image,
 PEER = "johnson2016"
 PLAIN = "plain"  # the model's widths as a single-style network: what the style inputs cost
 TRANSCODE_SIZES = "640x360,720p"  # where file-to-file runs happen: a phone clip, an HD one
+SWITCH = RESULTS / "switch_latency.json"  # benchmarks.switch_latency, run after the matrix
 
 
 def matrix_args(engine: str, seconds: float, threads: int, json_path: Path, plot_path: Path,
@@ -255,6 +257,28 @@ def dropped_rows(records: list[BenchRecord]) -> list[str]:
 # The page
 
 
+def switch_rows(result: dict | None) -> list[str]:
+    """The live-switch section from a ``benchmarks.switch_latency`` result (nothing without one)."""
+    if not result:
+        return []
+    s = result["settings"]
+    changes = result["changes"]
+    return [
+        "## Live style switching: frames that change the controls",
+        "",
+        f"`python -m stylize_rt.benchmarks.switch_latency --model {s['model']} --backend {s['backend']} "
+        f"--precision {s['precision']} --size {s['size']} --frames {s['frames']} --every {s['every']} "
+        f"--threads {s['threads']}`: the controls change every {s['every']} frames (each style, a 50/50 mix, "
+        "strength 0.5, colour preservation), in turns with a steady run over the same frames "
+        f"(load average at the start {result['environment'].get('load_average')}).",
+        "",
+        switch_latency.table(result),
+        "",
+        f"{sum(c['visible'] for c in changes)} of {len(changes)} changes show in the frame that asks for them; "
+        f"frames carrying a change take {result['changed_over_steady_median']:.3f}x the steady median.",
+    ]
+
+
 def _load_note(env: dict, cpu: dict) -> list[str]:
     """Say how busy the machine was; on a shared one, say what that does to the numbers."""
     start, end = env.get("load_average_start"), env.get("load_average_end")
@@ -282,7 +306,8 @@ def _load_note(env: dict, cpu: dict) -> list[str]:
     return lines
 
 
-def render(document: dict, command: str, json_path: Path, plot_path: Path | None) -> str:
+def render(document: dict, command: str, json_path: Path, plot_path: Path | None,
+           switch: dict | None = None) -> str:
     env = document["environment"]
     records = report.records_of(document)
     good = published(records)
@@ -371,6 +396,8 @@ def render(document: dict, command: str, json_path: Path, plot_path: Path | None
         "",
         *style_input_rows(good),
         "",
+        *[line for line in switch_rows(switch)],
+        *([""] if switch else []),
         "## Runtime overhead: end-to-end vs model-only",
         "",
         *overhead_rows(good),
@@ -475,6 +502,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cpu_matrix: the benchmark run failed (exit {rc})", file=sys.stderr)
             return rc or 1
         document = report.load_document(json_path)
+        if switch_latency.style_count(args.engine) > 1:  # a single-style engine has nothing to switch
+            rc = switch_latency.main(["--model", args.engine, "--threads", str(args.threads), "--json-out", str(SWITCH)])
+            if rc != 0:
+                return rc
     env = document["environment"]
     threads = env.get("threads", {}).get("requested_threads", 0)
     script = "python -m stylize_rt.recipes.cpu_matrix" + (
@@ -483,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     bench = str(env.get("command", "")).replace(str(REPO) + "/", "")
     command = f"{script}\n# which ran exactly this, then rendered this page from the JSON:\n{bench}"
     args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text(render(document, command, json_path, args.plot if args.plot.is_file() else None))
+    switch = read_json(SWITCH, "switch-latency result") if SWITCH.is_file() else None
+    args.doc.write_text(render(document, command, json_path, args.plot if args.plot.is_file() else None, switch))
     print(f"wrote {args.doc} from {json_path}")
     return 0
 
