@@ -85,8 +85,9 @@ def test_live_switch_section_comes_from_the_switch_result(tmp_path):
               "changed_frames": summary, "other_switching_frames": {**summary, "frames": 70},
               "steady_frames": {**summary, "frames": 80, "median_ms": 19.5},
               "changes": [{"visible": True}] * 9 + [{"visible": False}], "changed_over_steady_median": 1.026,
-              "environment": {"load_average": [0.1, 0.2, 0.3]}}
+              "environment": {"load_average_start": [0.1, 0.2, 0.3]}}
     page = cpu_matrix.render(document(), "cmd", Path(tmp_path / "r.json"), None, switch)
     assert "## Live style switching" in page and "| frames with a change | 10 | 20.00 | 25.00 | 26.00 |" in page
     assert "9 of 10 changes show" in page and "1.026x the steady median" in page
+    assert "load average at the start [0.1, 0.2, 0.3]" in page
     assert "## Live style switching" not in cpu_matrix.render(document(), "cmd", Path(tmp_path / "r.json"), None)

@@ -270,7 +270,7 @@ def switch_rows(result: dict | None) -> list[str]:
         f"--precision {s['precision']} --size {s['size']} --frames {s['frames']} --every {s['every']} "
         f"--threads {s['threads']}`: the controls change every {s['every']} frames (each style, a 50/50 mix, "
         "strength 0.5, colour preservation), in turns with a steady run over the same frames "
-        f"(load average at the start {result['environment'].get('load_average')}).",
+        f"(load average at the start {result['environment'].get('load_average_start')}).",
         "",
         switch_latency.table(result),
         "",
