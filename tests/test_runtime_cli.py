@@ -17,6 +17,13 @@ from test_runtime_helpers import coded_frame, decode_index, identity_onnx, read_
 CLI = [sys.executable, "-m", "stylize_rt"]
 
 
+def like_a_terminal() -> None:
+    """Popen ``preexec_fn``: the child starts with Ctrl-C's default action, as from a terminal. A shell
+    without job control starts background jobs (``make test &``) with SIGINT ignored, and Python then
+    installs no KeyboardInterrupt handler, so the signal tests would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env.update(extra)
@@ -147,7 +154,8 @@ def test_window_on_headless_opencv_names_the_package(identity, tmp_path):
 def test_signal_finalizes_a_playable_video(identity, tmp_path, signum):
     out = tmp_path / "out.mp4"
     proc = subprocess.Popen([*CLI, "--engine", str(identity), "--input", "-", "--raw-size", "64x48", "--output", str(out),
-                             "--no-progress", "--stats"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+                             "--no-progress", "--stats"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+                            preexec_fn=like_a_terminal)
     for i in range(12):
         proc.stdin.write(coded_frame(i).tobytes())
     proc.stdin.flush()  # stdin stays open: the run is waiting for more frames, as a live pipe would

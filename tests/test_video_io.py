@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_runtime_cli import CLI, _env, _error_line, run_cli
+from test_runtime_cli import CLI, _env, _error_line, like_a_terminal, run_cli
 from test_runtime_helpers import coded_frame, decode_index, identity_onnx, read_video, write_video
 from video_helpers import audio_packets, clip_with_audio, ffprobe, frame_times, raw_clip, rotate_mp4, stream, vfr_clip
 
@@ -186,7 +186,7 @@ def test_two_ctrl_c_20ms_apart_still_leave_a_playable_file(identity, tmp_path):
         out = tmp_path / f"out{attempt}.mp4"
         proc = subprocess.Popen([*CLI, "--engine", str(identity), "--input", "-", "--raw-size", "320x240",
                                  "--output", str(out), "--no-progress", "--preset", "medium"],
-                                stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+                                stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), preexec_fn=like_a_terminal)
         proc.stdin.write(frame_bytes)
         proc.stdin.flush()  # stdin stays open: the run waits for more frames, as a live pipe would
         deadline = time.time() + 30
