@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from stylize_rt.benchmarks.environment import collect
+from stylize_rt.benchmarks.stats import summarize
 from stylize_rt.errors import BadInputError, run_reporting_errors
 from stylize_rt.fileio import write_atomic
 from stylize_rt.models import DEFAULT_GENERATOR, resolve_model
@@ -64,9 +65,8 @@ def frames_for(size: tuple[int, int], count: int, seed: int = 0) -> np.ndarray:
 
 
 def _summary(ms: list[float]) -> dict:
-    a = np.asarray(ms)
-    return {"frames": int(a.size), "median_ms": round(float(np.median(a)), 3),
-            "p99_ms": round(float(np.percentile(a, 99)), 3), "max_ms": round(float(a.max()), 3)}
+    s = summarize(ms)
+    return {"frames": s.n, "median_ms": round(s.p50_ms, 3), "p99_ms": round(s.p99_ms, 3), "max_ms": round(s.max_ms, 3)}
 
 
 def measure(stylizer: Stylizer, frames: np.ndarray, every: int) -> dict:

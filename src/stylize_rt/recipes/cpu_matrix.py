@@ -276,6 +276,7 @@ def switch_rows(result: dict | None) -> list[str]:
         "",
         f"{sum(c['visible'] for c in changes)} of {len(changes)} changes show in the frame that asks for them; "
         f"frames carrying a change take {result['changed_over_steady_median']:.3f}x the steady median.",
+        "",
     ]
 
 
@@ -396,8 +397,7 @@ def render(document: dict, command: str, json_path: Path, plot_path: Path | None
         "",
         *style_input_rows(good),
         "",
-        *[line for line in switch_rows(switch)],
-        *([""] if switch else []),
+        *switch_rows(switch),
         "## Runtime overhead: end-to-end vs model-only",
         "",
         *overhead_rows(good),
