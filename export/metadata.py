@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from stylize_rt import __version__
-from stylize_rt.contract import CONFIG_HASH, IO_LAYOUT, KIND, OPSET, PRECISION, STYLE, STYLES, VERSION
+from stylize_rt.contract import CONFIG_HASH, GRID, IO_LAYOUT, KIND, OPSET, PRECISION, STYLE, STYLES, VERSION
 from stylize_rt.errors import BadInputError, first_line
+from stylize_rt.nets.generator import GeneratorConfig
 
 
 def config_hash(card: dict[str, Any]) -> str:
@@ -72,6 +73,8 @@ def generator_metadata(card: dict[str, Any], io_layout: str, precision: str, ops
     names = style_names(card)
     if len(names) > 1:
         meta[STYLES] = json.dumps(names)
+    if isinstance(card.get("generator"), dict):
+        meta[GRID] = str(GeneratorConfig.from_dict(card["generator"]).grid_px)
     return meta
 
 

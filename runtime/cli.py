@@ -115,6 +115,9 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
     size.add_argument("--scale", type=float, help="processing size as a factor of the source size")
     proc.add_argument("--batch", type=int, default=1, help="frames per model call for files (live sources: 1)")
     proc.add_argument("--max-frames", type=int, help="stop after this many frames")
+    proc.add_argument("--no-grid-anchor", action="store_true",
+                      help="videos and cameras: do not pad frames to keep the model's texture grid on the scene "
+                      "as the camera moves (docs/RUNTIME.md, 'Camera shake')")
     proc.add_argument("--stats", action="store_true", help="print per-stage latency and dropped frames at exit")
     proc.add_argument("--no-progress", action="store_true", help="no progress bar for file runs")
     cap = parser.add_argument_group("captions")
@@ -165,7 +168,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     if args.input == "-" and raw_size is None:
         raise BadInputError("--input - (raw frames on stdin) needs --raw-size WxH")
     pipeline = PipelineConfig(size=parse_size(args.size) if args.size else None, scale=args.scale, batch=args.batch,
-                              max_frames=args.max_frames, progress=not args.no_progress)
+                              max_frames=args.max_frames, progress=not args.no_progress,
+                              grid_anchor=not args.no_grid_anchor)
     return RunConfig(
         model=model_choice(args), style=style_choice(args), input=args.input, camera=args.camera,
         camera_size=parse_size(args.camera_size, "--camera-size") if args.camera_size else None,

@@ -32,6 +32,7 @@ import numpy as np
 from stylize_rt.errors import StylizeError
 from stylize_rt.progress import progress_bar
 from stylize_rt.runtime.frames import resize
+from stylize_rt.runtime.grid_anchor import GridAnchor
 from stylize_rt.runtime.signals import deferred_signals
 from stylize_rt.runtime.sinks import FrameInfo, Sink
 from stylize_rt.runtime.sources import Source
@@ -60,6 +61,7 @@ class PipelineConfig:
     pace_fps: float | None = None  # write no faster than this (a file previewed in a window)
     skip_bad_frames: bool = False  # image folders: a frame the model refuses is reported and skipped
     controls_at: Callable[[FrameInfo], StyleControls] | None = None  # per-frame style controls (timelines)
+    grid_anchor: bool = True  # --no-grid-anchor: keep the model's grid on the scene in videos (runtime.grid_anchor)
 
 
 @dataclass
@@ -67,6 +69,7 @@ class _Packet:
     frame: np.ndarray
     info: FrameInfo
     original: np.ndarray | None = None  # the frame before resizing, when ``keep_original``
+    grid_offset: tuple[int, int] | None = None  # the grid anchor's pad for this frame, when anchoring
 
 
 @dataclass
@@ -150,6 +153,10 @@ class StreamRunner:
         self._frames = Channel(depth, latest_wins=self.live)
         self._results = Channel(1 if self.live else depth, latest_wins=self.live)
         self._keep_original = self.config.keep_original
+        # Anchoring follows the camera from frame to frame: only sources whose frames are one shot.
+        grid = getattr(stylizer, "grid", None)
+        anchored = self.config.grid_anchor and grid and getattr(source, "continuous", False)
+        self.grid_anchor = GridAnchor(grid) if anchored else None
 
     # -- sizes ------------------------------------------------------------------------
     def _target_size(self, width: int, height: int) -> tuple[int, int] | None:
@@ -183,6 +190,8 @@ class StreamRunner:
                     frame = resize(frame, *target)
                     stats.stage("resize").add(time.perf_counter() - t1)
                 packet = _Packet(frame, info, original if self._keep_original else None)
+                if self.grid_anchor is not None:
+                    packet.grid_offset = self.grid_anchor.offset(frame)
                 if not self._frames.put(packet, self._stop):
                     break
             self._frames.close()
@@ -222,7 +231,10 @@ class StreamRunner:
         """The batch and its stylized frames; with ``skip_bad_frames``, frames the model refuses
         are reported, counted in ``stats.skipped`` and dropped, and the others go on."""
         controls = [self.config.controls_at(p.info) for p in batch] if self.config.controls_at else None
+        offsets = [p.grid_offset for p in batch] if self.grid_anchor is not None else None
         try:
+            if offsets is not None:
+                return batch, self.stylizer.stylize_batch(np.stack([p.frame for p in batch]), controls, offsets)
             if len(batch) == 1:
                 return batch, self.stylizer(batch[0].frame, controls[0] if controls else None)[None]
             return batch, self.stylizer.stylize_batch(np.stack([p.frame for p in batch]), controls)

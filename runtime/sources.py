@@ -48,7 +48,11 @@ _TRUNCATION_TOLERANCE = 0.02
 
 @runtime_checkable
 class Source(Protocol):
-    """What the pipeline needs from a frame source; implement it to feed your own frames."""
+    """What the pipeline needs from a frame source; implement it to feed your own frames.
+
+    Optional: ``continuous = True`` says consecutive frames are one shot (a camera, a video), so
+    the pipeline may follow the camera's motion from frame to frame (``runtime.grid_anchor``).
+    """
 
     name: str
     live: bool  # True: drop stale frames, keep latency low. False: every frame, in order.
@@ -86,6 +90,7 @@ class VideoFileSource:
     """
 
     live = False
+    continuous = True
 
     def __init__(self, path: str | os.PathLike[str] | BinaryIO, hwaccel: str = "auto") -> None:
         in_memory = hasattr(path, "read")
@@ -199,6 +204,7 @@ class ImageSource:
     """One still image: a single frame."""
 
     live = False
+    continuous = False
     fps = None
     frame_count = 1
 
@@ -225,6 +231,7 @@ class ImageFolderSource:
     in ``skipped`` (the run reports them and exits with its own code)."""
 
     live = False
+    continuous = False
     fps = None
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
@@ -277,6 +284,7 @@ class RawPipeSource:
     """
 
     live = False
+    continuous = True
     frame_name = None
 
     def __init__(self, stream: BinaryIO, size: tuple[int, int], pix_fmt: str = "rgb24", fps: float | None = None) -> None:
@@ -390,6 +398,7 @@ class CameraSource:
     """A local camera: V4L2 on Linux, MJPG where offered, a driver buffer of one frame."""
 
     live = True
+    continuous = True
     frame_count = None
     frame_name = None
 
@@ -458,6 +467,8 @@ class StreamSource:
     backoff before the run ends with an error. An HTTP(S) file is read like a file, every
     frame in order (FFmpeg's HTTP reconnect options resume it after a dropped connection).
     """
+
+    continuous = True
 
     frame_name = None
     input_files: list[Path] = []

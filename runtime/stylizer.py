@@ -17,6 +17,11 @@ is resized back to the frame's size; a fixed batch size is served in chunks.
 Style controls (``runtime.style_controls``: style or blend, strength, colour preservation)
 go into a multi-style graph as inputs; on a single-style model strength and colour
 preservation are applied to its output on the host, with the same arithmetic.
+
+``grid_offsets`` (one (top, left) pad per frame, from ``runtime.grid_anchor.GridAnchor``) pad
+each frame at its top-left before the model and crop the result back, so a moving camera's
+scene keeps its place on the generator's sampling grid (``grid``, from the graph's
+``stylize_rt.grid_px`` metadata).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from stylize_rt.contract import IO_LAYOUTS as LAYOUTS
 from stylize_rt.errors import BadInputError
 from stylize_rt.runtime.backends.base import Backend
 from stylize_rt.runtime.frames import resize
+from stylize_rt.runtime.grid_anchor import pad_to_grid
 from stylize_rt.runtime.style_controls import StyleControls, apply_controls
 from stylize_rt.sizes import MIN_SIDE
 
@@ -162,6 +168,18 @@ class Stylizer:
         self.controls = controls or StyleControls()
         self.convention = self._convention(layout, input_range)
         self.layout = self.convention.layout
+        self.grid = self._grid()
+
+    def _grid(self) -> int | None:
+        """The generator's sampling grid in px, where the graph says it and takes any size."""
+        value = self.backend.metadata.get(contract.GRID)
+        if value is None or self.convention.fixed_hw:
+            return None
+        try:
+            grid = int(value)
+        except ValueError:
+            raise BadInputError(f"the model's {contract.GRID} metadata is not a whole number: {value!r}") from None
+        return grid if grid >= 2 else None
 
     @property
     def controls(self) -> StyleControls:
@@ -261,9 +279,10 @@ class Stylizer:
         return self.stylize_batch(frame[None], controls)[0]
 
     def stylize_batch(self, frames: np.ndarray,
-                      controls: StyleControls | Sequence[StyleControls] | None = None) -> np.ndarray:
+                      controls: StyleControls | Sequence[StyleControls] | None = None,
+                      grid_offsets: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
         """NHWC uint8 RGB -> NHWC uint8 RGB, same size as given; ``controls`` for all frames or one
-        per frame (default: ``self.controls``)."""
+        per frame (default: ``self.controls``); ``grid_offsets``: see the module docstring."""
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
             raise BadInputError(
                 f"expected uint8 frames of shape (N, H, W, 3), got {frames.dtype} {tuple(frames.shape)}"
@@ -272,6 +291,8 @@ class Stylizer:
         if n == 0 or h == 0 or w == 0:
             raise BadInputError(f"empty frames: shape {tuple(frames.shape)}")
         controls = self._per_frame(controls, n)
+        if grid_offsets is not None:
+            return self._anchored(frames, controls, list(grid_offsets))
         original = frames
         fixed_hw, fixed_batch = self.convention.fixed_hw, self.convention.fixed_batch
         if fixed_hw and fixed_hw != (h, w):
@@ -289,6 +310,20 @@ class Stylizer:
         if out.shape[1:3] != (h, w):
             out = np.stack([resize(f, w, h) for f in out])
         return self._host_controls(original, out, controls)
+
+    def _anchored(self, frames: np.ndarray, controls: list[StyleControls],
+                  offsets: list[tuple[int, int]]) -> np.ndarray:
+        if self.grid is None:
+            raise BadInputError("grid offsets need a generator graph of any size with stylize_rt.grid_px metadata")
+        if len(offsets) != len(frames):
+            raise BadInputError(f"{len(offsets)} grid offsets for {len(frames)} frames")
+        h, w = frames.shape[1:3]
+        try:
+            padded = np.stack([pad_to_grid(f, o, self.grid) for f, o in zip(frames, offsets)])
+        except ValueError as exc:
+            raise BadInputError(str(exc)) from None
+        out = self.stylize_batch(padded, controls)
+        return np.stack([o[top : top + h, left : left + w] for o, (top, left) in zip(out, offsets)])
 
     def _per_frame(self, controls, n: int) -> list[StyleControls]:
         if controls is None:

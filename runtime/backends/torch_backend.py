@@ -240,6 +240,7 @@ class TorchBackend(BackendBase):
         }
         if self.n_styles > 1:
             self.metadata[contract.STYLES] = json.dumps(styles)
+        self.metadata[contract.GRID] = str(generator.config.grid_px)
         self.warmup_seconds = self._warm_up(options.warmup, *(options.warmup_shape or (256, 256)))
 
     # -- the pieces the CUDA path is made of (a test stand-in replaces them on the CPU) -------

@@ -38,6 +38,9 @@ CAPTIONER_CONFIG = "stylize_rt.captioner_config"
 PART = "stylize_rt.part"
 # Multi-style generators: JSON list of style names, in the order of the ``style`` input's weights.
 STYLES = "stylize_rt.styles"
+# Generators: the sampling grid in px (8: space-to-depth and two stride-2 convs). A frame moved by a
+# multiple of it comes back moved exactly; the runtime's grid anchor uses it (runtime.grid_anchor).
+GRID = "stylize_rt.grid_px"
 # What a backend adds about how it runs a model (not written into files).
 ENGINE_PRECISION = "stylize_rt.engine.precision"
 TORCH_PRECISION = "stylize_rt.torch.precision"

@@ -90,6 +90,12 @@ class GeneratorConfig:
         out["channels"] = list(self.channels)
         return out
 
+    @property
+    def grid_px(self) -> int:
+        """The sampling grid in px: how far a frame must move for the output to move exactly with it
+        (two stride-2 convs, after the unshuffle stem's space-to-depth 2x)."""
+        return 4 * (2 if self.stem == "unshuffle" else 1)
+
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: str = "reflect") -> nn.Module:
     """``reflect``: a reflection pad first (no zero border for the norm statistics to see);

@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from stylize_rt.benchmarks import report, switch_latency
+from stylize_rt.benchmarks import anchor_cost, report, switch_latency
 from stylize_rt.benchmarks.cli import register as register_bench
 from stylize_rt.benchmarks.environment import REPO_ROOT
 from stylize_rt.benchmarks.harness import MIN_TIMED_ITERS, PIPELINE_BATCHES_PER_RUN, BenchRecord
@@ -38,6 +38,7 @@ PEER = "johnson2016"
 PLAIN = "plain"  # the model's widths as a single-style network: what the style inputs cost
 TRANSCODE_SIZES = "640x360,720p"  # where file-to-file runs happen: a phone clip, an HD one
 SWITCH = RESULTS / "switch_latency.json"  # benchmarks.switch_latency, run after the matrix
+ANCHOR = RESULTS / "anchor_cost.json"  # benchmarks.anchor_cost, run after the matrix
 
 
 def matrix_args(engine: str, seconds: float, threads: int, json_path: Path, plot_path: Path,
@@ -280,6 +281,26 @@ def switch_rows(result: dict | None) -> list[str]:
     ]
 
 
+def anchor_rows(result: dict | None) -> list[str]:
+    """The grid-anchor section from a ``benchmarks.anchor_cost`` result (nothing without one)."""
+    if not result:
+        return []
+    s = result["settings"]
+    return [
+        "## Grid anchor: what following the camera costs a video frame",
+        "",
+        f"`python -m stylize_rt.benchmarks.anchor_cost --model {s['model']} --backend {s['backend']} "
+        f"--precision {s['precision']} --sizes {','.join(result['sizes'])} --frames {s['frames']} "
+        f"--threads {s['threads']}`: a jittering camera's clip, frame by frame, plain and anchored in turns "
+        f"(load average at the start {result['environment'].get('load_average_start')}). Anchored = the motion "
+        "estimate plus the model on the frame padded to the grid; in `stylize-rt run` the estimate runs in the "
+        "capture thread, beside the model.",
+        "",
+        anchor_cost.table(result["sizes"]),
+        "",
+    ]
+
+
 def _load_note(env: dict, cpu: dict) -> list[str]:
     """Say how busy the machine was; on a shared one, say what that does to the numbers."""
     start, end = env.get("load_average_start"), env.get("load_average_end")
@@ -308,7 +329,7 @@ def _load_note(env: dict, cpu: dict) -> list[str]:
 
 
 def render(document: dict, command: str, json_path: Path, plot_path: Path | None,
-           switch: dict | None = None) -> str:
+           switch: dict | None = None, anchor: dict | None = None) -> str:
     env = document["environment"]
     records = report.records_of(document)
     good = published(records)
@@ -398,6 +419,7 @@ def render(document: dict, command: str, json_path: Path, plot_path: Path | None
         *style_input_rows(good),
         "",
         *switch_rows(switch),
+        *anchor_rows(anchor),
         "## Runtime overhead: end-to-end vs model-only",
         "",
         *overhead_rows(good),
@@ -506,6 +528,10 @@ def main(argv: list[str] | None = None) -> int:
             rc = switch_latency.main(["--model", args.engine, "--threads", str(args.threads), "--json-out", str(SWITCH)])
             if rc != 0:
                 return rc
+        if anchor_cost.declares_grid(args.engine):
+            rc = anchor_cost.main(["--model", args.engine, "--threads", str(args.threads), "--json-out", str(ANCHOR)])
+            if rc != 0:
+                return rc
     env = document["environment"]
     threads = env.get("threads", {}).get("requested_threads", 0)
     script = "python -m stylize_rt.recipes.cpu_matrix" + (
@@ -515,7 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     command = f"{script}\n# which ran exactly this, then rendered this page from the JSON:\n{bench}"
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     switch = read_json(SWITCH, "switch-latency result") if SWITCH.is_file() else None
-    args.doc.write_text(render(document, command, json_path, args.plot if args.plot.is_file() else None, switch))
+    anchor = read_json(ANCHOR, "anchor-cost result") if ANCHOR.is_file() else None
+    args.doc.write_text(render(document, command, json_path, args.plot if args.plot.is_file() else None, switch,
+                               anchor))
     print(f"wrote {args.doc} from {json_path}")
     return 0
 
