@@ -120,3 +120,19 @@ def test_device_frames_need_a_device_backend(tiny_onnx, frames):
     with pytest.raises(BadInputError, match="need a uint8 NHWC"):  # would need device-side conversion
         nchw.stylize_device(frames)
     nchw.close()
+
+
+def test_multi_style_graphs_are_warmed_up_at_open_and_token_models_are_not():
+    from stylize_rt import contract
+    from stylize_rt.models import get_model
+
+    styles6 = get_model("styles6").directory / contract.CHECKPOINT_ONNX
+    warmed = OnnxRuntimeBackend(styles6, threads=1, warmup=2, warmup_shape=(64, 96))
+    cold = OnnxRuntimeBackend(styles6, threads=1, warmup=0)
+    decoder = OnnxRuntimeBackend(get_model("captioner").directory / contract.CAPTIONER_DECODER_FILE, threads=1)
+    try:
+        assert warmed.warmup_seconds > 0.0 and cold.warmup_seconds == 0.0
+        assert decoder.warmup_seconds == 0.0  # token inputs: nothing meaningful to warm up with
+    finally:
+        for be in (warmed, cold, decoder):
+            be.close()

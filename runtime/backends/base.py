@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from stylize_rt.contract import TensorSpec
+from stylize_rt.contract import INPUT_PRESERVE_COLOR, INPUT_STRENGTH, INPUT_STYLE, TensorSpec
 from stylize_rt.errors import BadInputError, StylizeError, first_line
 
 
@@ -120,19 +120,35 @@ def image_input_shape(spec: TensorSpec, height: int, width: int, batch: int = 1)
     return wanted
 
 
+def _control_warm_up_feed(spec: TensorSpec, rows: int) -> np.ndarray | None:
+    """A multi-style generator's control input for ``rows`` frames: the first style, full strength,
+    colours not kept; None for an input that is not one of the contract's controls."""
+    if spec.name == INPUT_STYLE and len(spec.shape) == 2 and isinstance(spec.shape[1], int):
+        style = np.zeros((rows, spec.shape[1]), spec.dtype)
+        style[:, 0] = 1
+        return style
+    if spec.name in (INPUT_STRENGTH, INPUT_PRESERVE_COLOR) and len(spec.shape) == 1:
+        return np.full((rows,), 1 if spec.name == INPUT_STRENGTH else 0, spec.dtype)
+    return None
+
+
 def warm_up(backend: Backend, runs: int, height: int, width: int) -> float:
     """Run ``backend`` ``runs`` times on a blank frame; return the seconds spent.
 
-    Only single-input image models are warmed up (a captioner's token inputs have no
-    meaningful blank value); others return 0.0 and warm up on their first real call.
+    Image models are warmed up, multi-style generators with their first style's controls; other
+    inputs (a captioner's tokens) have no meaningful blank value, so such models return 0.0 and
+    warm up on their first real call.
     """
-    if runs <= 0 or len(backend.inputs) != 1:
+    if runs <= 0 or not backend.inputs:
         return 0.0
-    spec = backend.inputs[0]
+    spec, *controls = backend.inputs
     shape = image_input_shape(spec, height, width)
     if shape is None:
         return 0.0
-    feeds = {spec.name: np.zeros(shape, spec.dtype)}
+    control_feeds = {c.name: _control_warm_up_feed(c, shape[0]) for c in controls}
+    if any(v is None for v in control_feeds.values()):
+        return 0.0
+    feeds = {spec.name: np.zeros(shape, spec.dtype), **control_feeds}
     start = time.perf_counter()
     for _ in range(runs):
         backend.infer(feeds)
