@@ -14,7 +14,14 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from stylize_rt.contract import INPUT_PRESERVE_COLOR, INPUT_STRENGTH, INPUT_STYLE, TensorSpec
+from stylize_rt.contract import (
+    CONTROL_INPUTS,
+    INPUT_IMAGE,
+    INPUT_PRESERVE_COLOR,
+    INPUT_STRENGTH,
+    INPUT_STYLE,
+    TensorSpec,
+)
 from stylize_rt.errors import BadInputError, StylizeError, first_line
 
 
@@ -60,6 +67,17 @@ def check_feeds(inputs: list[TensorSpec], feeds: dict[str, Any]) -> None:
         if array is None:
             raise BadInputError(f"missing input {spec.name!r} (model inputs: {[s.name for s in inputs]})")
         check_tensor(spec, array.dtype, tuple(array.shape))
+    image = feeds.get(INPUT_IMAGE)
+    if image is not None and len(image.shape) >= 1:
+        for spec in inputs:
+            if spec.name in CONTROL_INPUTS and len(feeds[spec.name].shape) >= 1:
+                check_rows(spec.name, feeds[spec.name].shape[0], image.shape[0])
+
+
+def check_rows(name: str, rows: int, batch: int) -> None:
+    """A control gives one row per frame, or one row for every frame (broadcast, as in the exported graph)."""
+    if rows not in (1, batch):
+        raise BadInputError(f"input {name!r} has {rows} rows for {batch} frames (give one per frame, or one for all)")
 
 
 class BackendBase(abc.ABC):

@@ -50,7 +50,7 @@ from stylize_rt.errors import BadInputError, MissingDependencyError
 from stylize_rt.gpu import cuda
 from stylize_rt.gpu.devices import nvidia_gpu_present
 from stylize_rt.gpu.graphs import GraphCache
-from stylize_rt.runtime.backends.base import BackendBase, check_feeds, warm_up
+from stylize_rt.runtime.backends.base import BackendBase, check_feeds, check_rows, warm_up
 from stylize_rt.runtime.backends.options import TorchOptions, make_options
 
 MAX_GRAPHS = 8  # captured CUDA graphs kept (one per chunk shape)
@@ -115,12 +115,6 @@ def _style_names(card: dict[str, Any], n_styles: int, checkpoint: Path) -> list[
         raise BadInputError(f"{checkpoint / contract.CHECKPOINT_CARD}: a {n_styles}-style checkpoint card needs "
                             f"'styles': a list of {n_styles} names")
     return names
-
-
-def _check_rows(name: str, rows: int, batch: int) -> None:
-    """A control gives one row per frame, or one row for every frame (broadcast, as in the exported graph)."""
-    if rows not in (1, batch):
-        raise BadInputError(f"input {name!r} has {rows} rows for {batch} frames (give one per frame, or one for all)")
 
 
 @dataclass
@@ -337,7 +331,7 @@ class TorchBackend(BackendBase):
         arrays = [feeds[contract.INPUT_IMAGE]]
         for spec in self.inputs[1:]:
             control = feeds[spec.name]
-            _check_rows(spec.name, control.shape[0], batch)
+            check_rows(spec.name, control.shape[0], batch)
             arrays.append(control if control.shape[0] == batch else np.repeat(control, batch, axis=0))
         return [np.ascontiguousarray(a) for a in arrays]
 
@@ -435,7 +429,7 @@ class TorchBackend(BackendBase):
         xs = [torch.as_tensor(arrays[spec.name], device=self.device) for spec in self.inputs]
         batch = xs[0].shape[0]
         for spec, x in zip(self.inputs[1:], xs[1:]):
-            _check_rows(spec.name, x.shape[0], batch)
+            check_rows(spec.name, x.shape[0], batch)
         xs[1:] = [x.expand(batch, *x.shape[1:]) for x in xs[1:]]
         with torch.inference_mode(), torch.cuda.device(self.device), torch.cuda.stream(target):
             if self._graphs.enabled:
