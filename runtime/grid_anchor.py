@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 MIN_RESPONSE = 0.2  # phase-correlation peak: about 1.0 for a shifted scene, 0.03 for unrelated frames
-MAX_SIDE = 384  # the correlation runs on at most this many px a side (the half-size luma's centre)
+MAX_SIDE = 256  # the correlation runs on at most this many px a side (the half-size luma's centre); even
 HALF_SIZE_FROM = 128  # frames with a shorter side than this are correlated at full size
 
 
@@ -64,16 +64,29 @@ class GridAnchor:
         return np.rint(np.array([dy, dx]) * self._scale).astype(np.int64)
 
     def _luma(self, frame: np.ndarray) -> np.ndarray:
+        """The frame's centre as float32 luma, at half size for frames of ``HALF_SIZE_FROM`` px or more:
+        at most ``MAX_SIDE`` px a side after scaling, so the cost does not grow with the frame."""
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) frame, got shape {tuple(frame.shape)}")
-        gray = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
-        h, w = gray.shape
-        self._scale = 2 if min(h, w) >= HALF_SIZE_FROM else 1
-        if self._scale == 2:
-            gray = cv2.resize(gray, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-        h, w = gray.shape
-        y0, x0 = max(0, (h - MAX_SIDE) // 2), max(0, (w - MAX_SIDE) // 2)
-        return gray[y0 : y0 + MAX_SIDE, x0 : x0 + MAX_SIDE].astype(np.float32)
+        h, w = frame.shape[:2]
+        self._scale = scale = 2 if min(h, w) >= HALF_SIZE_FROM else 1
+        # Sides OpenCV's DFT takes as they are, and even: phaseCorrelate pads each side to
+        # getOptimalDFTSize, and an odd padded side (222 -> 225) biases the shift by half a pixel.
+        side_h, side_w = _dft_side(min(h // scale, MAX_SIDE)), _dft_side(min(w // scale, MAX_SIDE))
+        y0, x0 = (h - side_h * scale) // 2, (w - side_w * scale) // 2
+        centre = np.ascontiguousarray(frame[y0 : y0 + side_h * scale, x0 : x0 + side_w * scale])
+        gray = cv2.cvtColor(centre, cv2.COLOR_RGB2GRAY)
+        if scale == 2:  # an exact 2x2 box filter: the crop is twice the output size
+            gray = cv2.resize(gray, (side_w, side_h), interpolation=cv2.INTER_AREA)
+        return gray.astype(np.float32)
+
+
+def _dft_side(n: int) -> int:
+    """The largest even side <= ``n`` that OpenCV's DFT takes without padding."""
+    for m in range(n - n % 2, 1, -2):
+        if cv2.getOptimalDFTSize(m) == m:
+            return m
+    return n
 
 
 def padded_size(height: int, width: int, grid: int) -> tuple[int, int]:
