@@ -187,3 +187,23 @@ def test_exported_metadata_names_the_grid_of_each_stem():
     for stem, grid in (("unshuffle", "8"), ("conv", "4")):
         card = {"kind": "generator", "generator": {"channels": [4, 8, 8], "res_blocks": 1, "stem": stem}}
         assert generator_metadata(card, "uint8_nhwc", "fp32", 17)[contract.GRID] == grid
+
+
+def test_stylize_rt_run_anchors_a_shaking_video_and_no_grid_anchor_does_not(tmp_path):
+    """The CLI on a real file: an H.264 clip of a jittering camera (lossless, made by FFmpeg), the
+    stylized frames read back as raw RGB from stdout, shift flicker measured on them."""
+    from test_runtime_cli import run_cli
+    from video_helpers import need_ffmpeg, raw_clip
+
+    need_ffmpeg()
+    offsets = jitter_offsets(10, seed=7)
+    frames = jittered_frames(held_out_photos()["flower"], offsets, seed=8)  # full size: borders matter less
+    clip = raw_clip(tmp_path / "shaky.mp4", frames, 25, "-c:v", "libx264", "-pix_fmt", "yuv444p", "-qp", "0")
+    flicker = {}
+    for flag in ((), ("--no-grid-anchor",)):
+        result = run_cli("run", "--input", clip, "--output", "-", "--style", "waves", "--no-display", *flag,
+                         timeout=180)
+        assert result.returncode == 0, result.stderr.decode()
+        out = np.frombuffer(result.stdout, np.uint8).reshape(frames.shape)
+        flicker[bool(flag)] = shift_flicker_ratio(frames, out, offsets)
+    assert flicker[False] < 1.2 and flicker[True] > 2.5, flicker
