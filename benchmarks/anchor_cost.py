@@ -8,7 +8,7 @@ frame by frame so machine drift hits both alike:
 
 - plain: ``stylizer(frame)``;
 - anchored: ``GridAnchor.offset(frame)`` (phase correlation on a half-size luma), then the
-  model on the frame padded to the grid (``padded_size``: up to ``grid - 1`` px more a side),
+  model on the frame padded to the grid (``sizes.grid_padded_size``: up to ``grid - 1`` px more a side),
   cropped back; what ``stylize-rt run`` does for videos and cameras.
 
 Reported per size: median and p99 ms of both, of the motion estimate alone, and the ratio of
@@ -33,9 +33,9 @@ from stylize_rt.errors import BadInputError, run_reporting_errors
 from stylize_rt.fileio import write_atomic
 from stylize_rt.models import DEFAULT_GENERATOR, resolve_model
 from stylize_rt.runtime.backends.registry import open_backend
-from stylize_rt.runtime.grid_anchor import GridAnchor, padded_size
+from stylize_rt.runtime.grid_anchor import GridAnchor
 from stylize_rt.runtime.stylizer import Stylizer
-from stylize_rt.sizes import parse_size
+from stylize_rt.sizes import grid_padded_size, parse_size
 from stylize_rt.training.data import held_out_photos
 
 
@@ -69,7 +69,7 @@ def measure(stylizer: Stylizer, frames: np.ndarray) -> dict:
         estimate.append((mid - start) * 1e3)
         anchored.append((end - start) * 1e3)
     h, w = frames.shape[1:3]
-    hp, wp = padded_size(h, w, stylizer.grid)
+    wp, hp = grid_padded_size(w, h, stylizer.grid)
     result = {"frames": len(frames), "padded_to": f"{wp}x{hp}", "plain": _summary(plain),
               "anchored": _summary(anchored), "motion_estimate": _summary(estimate)}
     result["anchored_over_plain_median"] = round(result["anchored"]["median_ms"] / result["plain"]["median_ms"], 3)

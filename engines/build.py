@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from stylize_rt import __version__
-from stylize_rt.contract import FP32_LAYERS, fp32_layers
+from stylize_rt.contract import FP32_LAYERS, fp32_layers, grid_px
 from stylize_rt.engines.shapes import Profile, read_onnx_info, resolve_profile
 from stylize_rt.engines.sidecar import (
     HARDWARE_COMPATIBILITY,
@@ -95,9 +95,8 @@ class BuildConfig:
 def resolve_build_profile(onnx_path: str | os.PathLike[str], config: BuildConfig) -> Profile:
     """The optimization profile ``config`` asks for, laid out for this ONNX file's inputs."""
     info = read_onnx_info(onnx_path)
-    return resolve_profile(
-        info.inputs, config.shapes, config.min_shape, config.opt_shape, config.max_shape, config.batch
-    )
+    return resolve_profile(info.inputs, config.shapes, config.min_shape, config.opt_shape, config.max_shape,
+                           config.batch, grid=grid_px(info.metadata))
 
 
 def build_engine(
@@ -112,9 +111,8 @@ def build_engine(
     cuda.check(cuda.import_cudart().cudaSetDevice(config.device), "cudaSetDevice")
     env = running_environment(config.device)
     info = read_onnx_info(onnx_path)
-    profile = resolve_profile(
-        info.inputs, config.shapes, config.min_shape, config.opt_shape, config.max_shape, config.batch
-    )
+    profile = resolve_profile(info.inputs, config.shapes, config.min_shape, config.opt_shape, config.max_shape,
+                              config.batch, grid=grid_px(info.metadata))
     onnx_sha256 = file_sha256(onnx_path)
 
     logger = trt.Logger(trt.Logger.VERBOSE if config.verbose else trt.Logger.WARNING)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from stylize_rt.errors import BadInputError, first_line
-from stylize_rt.sizes import PRESETS, parse_size
+from stylize_rt.sizes import PRESETS, grid_padded_size, parse_size
 
 # Without --shapes/--min/--opt/--max: what users feed the CPU path too, from thumbnails to
 # 1080p in either orientation (a 512x512 photo, a portrait 1080x1920 phone frame), kernels
@@ -173,6 +173,7 @@ def resolve_profile(
     opt_shape: str | None = None,
     max_shape: str | None = None,
     batch: str | int = 1,
+    grid: int | None = None,
 ) -> Profile:
     """Turn presets and/or explicit shapes into one optimization profile covering every input.
 
@@ -182,6 +183,10 @@ def resolve_profile(
     the matching end. With nothing given: 16x16 .. 720p .. 1920x1920 (both orientations of 1080p).
     Inputs that are not image batches (a multi-style graph's controls) get the batch range in their
     dynamic dimensions and keep their fixed ones (min = opt = max for n_styles).
+
+    ``grid`` (a generator's ``stylize_rt.grid_px``): the runtime's grid anchor pads video frames to
+    ``grid_padded_size``, so the frame sizes the profile is made of (presets, defaults; never an
+    explicit ``--opt``/``--max``) reach up to that: ``--shapes 720p`` takes 1280x720 and 1288x728.
     """
     names = [i.name for i in inputs]
     sizes = [parse_frame_size(s) for s in (shapes or []) if str(s).strip()]
@@ -192,6 +197,10 @@ def resolve_profile(
         defaults = {"min": lo, "opt": by_area[-1], "max": hi}
     else:
         defaults = {k: parse_frame_size(v) for k, v in (("min", DEFAULT_MIN), ("opt", DEFAULT_OPT), ("max", DEFAULT_MAX))}
+    if grid:
+        defaults["max"] = grid_padded_size(*defaults["max"], grid)
+        if sizes:  # a video pipeline built up to this size runs it anchored
+            defaults["opt"] = grid_padded_size(*defaults["opt"], grid)
     explicit = {
         "min": parse_shape_arg(min_shape, names) if min_shape else {},
         "opt": parse_shape_arg(opt_shape, names) if opt_shape else {},

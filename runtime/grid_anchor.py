@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from stylize_rt.sizes import grid_padded_size
+
 MIN_RESPONSE = 0.2  # phase-correlation peak: about 1.0 for a shifted scene, 0.03 for unrelated frames
 MAX_SIDE = 256  # the correlation runs on at most this many px a side (the half-size luma's centre); even
 HALF_SIZE_FROM = 128  # frames with a shorter side than this are correlated at full size
@@ -89,20 +91,14 @@ def _dft_side(n: int) -> int:
     return n
 
 
-def padded_size(height: int, width: int, grid: int) -> tuple[int, int]:
-    """The (height, width) every anchored frame is padded to: room for any offset below ``grid``,
-    rounded up to the grid, the same for every offset (one shape for the whole stream)."""
-    return -(-(height + grid - 1) // grid) * grid, -(-(width + grid - 1) // grid) * grid
-
-
 def pad_to_grid(frame: np.ndarray, offset: tuple[int, int], grid: int) -> np.ndarray:
-    """``frame`` edge-padded by ``offset`` px at the top-left and to ``padded_size`` at the bottom-right."""
+    """``frame`` edge-padded by ``offset`` px at the top-left and to ``grid_padded_size`` at the bottom-right."""
     h, w = frame.shape[:2]
     top, left = offset
     if not (0 <= top < grid and 0 <= left < grid):
         raise ValueError(f"grid offset {offset} outside 0..{grid - 1}")
-    hp, wp = padded_size(h, w, grid)
+    wp, hp = grid_padded_size(w, h, grid)
     return cv2.copyMakeBorder(frame, top, hp - h - top, left, wp - w - left, cv2.BORDER_REPLICATE)
 
 
-__all__ = ["GridAnchor", "padded_size", "pad_to_grid", "MIN_RESPONSE"]
+__all__ = ["GridAnchor", "pad_to_grid", "MIN_RESPONSE"]

@@ -39,7 +39,7 @@ from stylize_rt.runtime.sources import Source
 from stylize_rt.runtime.stats import RunStats
 from stylize_rt.runtime.style_controls import StyleControls
 from stylize_rt.runtime.stylizer import Stylizer
-from stylize_rt.sizes import scaled_size
+from stylize_rt.sizes import grid_padded_size, scaled_size
 
 _POLL_S = 0.05
 _JOIN_S = 2.0
@@ -157,6 +157,7 @@ class StreamRunner:
         grid = getattr(stylizer, "grid", None)
         anchored = self.config.grid_anchor and grid and getattr(source, "continuous", False)
         self.grid_anchor = GridAnchor(grid) if anchored else None
+        self._anchor_checked = False
 
     # -- sizes ------------------------------------------------------------------------
     def _target_size(self, width: int, height: int) -> tuple[int, int] | None:
@@ -191,12 +192,27 @@ class StreamRunner:
                     stats.stage("resize").add(time.perf_counter() - t1)
                 packet = _Packet(frame, info, original if self._keep_original else None)
                 if self.grid_anchor is not None:
-                    packet.grid_offset = self.grid_anchor.offset(frame)
+                    packet.grid_offset = self._grid_offset(frame)
                 if not self._frames.put(packet, self._stop):
                     break
             self._frames.close()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, re-raised there
             self._frames.close(exc)
+
+    def _grid_offset(self, frame: np.ndarray) -> tuple[int, int] | None:
+        """The anchor's pad for ``frame``; at the first frame, the anchor is turned off (with a note)
+        where the engine takes no frame padded to the grid (a profile that ends at the frame size)."""
+        h, w = frame.shape[:2]
+        if not self._anchor_checked:
+            self._anchor_checked = True
+            if not self.stylizer.grid_fits(w, h):
+                wp, hp = grid_padded_size(w, h, self.grid_anchor.grid)
+                print(f"stylize-rt: note: grid anchor off: the engine takes no {wp}x{hp} frames ({w}x{h} padded "
+                      f"to its {self.grid_anchor.grid} px grid); build it with --max {wp}x{hp} or larger to anchor",
+                      file=sys.stderr)
+                self.grid_anchor = None
+                return None
+        return self.grid_anchor.offset(frame)
 
     def _infer(self) -> None:
         pending: _Packet | None = None
@@ -231,7 +247,8 @@ class StreamRunner:
         """The batch and its stylized frames; with ``skip_bad_frames``, frames the model refuses
         are reported, counted in ``stats.skipped`` and dropped, and the others go on."""
         controls = [self.config.controls_at(p.info) for p in batch] if self.config.controls_at else None
-        offsets = [p.grid_offset for p in batch] if self.grid_anchor is not None else None
+        offsets = [p.grid_offset for p in batch]
+        offsets = None if any(o is None for o in offsets) else offsets
         try:
             if offsets is not None:
                 return batch, self.stylizer.stylize_batch(np.stack([p.frame for p in batch]), controls, offsets)

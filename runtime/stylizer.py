@@ -37,11 +37,11 @@ from stylize_rt import contract
 from stylize_rt.contract import AXIS_ORDERS, INPUT_RANGES, TensorSpec
 from stylize_rt.contract import IO_LAYOUTS as LAYOUTS
 from stylize_rt.errors import BadInputError
-from stylize_rt.runtime.backends.base import Backend
+from stylize_rt.runtime.backends.base import Backend, image_input_shape
 from stylize_rt.runtime.frames import resize
 from stylize_rt.runtime.grid_anchor import pad_to_grid
 from stylize_rt.runtime.style_controls import StyleControls, apply_controls
-from stylize_rt.sizes import MIN_SIDE
+from stylize_rt.sizes import MIN_SIDE, grid_padded_size
 
 
 @dataclass(frozen=True)
@@ -170,16 +170,24 @@ class Stylizer:
         self.layout = self.convention.layout
         self.grid = self._grid()
 
+    def grid_fits(self, width: int, height: int) -> bool:
+        """Whether the backend takes ``width`` x ``height`` frames padded for the grid anchor: an engine's
+        optimization profile (TensorRT, ONNX Runtime's TensorRT EP) may end at the frame size itself."""
+        if self.grid is None:
+            return False
+        profile = getattr(self.backend, "profile", None) or getattr(self.backend, "trt_profile", None)
+        if profile is None:
+            return True
+        wp, hp = grid_padded_size(width, height, self.grid)
+        shape = image_input_shape(self._input, hp, wp)
+        try:
+            return shape is not None and profile[self._input.name].contains(shape)
+        except KeyError:
+            return True  # a static input has no profile entry: nothing to fit
+
     def _grid(self) -> int | None:
         """The generator's sampling grid in px, where the graph says it and takes any size."""
-        value = self.backend.metadata.get(contract.GRID)
-        if value is None or self.convention.fixed_hw:
-            return None
-        try:
-            grid = int(value)
-        except ValueError:
-            raise BadInputError(f"the model's {contract.GRID} metadata is not a whole number: {value!r}") from None
-        return grid if grid >= 2 else None
+        return None if self.convention.fixed_hw else contract.grid_px(self.backend.metadata)
 
     @property
     def controls(self) -> StyleControls:

@@ -18,10 +18,11 @@ from stylize_rt.errors import BadInputError
 from stylize_rt.models import get_model
 from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from stylize_rt.runtime.cli import run_config
-from stylize_rt.runtime.grid_anchor import GridAnchor, pad_to_grid, padded_size
+from stylize_rt.runtime.grid_anchor import GridAnchor, pad_to_grid
 from stylize_rt.runtime.pipeline import PipelineConfig, StreamRunner
 from stylize_rt.runtime.style_controls import StyleControls
 from stylize_rt.runtime.stylizer import Stylizer
+from stylize_rt.sizes import grid_padded_size
 from stylize_rt.training.data import held_out_photos
 
 HATCHING = 3  # styles6's worst style under shift
@@ -69,7 +70,7 @@ def test_a_still_camera_keeps_its_grid_through_noise_cuts_and_flat_frames(photo)
 
 
 def test_padding_is_one_shape_for_every_offset_and_refuses_offsets_outside_the_grid(photo):
-    assert padded_size(240, 320, 8) == (248, 328) and padded_size(241, 317, 8) == (248, 328)
+    assert grid_padded_size(320, 240, 8) == (328, 248) and grid_padded_size(317, 241, 8) == (328, 248)
     for offset in ((0, 0), (7, 3), (5, 7)):
         padded = pad_to_grid(photo, offset, 8)
         assert padded.shape == (248, 328, 3)
@@ -207,3 +208,58 @@ def test_stylize_rt_run_anchors_a_shaking_video_and_no_grid_anchor_does_not(tmp_
         out = np.frombuffer(result.stdout, np.uint8).reshape(frames.shape)
         flicker[bool(flag)] = shift_flicker_ratio(frames, out, offsets)
     assert flicker[False] < 1.2 and flicker[True] > 2.5, flicker
+
+
+def test_engine_profiles_built_from_a_gridded_graph_take_the_padded_frames():
+    from stylize_rt.engines.shapes import read_onnx_info, resolve_profile
+
+    info = read_onnx_info(get_model("styles6").directory / contract.CHECKPOINT_ONNX)
+    assert contract.grid_px(info.metadata) == 8
+    fixed = resolve_profile(info.inputs, ["720p"], grid=8)["input"]
+    assert (fixed.min, fixed.opt, fixed.max) == ((1, 720, 1280, 3), (1, 728, 1288, 3), (1, 728, 1288, 3))
+    default = resolve_profile(info.inputs, grid=8)["input"]
+    assert default.max == (1, 1928, 1928, 3) and default.opt == (1, 720, 1280, 3)
+    explicit = resolve_profile(info.inputs, ["720p"], max_shape="input:1x720x1280x3", grid=8)["input"]
+    assert explicit.max == (1, 720, 1280, 3)  # what the user wrote wins
+
+
+class ProfiledBackendStandIn:
+    """A test stand-in for an engine with an optimization profile (TensorRT): ONNX Runtime underneath,
+    plus the ``profile`` attribute a TensorRT backend has."""
+
+    def __init__(self, backend, profile) -> None:
+        self._backend, self.profile = backend, profile
+        self.name, self.inputs, self.outputs, self.metadata = backend.name, backend.inputs, backend.outputs, backend.metadata
+
+    def infer(self, feeds):
+        for spec in self.inputs:
+            if spec.name == "input":
+                assert self.profile["input"].contains(feeds["input"].shape), "outside the profile"
+        return self._backend.infer(feeds)
+
+    def close(self):
+        self._backend.close()
+
+
+@pytest.mark.parametrize("grid_in_profile", [True, False])
+def test_an_engine_profile_that_ends_at_the_frame_size_turns_the_anchor_off_with_a_note(capsys, grid_in_profile):
+    from stylize_rt.engines.shapes import read_onnx_info, resolve_profile
+
+    graph = get_model("styles6").directory / contract.CHECKPOINT_ONNX
+    profile = resolve_profile(read_onnx_info(graph).inputs, ["320x240"], grid=8 if grid_in_profile else None)
+    stylizer = Stylizer(ProfiledBackendStandIn(OnnxRuntimeBackend(graph, threads=1), profile))
+    try:
+        assert stylizer.grid_fits(320, 240) is grid_in_profile
+        frames = jittered_frames(held_out_photos()["china"][:244, :324], jitter_offsets(4, seed=1), seed=2)
+        sink = CollectSink()
+        runner = StreamRunner(stylizer, JitteringCameraStandIn(frames), sink,
+                              PipelineConfig(progress=False, warm_up=False))
+        runner.run()
+        assert len(sink.frames) == 4 and (runner.grid_anchor is not None) is grid_in_profile
+        note = capsys.readouterr().err
+        if grid_in_profile:
+            assert "grid anchor" not in note
+        else:
+            assert note.count("\n") == 1 and "grid anchor off" in note and "--max 328x248" in note
+    finally:
+        stylizer.close()

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from stylize_rt.contract import TensorSpec
+from stylize_rt.contract import TensorSpec, grid_px
 from stylize_rt.engines.cache import onnxruntime_trt_cache_dir
 from stylize_rt.engines.shapes import Profile, check_shape, read_onnx_info, resolve_profile
 from stylize_rt.errors import BadInputError, MissingDependencyError, first_line
@@ -123,8 +123,9 @@ def tensorrt_ep_profile(path: Path, options: OnnxRuntimeOptions) -> Profile:
     """The TensorRT EP's optimization profile: ``shapes``/``min_shape``/``opt_shape``/``max_shape``/``batch``
     as ``build-engine`` reads them (default 16x16 .. 720p .. 1920x1920). ORT never rebuilds an engine
     given explicit profiles, so feeds outside it are refused before ORT sees them."""
-    return resolve_profile(read_onnx_info(path).inputs, list(options.shapes), options.min_shape, options.opt_shape,
-                           options.max_shape, options.batch)
+    info = read_onnx_info(path)
+    return resolve_profile(info.inputs, list(options.shapes), options.min_shape, options.opt_shape,
+                           options.max_shape, options.batch, grid=grid_px(info.metadata))
 
 
 def tensorrt_ep_options(path: Path, options: OnnxRuntimeOptions) -> dict:

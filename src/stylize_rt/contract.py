@@ -99,3 +99,15 @@ def fp32_layers(meta: dict[str, str]) -> list[str]:
         raise BadInputError(f"ONNX metadata {FP32_LAYERS} is not a JSON list of node names")
     return names
 
+
+
+def grid_px(meta: dict[str, str]) -> int | None:
+    """A generator's sampling grid in px from its metadata (``GRID``); None when absent or below 2."""
+    raw = meta.get(GRID)
+    if raw is None:
+        return None
+    try:
+        grid = int(raw)
+    except ValueError:
+        raise BadInputError(f"ONNX metadata {GRID} is not a whole number of pixels: {raw[:60]!r}") from None
+    return grid if grid >= 2 else None

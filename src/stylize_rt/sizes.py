@@ -71,4 +71,11 @@ def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
     return w, h
 
 
-__all__ = ["PRESETS", "MIN_SIDE", "MAX_SIDE", "parse_size", "parse_sizes", "scaled_size"]
+def grid_padded_size(width: int, height: int, grid: int) -> tuple[int, int]:
+    """(width, height) of a frame padded for the grid anchor (``runtime.grid_anchor``): room for any
+    top/left offset below ``grid``, rounded up to the grid; the same for every offset, so a stream
+    keeps one shape (and an engine profile knows the size it must take)."""
+    return -(-(width + grid - 1) // grid) * grid, -(-(height + grid - 1) // grid) * grid
+
+
+__all__ = ["PRESETS", "MIN_SIDE", "MAX_SIDE", "parse_size", "parse_sizes", "scaled_size", "grid_padded_size"]
