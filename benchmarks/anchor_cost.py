@@ -18,20 +18,18 @@ the medians. Exit status: 0 measured; 2 bad input; 3 unwritable output.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 
+from stylize_rt.benchmarks.command import model_parser, probe_model, run_command
 from stylize_rt.benchmarks.environment import collect
 from stylize_rt.benchmarks.quality import jitter_offsets, jittered_frames
 from stylize_rt.benchmarks.stats import summarize
-from stylize_rt.errors import BadInputError, run_reporting_errors
-from stylize_rt.fileio import write_atomic
-from stylize_rt.models import DEFAULT_GENERATOR, resolve_model
+from stylize_rt.errors import BadInputError
+from stylize_rt.models import resolve_model
 from stylize_rt.runtime.backends.registry import open_backend
 from stylize_rt.runtime.grid_anchor import GridAnchor
 from stylize_rt.runtime.stylizer import Stylizer
@@ -88,22 +86,13 @@ def table(results: dict) -> str:
 
 def declares_grid(model: str, backend: str = "onnxruntime") -> bool:
     """Whether ``model`` declares its sampling grid (so the runtime anchors it)."""
-    opened = open_backend(resolve_model(model), backend, threads=1)
-    try:
-        return Stylizer(opened).grid is not None
-    finally:
-        opened.close()
+    return probe_model(model, lambda opened: Stylizer(opened).grid is not None, backend)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m stylize_rt.benchmarks.anchor_cost", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=DEFAULT_GENERATOR, help="model (default: the embedded default)")
-    p.add_argument("--backend", default="onnxruntime", help="backend name (default onnxruntime)")
-    p.add_argument("--precision", default="fp32", help="backend precision (default fp32)")
+    p = model_parser("stylize_rt.benchmarks.anchor_cost", __doc__)
     p.add_argument("--sizes", default="640x360,1280x720", help="comma-separated WxH (default 640x360,1280x720)")
     p.add_argument("--frames", type=int, default=120, help="frames per size (default 120)")
-    p.add_argument("--threads", type=int, default=2, help="backend CPU threads (default 2)")
-    p.add_argument("--json-out", help="write the result as JSON here")
     return p
 
 
@@ -131,15 +120,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-
-    def go() -> int:
-        result = run(args)
-        print(table(result["sizes"]))
-        if args.json_out:
-            write_atomic(Path(args.json_out), (json.dumps(result, indent=2) + "\n").encode())
-        return 0
-
-    return run_reporting_errors(go)
+    return run_command(lambda: run(args), lambda result: table(result["sizes"]), args.json_out)
 
 
 if __name__ == "__main__":

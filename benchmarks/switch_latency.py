@@ -21,19 +21,17 @@ by more than one level on average). Exit status: 0 measured; 2 bad input; 3 unwr
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 
+from stylize_rt.benchmarks.command import model_parser, probe_model, run_command
 from stylize_rt.benchmarks.environment import collect
 from stylize_rt.benchmarks.stats import summarize
-from stylize_rt.errors import BadInputError, run_reporting_errors
-from stylize_rt.fileio import write_atomic
-from stylize_rt.models import DEFAULT_GENERATOR, resolve_model
+from stylize_rt.errors import BadInputError
+from stylize_rt.models import resolve_model
 from stylize_rt.runtime.backends.registry import open_backend
 from stylize_rt.runtime.style_controls import StyleControls, one_hot
 from stylize_rt.runtime.stylizer import Stylizer, style_names
@@ -113,24 +111,14 @@ def table(result: dict) -> str:
 
 def style_count(model: str, backend: str = "onnxruntime") -> int:
     """How many styles ``model`` draws (1 for a single-style model)."""
-    opened = open_backend(resolve_model(model), backend, threads=1)
-    try:
-        return len(style_names(opened, None))
-    finally:
-        opened.close()
+    return probe_model(model, lambda opened: len(style_names(opened, None)), backend)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m stylize_rt.benchmarks.switch_latency",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=DEFAULT_GENERATOR, help="multi-style model (default: the embedded default)")
-    p.add_argument("--backend", default="onnxruntime", help="backend name (default onnxruntime)")
-    p.add_argument("--precision", default="fp32", help="backend precision (default fp32)")
+    p = model_parser("stylize_rt.benchmarks.switch_latency", __doc__, "multi-style model")
     p.add_argument("--size", default="640x360", help="frame size WxH (default 640x360)")
     p.add_argument("--frames", type=int, default=240, help="frames per run (default 240)")
     p.add_argument("--every", type=int, default=8, help="change the controls every N frames (default 8)")
-    p.add_argument("--threads", type=int, default=2, help="backend CPU threads (default 2)")
-    p.add_argument("--json-out", help="write the result as JSON here")
     return p
 
 
@@ -152,20 +140,16 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
+def report(result: dict) -> str:
+    """The table and the one-line verdict the command prints."""
+    seen = sum(c["visible"] for c in result["changes"])
+    return (f"{table(result)}\n{seen} of {len(result['changes'])} changes visible in the frame that asked for them; "
+            f"frames with a change took {result['changed_over_steady_median']:.3f}x the steady median")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-
-    def go() -> int:
-        result = run(args)
-        print(table(result))
-        seen = sum(c["visible"] for c in result["changes"])
-        print(f"{seen} of {len(result['changes'])} changes visible in the frame that asked for them; "
-              f"frames with a change took {result['changed_over_steady_median']:.3f}x the steady median")
-        if args.json_out:
-            write_atomic(Path(args.json_out), (json.dumps(result, indent=2) + "\n").encode())
-        return 0
-
-    return run_reporting_errors(go)
+    return run_command(lambda: run(args), report, args.json_out)
 
 
 if __name__ == "__main__":
