@@ -73,6 +73,7 @@ from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from stylize_rt.runtime.grid_anchor import GridAnchor
 from stylize_rt.runtime.style_controls import StyleControls, one_hot
 from stylize_rt.runtime.stylizer import Stylizer
+from stylize_rt.sizes import check_texture_scale
 from stylize_rt.training.data import held_out_photos
 from stylize_rt.training.preview import write_contact_sheet
 from stylize_rt.training.style_images import BUILTIN_STYLES, builtin_style
@@ -284,6 +285,7 @@ class Settings:
     nets: tuple[str, ...] = ("random", "effnet")
     max_patches: int = 6000
     seed: int = 0
+    texture_scale: float = 1.0  # --texture-scale: the model sees each photo shrunk by this (Stylizer.texture_scale)
 
 
 class References:
@@ -370,7 +372,7 @@ def _stylize_frames(stylizer: Stylizer, frames: np.ndarray, controls: StyleContr
     (as they are when the graph declares no grid)."""
     offsets = None
     if anchored and stylizer.grid is not None:
-        anchor = GridAnchor(stylizer.grid)
+        anchor = GridAnchor(stylizer.anchor_grid)
         offsets = [anchor.offset(f) for f in frames]
     return np.concatenate([stylizer.stylize_batch(frames[i : i + chunk], controls,
                                                   None if offsets is None else offsets[i : i + chunk])
@@ -408,7 +410,7 @@ def passes(summary: dict) -> dict[str, bool]:
 def measure_model(model: ModelUnderTest, photos: dict[str, np.ndarray], settings: Settings, measures,
                   references: References | None, only: list[str] | None = None) -> dict:
     """Every style of ``model`` (or those in ``only``): {"styles": {name: result}, "outputs": ...}."""
-    stylizer = Stylizer(OnnxRuntimeBackend(model.onnx, threads=settings.threads))
+    stylizer = Stylizer(OnnxRuntimeBackend(model.onnx, threads=settings.threads), texture_scale=settings.texture_scale)
     styles, outputs = {}, {}
     t0 = time.perf_counter()
     try:
@@ -541,7 +543,7 @@ def sheet_rows(photos: dict[str, np.ndarray], result: dict) -> list[list[np.ndar
 
 def run(args: argparse.Namespace) -> dict:
     settings = Settings(frames=args.frames, threads=args.threads, nets=parse_nets(args.nets),
-                        max_patches=args.max_patches)
+                        max_patches=args.max_patches, texture_scale=check_texture_scale(args.texture_scale))
     model = ModelUnderTest.locate(args.model or get_model(DEFAULT_GENERATOR).name)
     base = ModelUnderTest.locate(args.baseline) if args.baseline else None
     model.perception = args.perception or model.perception
@@ -566,7 +568,8 @@ def run(args: argparse.Namespace) -> dict:
         "targets": TARGETS,
         "settings": {"frames": settings.frames, "noise_sigma": "2/255", "shift": f"1-2 px per frame within "
                      f"{SHIFT_MAX} px, {SHIFT_MARGIN} px border left out", "nets": list(settings.nets),
-                     "max_patches": settings.max_patches, "ceiling_seed": CEILING_SEED, "threads": settings.threads},
+                     "max_patches": settings.max_patches, "ceiling_seed": CEILING_SEED, "threads": settings.threads,
+                     "texture_scale": settings.texture_scale},
         "model": {k: v for k, v in main.items() if k != "outputs"},
         "baseline": {k: v for k, v in baseline.items() if k != "outputs"} if baseline else None,
         "references": references.to_json() if references is not None else {},
@@ -616,6 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nets", default="random,effnet",
                    help="networks for the style measures: random, effnet, both comma-separated (default) or none")
     p.add_argument("--max-patches", type=int, default=6000, help="3x3 feature patches per side in the patch measure")
+    p.add_argument("--texture-scale", type=float, default=1.0,
+                   help="measure the models as `stylize-rt run --texture-scale S` runs them (default 1)")
     p.add_argument("--out-dir", help="run directory for quality.json and heldout.png (default: a new "
                    "runs/quality-<UTC time>/ under the working directory)")
     p.add_argument("--json-out", help="write the numbers here instead ('' to skip)")

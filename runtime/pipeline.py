@@ -39,7 +39,7 @@ from stylize_rt.runtime.sources import Source
 from stylize_rt.runtime.stats import RunStats
 from stylize_rt.runtime.style_controls import StyleControls
 from stylize_rt.runtime.stylizer import Stylizer
-from stylize_rt.sizes import grid_padded_size, scaled_size
+from stylize_rt.sizes import scaled_size
 
 _POLL_S = 0.05
 _JOIN_S = 2.0
@@ -154,7 +154,7 @@ class StreamRunner:
         self._results = Channel(1 if self.live else depth, latest_wins=self.live)
         self._keep_original = self.config.keep_original
         # Anchoring follows the camera from frame to frame: only sources whose frames are one shot.
-        grid = getattr(stylizer, "grid", None)
+        grid = getattr(stylizer, "anchor_grid", None)  # the model's grid in the frame's pixels
         anchored = self.config.grid_anchor and grid and getattr(source, "continuous", False)
         self.grid_anchor = GridAnchor(grid) if anchored else None
         self._anchor_checked = False
@@ -206,9 +206,9 @@ class StreamRunner:
         if not self._anchor_checked:
             self._anchor_checked = True
             if not self.stylizer.grid_fits(w, h):
-                wp, hp = grid_padded_size(w, h, self.grid_anchor.grid)
-                print(f"stylize-rt: note: grid anchor off: the engine takes no {wp}x{hp} frames ({w}x{h} padded "
-                      f"to its {self.grid_anchor.grid} px grid); build it with --max {wp}x{hp} or larger to anchor",
+                wp, hp = self.stylizer.anchored_model_size(w, h)
+                print(f"stylize-rt: note: grid anchor off: the engine takes no {wp}x{hp} frames (the {w}x{h} frame "
+                      f"padded to the model's grid); build it with --max {wp}x{hp} or larger to anchor",
                       file=sys.stderr)
                 self.grid_anchor = None
                 return None

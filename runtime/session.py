@@ -103,13 +103,14 @@ def describe_model(choice: ModelChoice, stylizer: Stylizer) -> str:
 
 @dataclass
 class StyleChoice:
-    """What to draw (``--style --mix --strength --preserve-color --style-timeline``)."""
+    """What to draw (``--style --mix --strength --preserve-color --style-timeline --texture-scale``)."""
 
     style: str | None = None  # a style's name or index
     mix: str | None = None  # "mosaic=0.7,waves=0.3"
     strength: float = 1.0
     preserve_color: bool = False
     timeline: str | None = None  # "mosaic@0,waves@4": keyframes in seconds of the video
+    texture_scale: float = 1.0  # the style's texture this many times larger (the model sees a shrunk frame)
 
     def controls(self, styles: list[str]) -> StyleControls:
         if sum(x is not None for x in (self.style, self.mix, self.timeline)) > 1:
@@ -185,6 +186,7 @@ class RunSession:
         self.stylizer = open_stylizer(cfg.model)
         self._stack.callback(self.stylizer.close)
         self.stylizer.controls = cfg.style.controls(self.stylizer.styles)
+        self.stylizer.texture_scale = cfg.style.texture_scale
         self.timeline = StyleTimeline.parse(self.stylizer.styles, cfg.style.timeline) if cfg.style.timeline else None
         sink = self._open_sinks()
         self._stack.callback(self._close_unless_started, sink)

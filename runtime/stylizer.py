@@ -22,6 +22,13 @@ preservation are applied to its output on the host, with the same arithmetic.
 each frame at its top-left before the model and crop the result back, so a moving camera's
 scene keeps its place on the generator's sampling grid (``grid``, from the graph's
 ``stylize_rt.grid_px`` metadata).
+
+``texture_scale`` (``--texture-scale``) runs the model on each frame shrunk by that factor
+(``model_size``) and puts its change back on the full frame (``runtime.detail_transfer``): a
+larger texture, a sharp full-size frame, and about ``texture_scale**2`` less model work. Grid
+offsets still count the full frame's pixels, on the grid as the full frame sees it
+(``anchor_grid``: the model's grid times the texture scale), so the anchor follows the camera to
+the full frame's pixel, finer than the shrunk frame's; the padded frame is shrunk as a whole.
 """
 
 from __future__ import annotations
@@ -38,10 +45,11 @@ from stylize_rt.contract import AXIS_ORDERS, INPUT_RANGES, TensorSpec
 from stylize_rt.contract import IO_LAYOUTS as LAYOUTS
 from stylize_rt.errors import BadInputError
 from stylize_rt.runtime.backends.base import Backend, image_input_shape
+from stylize_rt.runtime.detail_transfer import upsample_change
 from stylize_rt.runtime.frames import resize
 from stylize_rt.runtime.grid_anchor import pad_to_grid
 from stylize_rt.runtime.style_controls import StyleControls, apply_controls
-from stylize_rt.sizes import MIN_SIDE, grid_padded_size
+from stylize_rt.sizes import MIN_SIDE, check_texture_scale, grid_padded_size, texture_scaled_size
 
 
 @dataclass(frozen=True)
@@ -154,7 +162,7 @@ class Stylizer:
     """
 
     def __init__(self, backend: Backend, layout: str | None = None, input_range: str | None = None,
-                 controls: StyleControls | None = None) -> None:
+                 controls: StyleControls | None = None, texture_scale: float = 1.0) -> None:
         self._input = image_input(backend)
         if input_range is not None and input_range not in INPUT_RANGES:
             raise BadInputError(f"--input-range must be one of {', '.join(INPUT_RANGES)} (got {input_range!r})")
@@ -169,16 +177,51 @@ class Stylizer:
         self.convention = self._convention(layout, input_range)
         self.layout = self.convention.layout
         self.grid = self._grid()
+        self.texture_scale = texture_scale
+
+    @property
+    def texture_scale(self) -> float:
+        """How many times larger the style's texture is drawn (1: as trained); see the module docstring."""
+        return self._texture_scale
+
+    @texture_scale.setter
+    def texture_scale(self, texture_scale: float) -> None:
+        texture_scale = check_texture_scale(texture_scale)
+        if texture_scale != 1.0 and self.convention.fixed_hw:
+            h, w = self.convention.fixed_hw
+            raise BadInputError(f"--texture-scale needs a model that takes any frame size; this one takes {w}x{h}")
+        self._texture_scale = texture_scale
+
+    def model_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the frame the model sees for a ``width`` x ``height`` frame (the
+        texture scale shrinks it; a model of fixed size resizes later, in ``stylize_batch``)."""
+        if self._texture_scale == 1.0:
+            return width, height
+        return texture_scaled_size(width, height, self._texture_scale)
+
+    @property
+    def anchor_grid(self) -> int | None:
+        """The grid a ``GridAnchor`` keeps on the frames given to ``stylize_batch``: the model's grid in
+        the full frame's pixels (times the texture scale, rounded; exact where that is whole)."""
+        if self.grid is None:
+            return None
+        return max(self.grid, round(self.grid * self._texture_scale))
+
+    def anchored_model_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) the model sees for an anchored ``width`` x ``height`` frame: padded for the
+        anchor, then shrunk by the texture scale."""
+        return self.model_size(*grid_padded_size(width, height, self.anchor_grid or 1))
 
     def grid_fits(self, width: int, height: int) -> bool:
-        """Whether the backend takes ``width`` x ``height`` frames padded for the grid anchor: an engine's
-        optimization profile (TensorRT, ONNX Runtime's TensorRT EP) may end at the frame size itself."""
+        """Whether the backend takes ``width`` x ``height`` frames (at their model size) padded for the grid
+        anchor: an engine's optimization profile (TensorRT, ONNX Runtime's TensorRT EP) may end at the
+        frame size itself."""
         if self.grid is None:
             return False
         profile = getattr(self.backend, "profile", None) or getattr(self.backend, "trt_profile", None)
         if profile is None:
             return True
-        wp, hp = grid_padded_size(width, height, self.grid)
+        wp, hp = self.anchored_model_size(width, height)
         shape = image_input_shape(self._input, hp, wp)
         try:
             return shape is not None and profile[self._input.name].contains(shape)
@@ -301,6 +344,23 @@ class Stylizer:
         controls = self._per_frame(controls, n)
         if grid_offsets is not None:
             return self._anchored(frames, controls, list(grid_offsets))
+        return self._texture_scaled(frames, controls)
+
+    def _texture_scaled(self, frames: np.ndarray, controls: list[StyleControls]) -> np.ndarray:
+        """The model on the frames shrunk by the texture scale, its change put back on them."""
+        h, w = frames.shape[1:3]
+        model_w, model_h = self.model_size(w, h)
+        if (model_w, model_h) == (w, h):
+            return self._at_model_size(frames, controls)
+        small = np.stack([resize(f, model_w, model_h) for f in frames])
+        out = self._at_model_size(small, controls)
+        return np.stack([upsample_change(f, s, o, luma_only=c.preserve_color)
+                         for f, s, o, c in zip(frames, small, out, controls)])
+
+    def _at_model_size(self, frames: np.ndarray, controls: list[StyleControls]) -> np.ndarray:
+        """The model on frames already at the size it is to see (resized to a fixed size, padded up to
+        the smallest side, in fixed-size batches where the graph says so)."""
+        n, h, w = frames.shape[:3]
         original = frames
         fixed_hw, fixed_batch = self.convention.fixed_hw, self.convention.fixed_batch
         if fixed_hw and fixed_hw != (h, w):
@@ -309,7 +369,7 @@ class Stylizer:
             # Below the generator's smallest side its border padding cannot work: edge-pad up to it
             # and crop the result back, so a 7x5 image comes back 7x5.
             pad = ((0, 0), (0, max(0, MIN_SIDE - h)), (0, max(0, MIN_SIDE - w)), (0, 0))
-            return self.stylize_batch(np.pad(frames, pad, mode="edge"), controls)[:, :h, :w]
+            return self._at_model_size(np.pad(frames, pad, mode="edge"), controls)[:, :h, :w]
         if fixed_batch and fixed_batch != n:
             out = np.concatenate([self._run_fixed_batch(frames[i : i + fixed_batch], controls[i : i + fixed_batch],
                                                         fixed_batch) for i in range(0, n, fixed_batch)])
@@ -327,10 +387,10 @@ class Stylizer:
             raise BadInputError(f"{len(offsets)} grid offsets for {len(frames)} frames")
         h, w = frames.shape[1:3]
         try:
-            padded = np.stack([pad_to_grid(f, o, self.grid) for f, o in zip(frames, offsets)])
+            padded = np.stack([pad_to_grid(f, o, self.anchor_grid) for f, o in zip(frames, offsets)])
         except ValueError as exc:
             raise BadInputError(str(exc)) from None
-        out = self.stylize_batch(padded, controls)
+        out = self._texture_scaled(padded, controls)
         return np.stack([o[top : top + h, left : left + w] for o, (top, left) in zip(out, offsets)])
 
     def _per_frame(self, controls, n: int) -> list[StyleControls]:
@@ -405,6 +465,8 @@ class Stylizer:
             )
         if self._controls_in:
             raise BadInputError("device frames run single-style graphs; this graph takes style controls")
+        if self._texture_scale != 1.0:
+            raise BadInputError("device frames run at the model's size; --texture-scale works on host frames")
         outputs = None if out is None else {self._output: out}
         return infer_device({self._input.name: frames}, outputs, stream)[self._output]
 

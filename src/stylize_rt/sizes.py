@@ -6,6 +6,7 @@ always returned as (width, height): users and video tools say "1280x720", so the
 
 from __future__ import annotations
 
+import math
 import re
 
 from stylize_rt.errors import BadInputError
@@ -24,6 +25,7 @@ PRESETS: dict[str, tuple[int, int]] = {
 }
 MIN_SIDE = 16  # the generator's smallest frame side
 MAX_SIDE = 16384
+MAX_TEXTURE_SCALE = 16.0  # --texture-scale: a 4000x3000 photo drawn at 250x188 is as coarse as it gets
 
 _WXH = re.compile(r"(\d+)\s*[x*]\s*(\d+)")
 
@@ -71,6 +73,23 @@ def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
     return w, h
 
 
+def texture_scaled_size(width: int, height: int, texture_scale: float) -> tuple[int, int]:
+    """The size the generator sees under ``--texture-scale``: the frame shrunk by it, at least MIN_SIDE
+    a side (never more than the frame). The style's texture comes out ``texture_scale`` times larger."""
+    check_texture_scale(texture_scale)
+    w = min(width, max(MIN_SIDE, round(width / texture_scale)))
+    h = min(height, max(MIN_SIDE, round(height / texture_scale)))
+    return w, h
+
+
+def check_texture_scale(texture_scale: float) -> float:
+    """``texture_scale`` when it is a number in [1, MAX_TEXTURE_SCALE]; a one-line error otherwise."""
+    if not (isinstance(texture_scale, (int, float)) and math.isfinite(texture_scale)
+            and 1.0 <= texture_scale <= MAX_TEXTURE_SCALE):
+        raise BadInputError(f"--texture-scale must be a number from 1 to {MAX_TEXTURE_SCALE:g} (got {texture_scale})")
+    return float(texture_scale)
+
+
 def grid_padded_size(width: int, height: int, grid: int) -> tuple[int, int]:
     """(width, height) of a frame padded for the grid anchor (``runtime.grid_anchor``): room for any
     top/left offset below ``grid``, rounded up to the grid; the same for every offset, so a stream
@@ -78,4 +97,5 @@ def grid_padded_size(width: int, height: int, grid: int) -> tuple[int, int]:
     return -(-(width + grid - 1) // grid) * grid, -(-(height + grid - 1) // grid) * grid
 
 
-__all__ = ["PRESETS", "MIN_SIDE", "MAX_SIDE", "parse_size", "parse_sizes", "scaled_size", "grid_padded_size"]
+__all__ = ["PRESETS", "MIN_SIDE", "MAX_SIDE", "MAX_TEXTURE_SCALE", "parse_size", "parse_sizes", "scaled_size",
+           "texture_scaled_size", "check_texture_scale", "grid_padded_size"]

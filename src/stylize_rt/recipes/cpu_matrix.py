@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from stylize_rt.benchmarks import anchor_cost, report, switch_latency
+from stylize_rt.benchmarks import anchor_cost, report, switch_latency, texture_scale
 from stylize_rt.benchmarks.cli import register as register_bench
 from stylize_rt.benchmarks.environment import REPO_ROOT
 from stylize_rt.benchmarks.harness import MIN_TIMED_ITERS, PIPELINE_BATCHES_PER_RUN, BenchRecord
@@ -39,6 +39,7 @@ PLAIN = "plain"  # the model's widths as a single-style network: what the style 
 TRANSCODE_SIZES = "640x360,720p"  # where file-to-file runs happen: a phone clip, an HD one
 SWITCH = RESULTS / "switch_latency.json"  # benchmarks.switch_latency, run after the matrix
 ANCHOR = RESULTS / "anchor_cost.json"  # benchmarks.anchor_cost, run after the matrix
+TEXTURE = RESULTS / "texture_scale.json"  # benchmarks.texture_scale, run after the matrix
 
 
 def matrix_args(engine: str, seconds: float, threads: int, json_path: Path, plot_path: Path,
@@ -301,6 +302,27 @@ def anchor_rows(result: dict | None) -> list[str]:
     ]
 
 
+def texture_rows(result: dict | None) -> list[str]:
+    """The texture-scale section from a ``benchmarks.texture_scale`` result (nothing without one)."""
+    if not result:
+        return []
+    s = result["settings"]
+    sizes = sorted({size for per_size in result["results"].values() for size in per_size})
+    return [
+        "## Texture scale: the model on a shrunk frame, its change put back on the full frame",
+        "",
+        f"`python -m stylize_rt.benchmarks.texture_scale --model {s['model']} --backend {s['backend']} "
+        f"--precision {','.join(s['precisions'])} --sizes {','.join(sizes)} "
+        f"--scales {','.join(f'{x:g}' for x in s['scales'])} --frames {s['frames']} --threads {s['threads']}`: "
+        "a jittering camera's clip, frame by frame with the grid anchor on (as `stylize-rt run` runs a video), "
+        "each texture scale in turns; `--texture-scale 2` draws the style's texture twice as large "
+        f"(load average at the start {result['environment'].get('load_average_start')}).",
+        "",
+        texture_scale.table(result["results"]),
+        "",
+    ]
+
+
 def _load_note(env: dict, cpu: dict) -> list[str]:
     """Say how busy the machine was; on a shared one, say what that does to the numbers."""
     start, end = env.get("load_average_start"), env.get("load_average_end")
@@ -329,7 +351,7 @@ def _load_note(env: dict, cpu: dict) -> list[str]:
 
 
 def render(document: dict, command: str, json_path: Path, plot_path: Path | None,
-           switch: dict | None = None, anchor: dict | None = None) -> str:
+           switch: dict | None = None, anchor: dict | None = None, texture: dict | None = None) -> str:
     env = document["environment"]
     records = report.records_of(document)
     good = published(records)
@@ -420,6 +442,7 @@ def render(document: dict, command: str, json_path: Path, plot_path: Path | None
         "",
         *switch_rows(switch),
         *anchor_rows(anchor),
+        *texture_rows(texture),
         "## Runtime overhead: end-to-end vs model-only",
         "",
         *overhead_rows(good),
@@ -532,6 +555,11 @@ def main(argv: list[str] | None = None) -> int:
             rc = anchor_cost.main(["--model", args.engine, "--threads", str(args.threads), "--json-out", str(ANCHOR)])
             if rc != 0:
                 return rc
+        if texture_scale.takes_any_size(args.engine):
+            rc = texture_scale.main(["--model", args.engine, "--threads", str(args.threads),
+                                     "--json-out", str(TEXTURE)])
+            if rc != 0:
+                return rc
     env = document["environment"]
     threads = env.get("threads", {}).get("requested_threads", 0)
     script = "python -m stylize_rt.recipes.cpu_matrix" + (
@@ -542,8 +570,9 @@ def main(argv: list[str] | None = None) -> int:
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     switch = read_json(SWITCH, "switch-latency result") if SWITCH.is_file() else None
     anchor = read_json(ANCHOR, "anchor-cost result") if ANCHOR.is_file() else None
+    texture = read_json(TEXTURE, "texture-scale result") if TEXTURE.is_file() else None
     args.doc.write_text(render(document, command, json_path, args.plot if args.plot.is_file() else None, switch,
-                               anchor))
+                               anchor, texture))
     print(f"wrote {args.doc} from {json_path}")
     return 0
 
