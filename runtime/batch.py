@@ -41,7 +41,8 @@ from stylize_rt.errors import BadInputError, MissingDependencyError, StylizeErro
 from stylize_rt.fileio import write_atomic
 from stylize_rt.imageio import IMAGE_SUFFIXES, decode_image, write_image
 from stylize_rt.runtime.codecs import CONTAINERS
-from stylize_rt.runtime.session import ModelChoice, open_stylizer
+from stylize_rt.runtime.grid_anchor import GridAnchor
+from stylize_rt.runtime.session import ModelChoice, StyleChoice, open_stylizer
 from stylize_rt.runtime.sinks import FrameInfo, VideoFileSink
 from stylize_rt.runtime.sources import VIDEO_SUFFIXES, VideoFileSource
 
@@ -84,6 +85,7 @@ class BatchConfig:
     inputs: tuple[str, ...]
     output: str
     model: ModelChoice = field(default_factory=ModelChoice)
+    style: StyleChoice = field(default_factory=StyleChoice)  # --style --mix --strength --preserve-color --texture-scale
     batch: int = 4  # images per worker call (and frames per model call for videos)
     overwrite: bool = False
     ray_address: str | None = None  # None: run here; "local": start a local Ray; else a cluster address
@@ -100,6 +102,8 @@ class BatchConfig:
             raise BadInputError("--batch and --actors must be >= 1")
         if self.cpus_per_actor < 0 or self.gpus_per_actor < 0:
             raise BadInputError("--cpus-per-actor and --gpus-per-actor must be >= 0")
+        if self.style.timeline:
+            raise BadInputError("a style timeline follows one video's clock: use stylize-rt run --style-timeline")
 
 
 @dataclass
@@ -293,8 +297,16 @@ def results_from_columns(columns: dict[str, np.ndarray]) -> list[ItemResult]:
 class BatchWorker:
     """Opens one backend once; ``__call__`` stylizes a batch of work items (columns of :data:`COLUMNS`)."""
 
-    def __init__(self, model: ModelChoice, batch: int = 4, overwrite: bool = False) -> None:
+    def __init__(self, model: ModelChoice, batch: int = 4, overwrite: bool = False,
+                 style: StyleChoice | None = None) -> None:
         self.stylizer = open_stylizer(model)
+        try:
+            style = style or StyleChoice()
+            self.stylizer.controls = style.controls(self.stylizer.styles)
+            self.stylizer.texture_scale = style.texture_scale
+        except BaseException:
+            self.stylizer.close()
+            raise
         self.batch = batch
         self.overwrite = overwrite
 
@@ -342,7 +354,8 @@ class BatchWorker:
 
     def _video(self, item: WorkItem) -> ItemResult:
         """One video in order: frames in chunks of ``batch``, written to a temp file renamed when complete
-        (a video that fails half-way leaves no output)."""
+        (a video that fails half-way leaves no output); through a grid anchor, as ``stylize-rt run``
+        runs a video, where the model declares its grid and takes the padded frames."""
         t0 = time.perf_counter()
         frames = 0
         source = sink = None
@@ -352,6 +365,7 @@ class BatchWorker:
             temp.parent.mkdir(parents=True, exist_ok=True)
             # The input's audio and frame times are carried over, as ``stylize-rt run`` does.
             sink = VideoFileSink(temp, fps=source.fps, audio=source.audio)
+            anchor = None
             while True:
                 chunk, infos = [], []
                 while len(chunk) < self.batch and (frame := source.read()) is not None:
@@ -362,7 +376,10 @@ class BatchWorker:
                     chunk.append(frame)
                 if not chunk:
                     break
-                for styled, info in zip(self.stylizer.stylize_batch(np.stack(chunk)), infos):
+                if frames == 0 and self.stylizer.grid_fits(chunk[0].shape[1], chunk[0].shape[0]):
+                    anchor = GridAnchor(self.stylizer.anchor_grid)
+                offsets = [anchor.offset(f) for f in chunk] if anchor is not None else None
+                for styled, info in zip(self.stylizer.stylize_batch(np.stack(chunk), None, offsets), infos):
                     sink.write(styled, info)
                 frames += len(chunk)
             if frames == 0:
@@ -394,7 +411,7 @@ def _chunks(items: list[WorkItem], size: int) -> Iterator[list[WorkItem]]:
 
 
 def run_local(config: BatchConfig, todo: list[WorkItem]) -> Iterator[ItemResult]:
-    worker = BatchWorker(config.model, config.batch, config.overwrite)
+    worker = BatchWorker(config.model, config.batch, config.overwrite, config.style)
     try:
         for chunk in _chunks(todo, config.batch):
             yield from results_from_columns(worker(to_columns(chunk)))
@@ -440,7 +457,8 @@ def run_ray(config: BatchConfig, todo: list[WorkItem]) -> Iterator[ItemResult]:
     results = dataset.map_batches(
         BatchWorker, batch_size=config.batch, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=config.actors),
-        fn_constructor_kwargs={"model": model, "batch": config.batch, "overwrite": config.overwrite},
+        fn_constructor_kwargs={"model": model, "batch": config.batch, "overwrite": config.overwrite,
+                               "style": config.style},
         num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor or None)
     for columns in results.iter_batches(batch_size=None, batch_format="numpy"):
         yield from results_from_columns(columns)

@@ -11,6 +11,7 @@ import sys
 
 from stylize_rt.errors import EXIT_SKIPPED
 from stylize_rt.runtime.batch import REPORT_FILE, BatchConfig, run_batch
+from stylize_rt.runtime.cli import add_style_options, style_choice
 from stylize_rt.runtime.session import ModelChoice
 
 EXIT_CODES = ("exit codes: 0 every input stylized or already done, 1 error, 2 bad arguments, input not found or "
@@ -42,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--layout", choices=("nhwc", "nchw"), help="the model's tensor layout (default: its metadata)")
     model.add_argument("--input-range", choices=("0-255", "0-1", "-1-1"),
                        help="the model's pixel value range (default: its metadata, else probed)")
+    add_style_options(p, timeline=False)
     p.add_argument("--batch", type=int, default=4, help="images per model call, frames per call for videos (default 4)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     ray = p.add_argument_group("ray")
@@ -59,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def batch_config(args: argparse.Namespace) -> BatchConfig:
     model = ModelChoice(args.engine, args.backend, args.threads, None, args.layout, args.input_range)
-    return BatchConfig(inputs=tuple(args.inputs), output=args.output, model=model, batch=args.batch,
+    return BatchConfig(inputs=tuple(args.inputs), output=args.output, model=model, style=style_choice(args),
+                       batch=args.batch,
                        overwrite=args.overwrite, ray_address=args.ray_address, actors=args.actors,
                        cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
                        progress=not args.no_progress, report=args.report)

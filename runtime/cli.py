@@ -58,13 +58,15 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                        "write --input-range=-1-1 for -1..1")
 
 
-def _add_style_options(parser: argparse.ArgumentParser) -> None:
+def add_style_options(parser: argparse.ArgumentParser, timeline: bool = True) -> None:
+    """The ``style`` option group (``run``; ``batch`` without the timeline, which follows one video's clock)."""
     style = parser.add_argument_group("style (a multi-style model's styles; strength and colour work on any model)")
     pick = style.add_mutually_exclusive_group()
     pick.add_argument("--style", metavar="NAME|INDEX", help="which style (stylize-rt models lists them)")
     pick.add_argument("--mix", metavar="A=W,B=W", help='a blend of styles, e.g. "mosaic=0.7,waves=0.3"')
-    pick.add_argument("--style-timeline", metavar="A@S,B@S",
-                      help='styles over time, blending between keyframes: "mosaic@0,waves@4" (seconds of the video)')
+    if timeline:
+        pick.add_argument("--style-timeline", metavar="A@S,B@S",
+                          help='styles over time, blending between keyframes: "mosaic@0,waves@4" (seconds of the video)')
     style.add_argument("--strength", type=float, default=1.0, help="0 = the input, 1 = full style (default 1)")
     style.add_argument("--preserve-color", action="store_true", help="keep the input's colours, take the style's texture")
     style.add_argument("--texture-scale", type=float, default=1.0, metavar="S",
@@ -84,7 +86,7 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXIT_CODES,
     )
     _add_model_options(parser)
-    _add_style_options(parser)
+    add_style_options(parser)
     src = parser.add_argument_group("source (one of)")
     src.add_argument("--camera", type=int, metavar="N", help="camera device index (/dev/videoN on Linux)")
     src.add_argument("--input", metavar="PATH|URL|-",
@@ -152,8 +154,8 @@ def model_choice(args: argparse.Namespace) -> ModelChoice:
 
 
 def style_choice(args: argparse.Namespace) -> StyleChoice:
-    """The ``style`` option group as a ``StyleChoice`` (shared by run and demo)."""
-    return StyleChoice(args.style, args.mix, args.strength, args.preserve_color, args.style_timeline,
+    """The ``style`` option group as a ``StyleChoice`` (shared by run and batch)."""
+    return StyleChoice(args.style, args.mix, args.strength, args.preserve_color, getattr(args, "style_timeline", None),
                        check_texture_scale(args.texture_scale))
 
 

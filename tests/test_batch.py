@@ -170,3 +170,59 @@ def test_ray_jobs_in_a_private_network_namespace():
                             capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-3000:]
+
+
+def test_batch_draws_the_style_options_and_anchors_videos(tmp_path, stylizer):
+    """--style/--strength/--texture-scale reach every worker; a shaking video goes through the grid
+    anchor as in ``stylize-rt run`` (read back by OpenCV, shift flicker against the model alone)."""
+    from video_helpers import need_ffmpeg, raw_clip
+
+    from stylize_rt.benchmarks.quality import jitter_offsets, jittered_frames, shift_flicker_ratio
+    from stylize_rt.runtime.session import StyleChoice
+    from stylize_rt.runtime.style_controls import StyleControls, one_hot
+    from stylize_rt.training.data import held_out_photos
+
+    need_ffmpeg()
+    src = tmp_path / "in"
+    src.mkdir()
+    photo = held_out_photos()["flower"]
+    write_image(src / "flower.png", photo)
+    offsets = jitter_offsets(8, seed=7)
+    frames = jittered_frames(photo, offsets, seed=8)
+    raw_clip(src / "shaky.mp4", frames, 25, "-c:v", "libx264", "-pix_fmt", "yuv444p", "-qp", "0")
+    style = StyleChoice(style="hatching", strength=0.9, texture_scale=1.5)
+    summary = run_batch(BatchConfig(inputs=(str(src),), output=str(tmp_path / "out"), model=ONE_THREAD,
+                                    style=style, progress=False))
+    assert summary.count("done") == 2 and not summary.failed
+    controls = StyleControls(one_hot(stylizer.styles, "hatching"), strength=0.9)
+    stylizer.texture_scale = 1.5
+    try:
+        expected = stylizer(photo, controls)
+        alone = stylizer.stylize_batch(frames, controls)  # the model alone, frame by frame
+    finally:
+        stylizer.texture_scale = 1.0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "flower.png")), expected)
+    cap = cv2.VideoCapture(str(tmp_path / "out" / "shaky.mp4"))
+    out = []
+    while (frame := cap.read()[1]) is not None:
+        out.append(frame[..., ::-1])
+    cap.release()
+    anchored, plain = shift_flicker_ratio(frames, np.stack(out), offsets), shift_flicker_ratio(frames, alone, offsets)
+    assert anchored < 0.5 * plain, (anchored, plain)
+
+
+def test_batch_cli_style_options(tmp_path):
+    from stylize_rt.cli import build_parser
+    from stylize_rt.runtime.batch_cli import batch_config
+
+    args = build_parser().parse_args(["batch", "--input", "in", "--output", "o", "--mix", "mosaic=0.5,waves=0.5",
+                                      "--preserve-color", "--texture-scale", "3"])
+    style = batch_config(args).style
+    assert (style.mix, style.preserve_color, style.texture_scale) == ("mosaic=0.5,waves=0.5", True, 3.0)
+    _images(tmp_path / "in", 1)
+    result = subprocess.run([sys.executable, "-m", "stylize_rt", "batch", "--no-progress", "--threads", "1",
+                             "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"), "--style", "nosuch"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "nosuch" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "o" / "img00.png").exists()
