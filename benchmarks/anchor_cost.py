@@ -53,7 +53,7 @@ def measure(stylizer: Stylizer, frames: np.ndarray) -> dict:
     """Plain and anchored runs over ``frames``, alternating; see the module docstring."""
     if stylizer.grid is None:
         raise BadInputError("the model declares no sampling grid (stylize_rt.grid_px): nothing to anchor")
-    anchor = GridAnchor(stylizer.grid)
+    anchor = GridAnchor(stylizer.anchor_grid)
     plain, anchored, estimate = [], [], []
     for frame in frames:
         start = time.perf_counter()
