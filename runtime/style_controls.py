@@ -156,6 +156,7 @@ def apply_style_key(key: str, controls: StyleControls, styles: list[str]) -> Sty
 # -- the host-side arithmetic (what multi-style graphs do inside) ---------------------------
 _TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
 _FROM_YCC = np.linalg.inv(_TO_YCC).astype(np.float32)
+LUMA_WEIGHTS = _TO_YCC[0]  # BT.601 luma of RGB: the one definition the runtime's luma arithmetic uses
 
 
 def apply_controls(inputs: np.ndarray, stylized: np.ndarray, strength, preserve_color) -> np.ndarray:
@@ -174,5 +175,5 @@ def apply_controls(inputs: np.ndarray, stylized: np.ndarray, strength, preserve_
     return np.rint(np.clip(x + s * (y - x), 0, 255)).astype(np.uint8)
 
 
-__all__ = ["StyleControls", "StyleTimeline", "style_index", "one_hot", "parse_mix", "apply_style_key",
+__all__ = ["StyleControls", "StyleTimeline", "LUMA_WEIGHTS", "style_index", "one_hot", "parse_mix", "apply_style_key",
            "apply_controls"]

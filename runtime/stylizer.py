@@ -48,7 +48,7 @@ from stylize_rt.runtime.backends.base import Backend, image_input_shape
 from stylize_rt.runtime.detail_transfer import upsample_change
 from stylize_rt.runtime.frames import resize
 from stylize_rt.runtime.grid_anchor import pad_to_grid
-from stylize_rt.runtime.style_controls import StyleControls, apply_controls
+from stylize_rt.runtime.style_controls import LUMA_WEIGHTS, StyleControls, apply_controls
 from stylize_rt.sizes import MIN_SIDE, check_texture_scale, grid_padded_size, texture_scaled_size
 
 
@@ -108,8 +108,7 @@ def _channels(spec: TensorSpec, order: str) -> int:
 
 def luma(frames: np.ndarray) -> np.ndarray:
     """BT.601 luma of uint8 RGB frames (what a grayscale model is fed)."""
-    weights = np.array([0.299, 0.587, 0.114], np.float32)
-    return np.rint(frames.astype(np.float32) @ weights).astype(np.uint8)
+    return np.rint(frames.astype(np.float32) @ LUMA_WEIGHTS).astype(np.uint8)
 
 
 def _fixed_sizes(spec: TensorSpec, order: str) -> tuple[tuple[int, int] | None, int | None]:

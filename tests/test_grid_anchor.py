@@ -126,10 +126,12 @@ class JitteringCameraStandIn:
         return self.frames.pop(0) if self.frames else None
 
     def close(self):
-        pass
+        """Nothing to release: the frames are a list in memory."""
 
 
-class CollectSink:
+class CollectSinkStandIn:
+    """A test stand-in for a sink: keeps the stylized frames in a list."""
+
     def __init__(self) -> None:
         self.frames = []
 
@@ -137,7 +139,7 @@ class CollectSink:
         self.frames.append(frame)
 
     def close(self):
-        pass
+        """Nothing to finalize: the frames stay in the list."""
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -147,7 +149,7 @@ def test_the_pipeline_anchors_continuous_sources_and_the_flag_turns_it_off(styli
     stylizer.controls = controls()
     results = {}
     for anchored in (True, False):
-        sink = CollectSink()
+        sink = CollectSinkStandIn()
         config = PipelineConfig(batch=batch, progress=False, warm_up=False, grid_anchor=anchored)
         runner = StreamRunner(stylizer, JitteringCameraStandIn(frames), sink, config)
         assert (runner.grid_anchor is not None) == anchored
@@ -251,7 +253,7 @@ def test_an_engine_profile_that_ends_at_the_frame_size_turns_the_anchor_off_with
     try:
         assert stylizer.grid_fits(320, 240) is grid_in_profile
         frames = jittered_frames(held_out_photos()["china"][:244, :324], jitter_offsets(4, seed=1), seed=2)
-        sink = CollectSink()
+        sink = CollectSinkStandIn()
         runner = StreamRunner(stylizer, JitteringCameraStandIn(frames), sink,
                               PipelineConfig(progress=False, warm_up=False))
         runner.run()

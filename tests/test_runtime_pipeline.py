@@ -32,7 +32,7 @@ def identity(identity_path) -> Stylizer:
     stylizer.close()
 
 
-class CollectSink:
+class CollectSinkStandIn:
     """A user-written sink: keeps frames and their infos."""
 
     def __init__(self) -> None:
@@ -128,7 +128,7 @@ def test_live_source_latest_frame_wins_under_slow_model(identity_path):
     delay = 0.04
     stylizer = Stylizer(SlowBackend(OnnxRuntimeBackend(identity_path, threads=1), delay))
     source = TimedLiveSource(count=60, interval_s=0.01)
-    sink = CollectSink()
+    sink = CollectSinkStandIn()
     stats = StreamRunner(stylizer, source, sink, PipelineConfig(warm_up=False)).run()
     indices = [decode_index(f) for f in sink.frames]
     assert stats.frames_in == 60
@@ -145,7 +145,7 @@ def test_live_source_latest_frame_wins_under_slow_model(identity_path):
 def test_file_source_under_slow_model_drops_nothing(identity_path, tmp_path):
     stylizer = Stylizer(SlowBackend(OnnxRuntimeBackend(identity_path, threads=1), 0.01))
     src = write_video(tmp_path / "in.mp4", 25)
-    sink = CollectSink()
+    sink = CollectSinkStandIn()
     stats = StreamRunner(stylizer, VideoFileSource(src), sink, PipelineConfig(progress=False)).run()
     assert [decode_index(f) for f in sink.frames] == list(range(25))
     assert stats.dropped_capture == 0
@@ -162,7 +162,7 @@ def test_slow_captioner_never_stalls_frames(identity_path, tmp_path):
 
     def run(captions):
         stylizer = Stylizer(SlowBackend(OnnxRuntimeBackend(identity_path, threads=1), 0.01))
-        sink = CollectSink()
+        sink = CollectSinkStandIn()
         source = VideoFileSource(write_video(tmp_path / "in.mp4", 60))
         StreamRunner(stylizer, source, CaptionSink(sink, captions) if captions else sink,
                      PipelineConfig(progress=False)).run()
@@ -185,7 +185,7 @@ def test_failing_captioner_is_switched_off_and_frames_continue(identity, tmp_pat
         raise RuntimeError("decoder exploded")
 
     worker = CaptionWorker(broken, interval_s=0.0)
-    sink = CollectSink()
+    sink = CollectSinkStandIn()
     source = VideoFileSource(write_video(tmp_path / "in.mp4", 10))
     StreamRunner(identity, source, CaptionSink(sink, worker), PipelineConfig(progress=False)).run()
     assert len(sink.frames) == 10
@@ -223,7 +223,7 @@ def test_disk_full_finalizes_video(identity, tmp_path):
 
 
 def test_sink_error_stops_the_run_and_finalizes(identity, tmp_path):
-    class FailingAfter(CollectSink):
+    class FailingAfter(CollectSinkStandIn):
         def write(self, frame, info):
             if len(self.frames) == 3:
                 raise OutputError("disk full while writing x")
@@ -284,7 +284,7 @@ def test_http_stream_is_read_like_a_file(identity, tmp_path):
         url = f"http://127.0.0.1:{server.server_address[1]}/clip.mp4"
         source = StreamSource(url)
         assert not source.live
-        sink = CollectSink()
+        sink = CollectSinkStandIn()
         run_stream(identity, source, sink, PipelineConfig(progress=False))
         assert [decode_index(f) for f in sink.frames] == list(range(15))
         with pytest.raises(BadInputError, match="cannot open stream"):

@@ -111,7 +111,7 @@ def test_a_model_of_fixed_size_refuses_a_texture_scale(tmp_path):
 
 
 def test_the_anchor_keeps_the_grid_at_the_full_frames_pixel(scaled):
-    from test_grid_anchor import CollectSink, JitteringCameraStandIn
+    from test_grid_anchor import CollectSinkStandIn, JitteringCameraStandIn
 
     assert scaled.anchor_grid == 16 and scaled.anchored_model_size(320, 240) == (168, 128)
     photo = held_out_photos()["flower"]
@@ -120,7 +120,7 @@ def test_the_anchor_keeps_the_grid_at_the_full_frames_pixel(scaled):
     scaled.controls = style(scaled, "hatching")
     results = {}
     for anchored in (True, False):
-        sink = CollectSink()
+        sink = CollectSinkStandIn()
         config = PipelineConfig(progress=False, warm_up=False, grid_anchor=anchored)
         StreamRunner(scaled, JitteringCameraStandIn(frames), sink, config).run()
         results[anchored] = shift_flicker_ratio(frames, np.stack(sink.frames), offsets)
