@@ -13,6 +13,11 @@ instance norm) from scikit-image's bundled photos, exports it, and writes
     style.png               the generated style images side by side, for the docs and ``stylize-rt models``
     model.json              the embedded-model card (name, kind, styles, files, exact source command, wall time)
 
+Its INT8 graph passes its quality floor only after the ``qat`` stage (``export.qat``): the trained
+weights are fine-tuned against themselves through the INT8 graph's rounding, and the fine-tuned
+weights are what ships, as both graphs (the run goes to ``runs/styles6_qat/final``; ``--qat-only``
+runs that stage alone on a finished training run).
+
 ``--model mosaic`` trains the previous single-style default (random features, Gram loss) the
 same way, and also the same recipe without the stability loss into ``runs/`` (not shipped), so
 the quality benchmark can show what the stability loss buys against flicker.
@@ -42,6 +47,7 @@ from stylize_rt.contract import CHECKPOINT_CARD as CONFIG_FILE
 from stylize_rt.contract import GENERATOR_WEIGHTS as GENERATOR_FILE
 from stylize_rt.errors import EXIT_INTERRUPTED, BadInputError, OutputError, run_reporting_errors
 from stylize_rt.export.onnx_export import export_checkpoint
+from stylize_rt.export.qat import QatConfig, fine_tune_checkpoint
 from stylize_rt.fileio import read_json, replace_dir
 from stylize_rt.models import MODELS_DIR
 from stylize_rt.nets.generator import Generator, GeneratorConfig, count_parameters, estimate_macs
@@ -62,6 +68,7 @@ class Recipe:
     train: dict
     baseline: bool = False  # also train the recipe without the stability loss (not shipped)
     int8: bool = False  # ship generator_int8.onnx (when it meets its quality floor)
+    qat: QatConfig | None = None  # fine-tune for INT8 after training, and ship the fine-tuned weights
     notes: dict = field(default_factory=dict)
 
 
@@ -82,6 +89,7 @@ RECIPES = {
                    content_weight=3.0, style_weight=3.0, swd_weight=60.0, tv_weight=0.5,
                    style_stability=tuple(2.0 if s in ("hatching", "pointillism") else 1.0 for s in EMBEDDED_STYLES)),
         int8=True,
+        qat=QatConfig(),
     ),
     # The previous default (single style, random features, Gram only), kept reproducible.
     "mosaic": Recipe(
@@ -157,6 +165,8 @@ def ship(recipe: Recipe, checkpoint: Path, summary: dict, log=print) -> Path:
             "parameters_per_style": sum(p.numel() for p in Generator(gen_config).norm_parameters()) // gen_config.n_styles,
             "gmac_640x360": round(estimate_macs(gen_config, 360, 640) / 1e9, 3),
         }
+        if "qat" in card:  # the shipped weights are the INT8 fine-tune of the trained ones
+            model_card["qat"] = card["qat"]
         if int8 is not None:
             model_card["int8_quality"] = int8
         (tmp / "model.json").write_text(json.dumps(model_card, indent=2) + "\n")
@@ -172,11 +182,33 @@ def ship(recipe: Recipe, checkpoint: Path, summary: dict, log=print) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _export_only(recipe: Recipe, runs: Path) -> int:
+def qat_checkpoint(recipe: Recipe, runs: Path) -> Path:
+    return runs / f"{recipe.name}_qat" / "final"
+
+
+def run_qat(recipe: Recipe, runs: Path, source: str, progress: bool = True) -> Path:
+    """The recipe's ``qat`` stage: fine-tune the finished run's weights for INT8 (``export.qat``)."""
+    assert recipe.qat is not None
+    return fine_tune_checkpoint(runs / recipe.name / "final", qat_checkpoint(recipe, runs), recipe.qat,
+                                progress=progress, source=source)
+
+
+def _finished_run(recipe: Recipe, runs: Path, flag: str) -> dict:
     run = runs / recipe.name
     if not (run / "final").is_dir() or not (run / SUMMARY_FILE).is_file():
-        raise BadInputError(f"--export-only needs a finished run in {run} (with {SUMMARY_FILE}); train it first")
-    target = ship(recipe, run / "final", read_json(run / SUMMARY_FILE, "recipe summary"))
+        raise BadInputError(f"{flag} needs a finished run in {run} (with {SUMMARY_FILE}); train it first")
+    return read_json(run / SUMMARY_FILE, "recipe summary")
+
+
+def _export_only(recipe: Recipe, runs: Path) -> int:
+    summary = _finished_run(recipe, runs, "--export-only")
+    checkpoint = runs / recipe.name / "final"
+    if recipe.qat is not None:
+        checkpoint = qat_checkpoint(recipe, runs)
+        if not checkpoint.is_dir():
+            raise BadInputError(f"--export-only ships {recipe.name}'s fine-tuned weights from {checkpoint}; "
+                                "run --qat-only first")
+    target = ship(recipe, checkpoint, summary)
     print(f"shipped {target}")
     if recipe.baseline and (runs / f"{recipe.name}_nostab" / "final").is_dir():
         onnx = export_onnx(runs / f"{recipe.name}_nostab" / "final", runs / f"{recipe.name}_nostab" / "generator.onnx")
@@ -196,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-only", action="store_true", help="train (and record the run) but do not ship")
     p.add_argument("--export-only", action="store_true",
                    help="no training: re-export and re-ship the finished run (keeps the recorded source and wall time)")
+    p.add_argument("--qat-only", action="store_true",
+                   help="no training: run the recipe's INT8 fine-tuning stage on the finished run, then ship")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -214,6 +248,13 @@ def _make(args: argparse.Namespace, runs: Path, source: str) -> int:
     recipe = RECIPES[args.model]
     if args.export_only:
         return _export_only(recipe, runs)
+    if args.qat_only:
+        if recipe.qat is None:
+            raise BadInputError(f"the {recipe.name} recipe has no qat stage")
+        summary = _finished_run(recipe, runs, "--qat-only")
+        checkpoint = run_qat(recipe, runs, source, progress=not args.no_progress)
+        print(f"shipped {ship(recipe, checkpoint, summary)}")
+        return 0
     steps = args.steps or recipe.steps
     t0 = time.perf_counter()
     result = train_recipe(recipe, runs / recipe.name, steps, progress=not args.no_progress)
@@ -226,7 +267,10 @@ def _make(args: argparse.Namespace, runs: Path, source: str) -> int:
     (runs / recipe.name / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     print(f"trained {runs / recipe.name} ({result.step} steps, {wall:.0f} s wall, {result.steps_per_second:.2f} steps/s)")
     if not args.train_only:
-        print(f"shipped {ship(recipe, runs / recipe.name / 'final', summary)}")
+        checkpoint = runs / recipe.name / "final"
+        if recipe.qat is not None:
+            checkpoint = run_qat(recipe, runs, source, progress=not args.no_progress)
+        print(f"shipped {ship(recipe, checkpoint, summary)}")
     if recipe.baseline and not args.skip_baseline:
         t0 = time.perf_counter()
         base = train_recipe(recipe, runs / f"{recipe.name}_nostab", steps, 0.0, not args.no_progress)
