@@ -244,7 +244,8 @@ class ModelUnderTest:
             except (OSError, ValueError):
                 cards[name] = {}
         model_card, ckpt = cards["model.json"], cards[contract.CHECKPOINT_CARD]
-        self.perception = model_card.get("perception") or ckpt.get("perception")
+        perception = model_card.get("perception") or ckpt.get("perception")
+        self.perception = CARD_PERCEPTION.get(perception, perception)
         train = ckpt.get("train") or {}
         self.style_size = int(train.get("style_size", self.style_size))
         self.seed = int(train.get("seed", self.seed))
@@ -377,6 +378,10 @@ def _stylize_frames(stylizer: Stylizer, frames: np.ndarray, controls: StyleContr
     return np.concatenate([stylizer.stylize_batch(frames[i : i + chunk], controls,
                                                   None if offsets is None else offsets[i : i + chunk])
                            for i in range(0, len(frames), chunk)])
+
+
+# A card names its perception network as training does; the measures' columns use short names.
+CARD_PERCEPTION = {"efficientnet-lite0": "effnet", "efficientnet": "effnet"}
 
 
 def _summary(per_photo: dict) -> dict:

@@ -226,3 +226,10 @@ def test_quality_cli_on_the_embedded_model(tmp_path):
             assert s[f"patch_s2o_norm_{net}"] is not None, (name, net)  # built-in styles: normalized
     shared = set(data["baseline"]["styles"])
     assert shared and shared <= set(data["model"]["styles"])
+
+
+def test_the_embedded_default_is_marked_as_trained_with_the_measures_effnet():
+    """Cards say "efficientnet-lite0"; the measure's column is "effnet": the * mark follows the card."""
+    from stylize_rt.benchmarks.quality import ModelUnderTest
+
+    assert ModelUnderTest.locate("styles6").perception == "effnet"
