@@ -29,6 +29,8 @@ def test_card_lists_small_existing_files_and_its_source():
     assert card["kind"] == "generator" and card["train"]["stability"] > 0 and card["train"]["content"] == "builtin"
     assert card["styles"] == model.extra["styles"] and card["generator"]["n_styles"] == 6
     assert card["perception"] == "efficientnet-lite0" and card["train"]["multi_style"]
+    # the shipped weights are the INT8 fine-tune (export.qat) of the trained ones, recorded in both cards
+    assert card["qat"] == model.extra["qat"] and card["qat"]["steps"] > 0 and card["qat"]["wall_seconds"] > 0
 
 
 @needs_model
@@ -46,6 +48,7 @@ def test_int8_graph_carries_its_per_style_quality_floor_and_auto_follows_it():
     assert quality["psnr_db_min"] == min(s["psnr_db"] for s in quality["per_style"].values())
     picked = folder_graph(EMBEDDED, "auto", "onnxruntime")
     assert (picked.name == contract.CHECKPOINT_ONNX_INT8) == quality["passed"]
+    assert quality["passed"], "the shipped default's INT8 graph is its fastest CPU path only while it passes"
 
 
 @needs_model
