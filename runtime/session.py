@@ -38,7 +38,9 @@ from stylize_rt.runtime.window import WindowSink
 
 
 def default_model_path() -> Path:
-    """The embedded default generator's ONNX file; a clear error when this install lacks it."""
+    """The embedded default generator's folder, as ``--engine styles6`` names it (so ``auto`` precision
+    picks its graph: the INT8 one on CPU where it met its quality floor); a clear error when this
+    install lacks its ONNX file."""
     try:
         model = get_model(DEFAULT_GENERATOR)
         path = model.path("onnx")
@@ -52,7 +54,7 @@ def default_model_path() -> Path:
             f"the embedded default model file is missing: {path}; retrain it with `make models`, "
             "or pass --engine MODEL"
         )
-    return path
+    return model.directory
 
 
 @dataclass

@@ -328,3 +328,8 @@ def test_embedded_default_runs_without_engine():
     assert result.returncode == 0, result.stderr.decode()
     out = np.frombuffer(result.stdout, np.uint8).reshape(frames.shape)
     assert np.abs(out.astype(int) - frames.astype(int)).mean() > 5  # stylized, same size, every frame
+    # no --engine runs the graph that --engine styles6 runs (auto: the INT8 one on CPU where it passed)
+    from stylize_rt.runtime.backends.registry import folder_graph
+
+    picked = folder_graph(default_model_path(), "auto", "auto").name
+    assert f"embedded default (styles6) ({picked}," in result.stderr.decode(), result.stderr.decode()
