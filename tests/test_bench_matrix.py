@@ -91,3 +91,19 @@ def test_live_switch_section_comes_from_the_switch_result(tmp_path):
     assert "9 of 10 changes show" in page and "1.026x the steady median" in page
     assert "load average at the start [0.1, 0.2, 0.3]" in page
     assert "## Live style switching" not in cpu_matrix.render(document(), "cmd", Path(tmp_path / "r.json"), None)
+
+
+def test_style_input_section_shows_the_interleaved_result_first(tmp_path):
+    r = {"frames": 120, "model_median_ms": 14.2, "plain_median_ms": 13.1, "ratio_of_medians": 1.084,
+         "median_of_ratios": 1.079}
+    styled = {"results": {"int8": {"640x360": r}, "fp32": {"640x360": {**r, "ratio_of_medians": 1.031}}},
+              "settings": {"model": "styles6", "precisions": ["fp32", "int8"], "frames": 120, "threads": 1},
+              "environment": {"load_average_start": [0.5, 0.4, 0.3]}}
+    page = cpu_matrix.render(document(), "cmd", Path(tmp_path / "r.json"), None, style_inputs_result=styled)
+    section = page.split("## What the style inputs cost")[1].split("\n## ")[0]
+    assert "--precision fp32,int8 --sizes 640x360 --frames 120 --threads 1" in section
+    assert "| int8 | 640x360 | 14.20 | 13.10 | 1.084 | 1.079 | **not met** |" in section
+    assert "| fp32 | 640x360 | 14.20 | 13.10 | 1.031 | 1.079 | met |" in section
+    assert section.index("alternating frame by frame") < section.index("each timed in its own block")
+    plain = cpu_matrix.render(document(), "cmd", Path(tmp_path / "r.json"), None)
+    assert "alternating frame by frame" not in plain.split("## What the style inputs cost")[1].split("\n## ")[0]

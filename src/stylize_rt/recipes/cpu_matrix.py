@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from stylize_rt.benchmarks import anchor_cost, report, switch_latency, texture_scale
+from stylize_rt.benchmarks import anchor_cost, report, style_inputs, switch_latency, texture_scale
 from stylize_rt.benchmarks.cli import register as register_bench
 from stylize_rt.benchmarks.environment import REPO_ROOT
 from stylize_rt.benchmarks.harness import MIN_TIMED_ITERS, PIPELINE_BATCHES_PER_RUN, BenchRecord
@@ -40,6 +40,10 @@ TRANSCODE_SIZES = "640x360,720p"  # where file-to-file runs happen: a phone clip
 SWITCH = RESULTS / "switch_latency.json"  # benchmarks.switch_latency, run after the matrix
 ANCHOR = RESULTS / "anchor_cost.json"  # benchmarks.anchor_cost, run after the matrix
 TEXTURE = RESULTS / "texture_scale.json"  # benchmarks.texture_scale, run after the matrix
+STYLE_INPUTS = RESULTS / "style_inputs.json"  # benchmarks.style_inputs, run after the matrix
+# One thread for the style-input ratio: on a shared 2-core machine two spinning ORT threads made
+# the per-frame ratios swing (1.02-1.17 at 40 frames); at one thread the two statistics agree.
+STYLE_INPUT_THREADS = 1
 
 
 def matrix_args(engine: str, seconds: float, threads: int, json_path: Path, plot_path: Path,
@@ -184,6 +188,26 @@ def style_input_rows(records: list[BenchRecord]) -> list[str]:
             continue
         lines.append(f"| {width}x{height} | {model.p50_ms:.2f} | {plain.p50_ms:.2f} | {model.p50_ms / plain.p50_ms:.3f} |")
     return lines if len(lines) > 2 else ["No plain single-style peer rows in this run."]
+
+
+def interleaved_style_input_rows(result: dict | None) -> list[str]:
+    """The style-input cost from a ``benchmarks.style_inputs`` result: frame by frame in turns."""
+    if not result:
+        return []
+    s = result["settings"]
+    sizes = sorted({size for per_size in result["results"].values() for size in per_size})
+    return [
+        f"`python -m stylize_rt.benchmarks.style_inputs --model {s['model']} --precision {','.join(s['precisions'])} "
+        f"--sizes {','.join(sizes)} --frames {s['frames']} --threads {s['threads']}`: the model and its plain twin "
+        "(INT8: quantized by the export's static QDQ path) through the runtime path, alternating frame by frame "
+        f"(load average at the start {result['environment'].get('load_average_start')}).",
+        "",
+        style_inputs.table(result["results"]),
+        "",
+        "The CPU matrix's own rows of the two networks (each timed in its own block, so the machine's drift "
+        "between blocks enters this ratio):",
+        "",
+    ]
 
 
 def live_rows(records: list[BenchRecord]) -> list[str]:
@@ -351,7 +375,8 @@ def _load_note(env: dict, cpu: dict) -> list[str]:
 
 
 def render(document: dict, command: str, json_path: Path, plot_path: Path | None,
-           switch: dict | None = None, anchor: dict | None = None, texture: dict | None = None) -> str:
+           switch: dict | None = None, anchor: dict | None = None, texture: dict | None = None,
+           style_inputs_result: dict | None = None) -> str:
     env = document["environment"]
     records = report.records_of(document)
     good = published(records)
@@ -436,8 +461,9 @@ def render(document: dict, command: str, json_path: Path, plot_path: Path | None
         "",
         "The default model takes `style`, `strength` and `preserve_color` inputs (conditional instance norm "
         "and the controls in the graph); `--peer plain` is the same widths and depth as a plain single-style "
-        "network (random weights), timed in turns with it. Target: ratio ≤ 1.05.",
+        "network (random weights). Target: ratio ≤ 1.05.",
         "",
+        *interleaved_style_input_rows(style_inputs_result),
         *style_input_rows(good),
         "",
         *switch_rows(switch),
@@ -555,6 +581,11 @@ def main(argv: list[str] | None = None) -> int:
             rc = anchor_cost.main(["--model", args.engine, "--threads", str(args.threads), "--json-out", str(ANCHOR)])
             if rc != 0:
                 return rc
+        if switch_latency.style_count(args.engine) > 1:  # the style inputs' cost needs a multi-style model
+            rc = style_inputs.main(["--model", args.engine, "--threads", str(STYLE_INPUT_THREADS),
+                                    "--json-out", str(STYLE_INPUTS)])
+            if rc != 0:
+                return rc
         if texture_scale.takes_any_size(args.engine):
             rc = texture_scale.main(["--model", args.engine, "--threads", str(args.threads),
                                      "--json-out", str(TEXTURE)])
@@ -571,8 +602,9 @@ def main(argv: list[str] | None = None) -> int:
     switch = read_json(SWITCH, "switch-latency result") if SWITCH.is_file() else None
     anchor = read_json(ANCHOR, "anchor-cost result") if ANCHOR.is_file() else None
     texture = read_json(TEXTURE, "texture-scale result") if TEXTURE.is_file() else None
+    styled = read_json(STYLE_INPUTS, "style-inputs result") if STYLE_INPUTS.is_file() else None
     args.doc.write_text(render(document, command, json_path, args.plot if args.plot.is_file() else None, switch,
-                               anchor, texture))
+                               anchor, texture, styled))
     print(f"wrote {args.doc} from {json_path}")
     return 0
 
