@@ -195,7 +195,7 @@ def interleaved_style_input_rows(result: dict | None) -> list[str]:
     if not result:
         return []
     s = result["settings"]
-    sizes = sorted({size for per_size in result["results"].values() for size in per_size})
+    sizes = list(dict.fromkeys(size for per_size in result["results"].values() for size in per_size))  # as run
     return [
         f"`python -m stylize_rt.benchmarks.style_inputs --model {s['model']} --precision {','.join(s['precisions'])} "
         f"--sizes {','.join(sizes)} --frames {s['frames']} --threads {s['threads']}`: the model and its plain twin "
