@@ -343,11 +343,11 @@ def measure_style(stylizer: Stylizer, weights: tuple[float, ...], photos: dict[s
         out = stylizer(photo, full)
         outputs[name] = out
         seq = noisy_frames(photo, settings.frames, seed=settings.seed + i)
-        styl = _stylize_frames(stylizer, seq, full)
+        styl = stylize_clip(stylizer, seq, full)
         offsets = jitter_offsets(settings.frames, seed=settings.seed + i)
         jit = jittered_frames(photo, offsets, seed=settings.seed + 100 + i)
-        jit_out = _stylize_frames(stylizer, jit, full)
-        anchored_out = _stylize_frames(stylizer, jit, full, anchored=True)
+        jit_out = stylize_clip(stylizer, jit, full)
+        anchored_out = stylize_clip(stylizer, jit, full, anchored=True)
         zero = stylizer(photo, StyleControls(weights, strength=0.0))
         kept = stylizer(photo, StyleControls(weights, preserve_color=True))
         chroma_d = chroma_difference(photo, kept, out)
@@ -367,8 +367,8 @@ def measure_style(stylizer: Stylizer, weights: tuple[float, ...], photos: dict[s
     return per_photo, outputs
 
 
-def _stylize_frames(stylizer: Stylizer, frames: np.ndarray, controls: StyleControls, chunk: int = 4,
-                    anchored: bool = False) -> np.ndarray:
+def stylize_clip(stylizer: Stylizer, frames: np.ndarray, controls: StyleControls, chunk: int = 4,
+                 anchored: bool = False) -> np.ndarray:
     """``frames`` as one clip; ``anchored``: through a grid anchor, as the runtime runs a video
     (as they are when the graph declares no grid)."""
     offsets = None
@@ -378,6 +378,15 @@ def _stylize_frames(stylizer: Stylizer, frames: np.ndarray, controls: StyleContr
     return np.concatenate([stylizer.stylize_batch(frames[i : i + chunk], controls,
                                                   None if offsets is None else offsets[i : i + chunk])
                            for i in range(0, len(frames), chunk)])
+
+
+def anchored_shift_flicker(stylizer: Stylizer, photo: np.ndarray, controls: StyleControls, frames: int = 16,
+                           seed: int = 0) -> float:
+    """Shift flicker through the grid anchor of one photo's jittering clip, with ``measure_style``'s
+    clip for photo index ``seed`` (the same number as its ``flicker_shift_anchored``)."""
+    offsets = jitter_offsets(frames, seed=seed)
+    clip = jittered_frames(photo, offsets, seed=seed + 100)
+    return shift_flicker_ratio(clip, stylize_clip(stylizer, clip, controls, anchored=True), offsets)
 
 
 # A card names its perception network as training does; the measures' columns use short names.
