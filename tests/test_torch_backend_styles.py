@@ -199,7 +199,7 @@ def test_cli_torch_backend_draws_the_asked_style(tmp_path):
     outputs = {}
     for backend, style in (("torch", "waves"), ("onnxruntime", "waves"), ("torch", "mosaic")):
         out = tmp_path / f"{backend}_{style}.png"
-        args = ["run", "--engine", str(STYLES6), "--backend", backend, "--threads", "1", "--style", style,
+        args = ["run", "--engine", str(STYLES6), "--backend", backend, "--fp32", "--threads", "1", "--style", style,
                 "--input", str(src), "--output", str(out), "--no-progress"]
         result = subprocess.run([sys.executable, "-m", "stylize_rt", *args], capture_output=True, timeout=180, env=env,
                                 stdin=subprocess.DEVNULL)
