@@ -124,7 +124,9 @@ def test_the_anchor_keeps_the_grid_at_the_full_frames_pixel(scaled):
         config = PipelineConfig(progress=False, warm_up=False, grid_anchor=anchored)
         StreamRunner(scaled, JitteringCameraStandIn(frames), sink, config).run()
         results[anchored] = shift_flicker_ratio(frames, np.stack(sink.frames), offsets)
-    assert results[True] < 1.7 and results[False] > 2.5 * results[True], results
+    # measured 1.17 anchored / 2.83 frame by frame (the INT8 fine-tuned weights redraw less texture on a
+    # shift; 2.9x before); an anchor on the shrunk frame's grid gave 1.8-3.3 anchored
+    assert results[True] < 1.7 and results[False] > 2 * results[True], results
 
 
 def test_the_texture_scale_flag_reaches_the_stylizer_and_bad_values_exit_2(tmp_path):
