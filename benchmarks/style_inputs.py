@@ -19,7 +19,6 @@ the per-frame ratios. Target ≤ 1.05. Exit status: 0 measured; 2 bad input; 3 u
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from stylize_rt.benchmarks.environment import collect
 from stylize_rt.benchmarks.peers import build_peer, peer_unavailable
 from stylize_rt.benchmarks.stats import summarize
 from stylize_rt.errors import BadInputError
+from stylize_rt.fileio import read_json
 from stylize_rt.models import resolve_model
 from stylize_rt.runtime.backends.registry import open_backend
 from stylize_rt.runtime.stylizer import Stylizer
@@ -59,7 +59,7 @@ def plain_twin(folder: Path, workdir: Path, precisions: list[str]) -> dict[str, 
     reason = peer_unavailable()
     if reason:
         raise BadInputError(reason)
-    card = json.loads((folder / contract.CHECKPOINT_CARD).read_text())
+    card = read_json(folder / contract.CHECKPOINT_CARD, "checkpoint card")
     _ckpt, fp32 = build_peer("plain", workdir, card["generator"])
     graphs = {"fp32": fp32}
     if "int8" in precisions:

@@ -573,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cpu_matrix: the benchmark run failed (exit {rc})", file=sys.stderr)
             return rc or 1
         document = report.load_document(json_path)
-        if switch_latency.style_count(args.engine) > 1:  # a single-style engine has nothing to switch
+        multi_style = switch_latency.style_count(args.engine) > 1
+        if multi_style:  # a single-style engine has nothing to switch
             rc = switch_latency.main(["--model", args.engine, "--threads", str(args.threads), "--json-out", str(SWITCH)])
             if rc != 0:
                 return rc
@@ -581,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
             rc = anchor_cost.main(["--model", args.engine, "--threads", str(args.threads), "--json-out", str(ANCHOR)])
             if rc != 0:
                 return rc
-        if switch_latency.style_count(args.engine) > 1:  # the style inputs' cost needs a multi-style model
+        if multi_style:  # the style inputs' cost needs a multi-style model
             rc = style_inputs.main(["--model", args.engine, "--threads", str(STYLE_INPUT_THREADS),
                                     "--json-out", str(STYLE_INPUTS)])
             if rc != 0:
