@@ -270,7 +270,7 @@ class ModelFiles:
         frames, where = calibration_set(None)
         logging.disable(logging.WARNING)  # ORT's quantizer logs advice to the root logger
         try:
-            int8, _ = quantize_int8(fp32, layout, frames, where)
+            int8, _ = quantize_int8(fp32, layout, frames, where, target=contract.INT8_TARGET_ORT)  # ORT runs it
         except (ValueError, RuntimeError) as exc:
             return f"INT8 quantization failed: {exc}"
         finally:

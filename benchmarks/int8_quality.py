@@ -100,8 +100,10 @@ def ship_int8(checkpoint: str | os.PathLike[str], fp32_path: str | os.PathLike[s
         # The export's own INT8 parity floor is a broken-calibration check; its 1x16x16 size (instance-norm
         # statistics over 4 positions at 1/8 scale) is INT8's worst case and dips below 20 dB with some
         # styles. The floor that decides is measured next, on full-size photos.
+        # The CPU path ships ONNX Runtime's CPU form (export.int8_cpu): the same values, faster there.
         result = export_checkpoint(checkpoint, candidate, io_layout="uint8_nhwc", precision="int8",
-                                   min_psnr=EXPORT_MIN_PSNR_DB, log=lambda _m: None)
+                                   min_psnr=EXPORT_MIN_PSNR_DB, log=lambda _m: None,
+                                   int8_target=contract.INT8_TARGET_ORT)
         for line in result.int8.lines() if result.int8 is not None else []:
             log(line)
         quality = measure_int8(fp32_path, candidate, min_psnr)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from stylize_rt import __version__
-from stylize_rt.contract import FP32_LAYERS, fp32_layers, grid_px
+from stylize_rt.contract import FP32_LAYERS, INT8_TARGET, INT8_TARGET_ORT, fp32_layers, grid_px
 from stylize_rt.engines.shapes import Profile, read_onnx_info, resolve_profile
 from stylize_rt.engines.sidecar import (
     HARDWARE_COMPATIBILITY,
@@ -106,11 +106,17 @@ def build_engine(
     config = config or BuildConfig()
     config.validate()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    info = read_onnx_info(onnx_path)
+    if info.metadata.get(INT8_TARGET) == INT8_TARGET_ORT:  # unsigned Q/DQ: the parser would reject it
+        raise BadInputError(
+            f"{onnx_path.name} is the ONNX Runtime CPU form of an INT8 graph (8-bit pads ahead of the convs); "
+            "TensorRT reads symmetric int8 only: export one with 'stylize-rt export generator CKPT -o OUT.onnx "
+            "--precision int8' (--int8-target tensorrt, the default), or build FP16 from generator.onnx"
+        )
     trt = import_tensorrt()
     cuda.require_gpu(config.device)
     cuda.check(cuda.import_cudart().cudaSetDevice(config.device), "cudaSetDevice")
     env = running_environment(config.device)
-    info = read_onnx_info(onnx_path)
     profile = resolve_profile(info.inputs, config.shapes, config.min_shape, config.opt_shape, config.max_shape,
                               config.batch, grid=grid_px(info.metadata))
     onnx_sha256 = file_sha256(onnx_path)

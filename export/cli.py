@@ -10,6 +10,7 @@ import argparse
 import importlib.util
 from pathlib import Path
 
+from stylize_rt import contract
 from stylize_rt.contract import CAPTIONER_ENCODER_FILE
 from stylize_rt.errors import BadInputError, MissingDependencyError
 from stylize_rt.export import triton as triton_export
@@ -47,6 +48,7 @@ def _export_generator(args: argparse.Namespace) -> int:
         precision=args.precision,
         verify=not args.no_verify,
         calibration=args.calibration,
+        int8_target=args.int8_target,
         calibration_method=args.calibration_method,
         min_psnr=args.min_psnr,
         log=print,
@@ -137,6 +139,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="int8 range estimation (default percentile: clips rare outliers; +3 dB over minmax on the embedded mosaic)"
     )
     gen.add_argument("--min-psnr", type=float, metavar="DB", help="fp16/int8: PSNR floor vs PyTorch (defaults 40 / 20 dB)")
+    gen.add_argument(
+        "--int8-target", choices=contract.INT8_TARGETS, default=contract.INT8_TARGET_TRT,
+        help="int8: tensorrt (default) = the Q/DQ form TensorRT and ONNX Runtime both read; onnxruntime = the "
+        "CPU form, same values with pads and upsamples on 8-bit tensors (faster on CPU, not for TensorRT)"
+    )
     gen.set_defaults(handler=_export_generator)
 
     cap = kinds.add_parser(

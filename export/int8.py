@@ -9,6 +9,10 @@ DequantizeLinear reads INT8, not ORT's default INT32 bias encoding). Only Convs 
 normalization, the pre/post-processing and the final sigmoid stay float, because that is
 where 8 bits visibly band flat regions.
 
+``target="onnxruntime"`` then rewrites that graph into ONNX Runtime's CPU form
+(``export.int8_cpu``): the same values, with the pads and upsamples moved onto 8-bit tensors,
+which TensorRT cannot read. The embedded models ship that form as their CPU path.
+
 Multi-style graphs calibrate over every style: each calibration frame is fed once per style
 with that style's one-hot, so the activation ranges cover all of them, and the PSNR is
 measured per style (the worst one is the graph's number).
@@ -28,7 +32,9 @@ from typing import Sequence
 import numpy as np
 import onnx
 
+from stylize_rt import contract
 from stylize_rt.export.frames import graph_feeds, n_styles_of, read_image_folder, sample_frames
+from stylize_rt.export.int8_cpu import onnxruntime_cpu_form
 from stylize_rt.export.parity import ort_session, psnr
 
 CALIBRATION_SIZE = (128, 128)  # (height, width) of calibration frames
@@ -44,16 +50,22 @@ class Int8Report:
     psnr_db: float  # worst held-out PSNR of the INT8 graph against the FP32 graph (ONNX Runtime)
     held_out: str
     per_style_psnr: dict[int, float] = field(default_factory=dict)  # multi-style graphs: style index -> worst PSNR
+    target: str = contract.INT8_TARGET_TRT
+    moved_quantizations: int = 0  # the ONNX Runtime CPU form: quantizations moved ahead of pads/upsamples
 
     def lines(self) -> list[str]:
         styles = ""
         if self.per_style_psnr:
             styles = " (per style: " + ", ".join(f"{k}: {v:.1f}" for k, v in self.per_style_psnr.items()) + ")"
-        return [
+        lines = [
             f"int8: QDQ, symmetric int8 activations and per-channel weights, {self.quantized_convs} Convs quantized, "
             f"{self.method} calibration on {self.calibration_frames} feeds ({self.calibration})",
-            f"int8 quality: PSNR {self.psnr_db:.1f} dB vs the FP32 graph on {self.held_out}{styles}",
         ]
+        if self.target == contract.INT8_TARGET_ORT:
+            lines.append(f"int8: ONNX Runtime CPU form, {self.moved_quantizations} quantizations moved ahead of "
+                         "their pads/upsamples onto 8-bit tensors (same values; TensorRT cannot read this form)")
+        lines.append(f"int8 quality: PSNR {self.psnr_db:.1f} dB vs the FP32 graph on {self.held_out}{styles}")
+        return lines
 
 
 class _FrameReader:
@@ -73,27 +85,38 @@ def quantize_int8(
     calibration_source: str,
     method: str = "percentile",
     eval_sizes: Sequence[tuple[int, int, int]] = ((1, 96, 128), (2, 61, 45)),
+    target: str = contract.INT8_TARGET_TRT,
 ):
-    """``(int8 ModelProto, Int8Report)`` for the FP32 ``fp32_model`` (a ModelProto)."""
+    """``(int8 ModelProto, Int8Report)`` for the FP32 ``fp32_model`` (a ModelProto); ``target``: which
+    consumer's form (``contract.INT8_TARGETS``), recorded in the graph's ``stylize_rt.int8_target``."""
+    if target not in contract.INT8_TARGETS:
+        raise ValueError(f"unknown INT8 target {target!r}; choose from {', '.join(contract.INT8_TARGETS)}")
     n_styles = n_styles_of(fp32_model)
     styles = range(n_styles) if n_styles > 1 else [None]
     feeds = [graph_feeds(frame[None], io_layout, n_styles, style=s) for frame in calibration_frames for s in styles]
     int8 = quantize_qdq(fp32_model, feeds, method)
     del int8.metadata_props[:]
     int8.metadata_props.extend(fp32_model.metadata_props)
+    int8.metadata_props.add(key=contract.INT8_TARGET, value=contract.INT8_TARGET_TRT)
     onnx.checker.check_model(int8, full_check=True)
+    dequantized = {o for n in int8.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    quantized_convs = sum(1 for n in int8.graph.node if n.op_type == "Conv" and n.input[1] in dequantized)
+    moved = 0
+    if target == contract.INT8_TARGET_ORT:
+        int8, moved = onnxruntime_cpu_form(int8)
     per_style = {}
     for s in styles:
         per_style[s], held_out = int8_psnr(fp32_model, int8, io_layout, eval_sizes, style=s)
-    dequantized = {o for n in int8.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     report = Int8Report(
         calibration=calibration_source + (f", each with all {n_styles} styles' one-hot" if n_styles > 1 else ""),
         calibration_frames=len(feeds),
         method=method,
-        quantized_convs=sum(1 for n in int8.graph.node if n.op_type == "Conv" and n.input[1] in dequantized),
+        quantized_convs=quantized_convs,
         psnr_db=min(per_style.values()),
         held_out=held_out,
         per_style_psnr={k: v for k, v in per_style.items() if k is not None},
+        target=contract.INT8_TARGET_ORT if moved else contract.INT8_TARGET_TRT,  # nothing moved: still both
+        moved_quantizations=moved,
     )
     return int8, report
 

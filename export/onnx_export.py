@@ -250,21 +250,27 @@ def export_checkpoint(
     calibration_method: str = "percentile",
     min_psnr: float | None = None,
     log: Callable[[str], None] | None = None,
+    int8_target: str = contract.INT8_TARGET_TRT,
 ) -> ExportResult:
-    """Checkpoint directory -> verified ONNX file at ``output`` (see the module docstring)."""
+    """Checkpoint directory -> verified ONNX file at ``output`` (see the module docstring).
+
+    ``int8_target`` (INT8 only): ``tensorrt``, the Q/DQ form both TensorRT and ONNX Runtime read, or
+    ``onnxruntime``, the faster CPU form with the same values (``export.int8_cpu``)."""
 
     log = log or _log_stderr
     if io_layout not in contract.IO_LAYOUTS:
         raise BadInputError(f"unknown IO layout {io_layout!r}; choose from {', '.join(contract.IO_LAYOUTS)}")
     if precision not in contract.GRAPH_PRECISIONS:
         raise BadInputError(f"unknown precision {precision!r}; choose from {', '.join(contract.GRAPH_PRECISIONS)}")
+    if int8_target not in contract.INT8_TARGETS:
+        raise BadInputError(f"unknown INT8 target {int8_target!r}; choose from {', '.join(contract.INT8_TARGETS)}")
     output = Path(output)
     generator, card = load_generator(checkpoint)
     created = _missing_parents(output)
     try:
         check_writable(output)
         return _export_loaded(generator, card, output, io_layout, precision, verify, calibration,
-                              calibration_method, min_psnr, log)
+                              calibration_method, min_psnr, log, int8_target)
     except BaseException:
         for folder in created:  # leave no empty folders behind either
             try:
@@ -285,7 +291,7 @@ def _missing_parents(path: Path) -> list[Path]:
 
 
 def _export_loaded(generator, card, output: Path, io_layout, precision, verify, calibration,
-                   calibration_method, min_psnr, log) -> ExportResult:
+                   calibration_method, min_psnr, log, int8_target=contract.INT8_TARGET_TRT) -> ExportResult:
 
     lines: list[str] = []
 
@@ -318,7 +324,8 @@ def _export_loaded(generator, card, output: Path, io_layout, precision, verify, 
 
         frames, source = calibration_set(calibration)
         try:
-            graph, int8_report = quantize_int8(graph, io_layout, frames, source, method=calibration_method)
+            graph, int8_report = quantize_int8(graph, io_layout, frames, source, method=calibration_method,
+                                               target=int8_target)
         except ValueError as exc:
             raise BadInputError(f"INT8 quantization failed: {exc}") from None
         result.int8 = int8_report
@@ -326,10 +333,13 @@ def _export_loaded(generator, card, output: Path, io_layout, precision, verify, 
             say(line)
         set_metadata(graph, {contract.INT8_PSNR: f"{int8_report.psnr_db:.2f}"})
 
-    lint_report = lint_model(graph)
-    result.lint = lint_report
-    for line in lint_report.lines():
-        say(line)
+    if get_metadata(graph).get(contract.INT8_TARGET) == contract.INT8_TARGET_ORT:
+        say("tensorrt lint: skipped (the ONNX Runtime CPU form of the INT8 graph is not for TensorRT)")
+    else:
+        lint_report = lint_model(graph)
+        result.lint = lint_report
+        for line in lint_report.lines():
+            say(line)
 
     if verify:
         report = verify_generator(generator, graph, io_layout, precision, min_psnr=min_psnr, label=str(output))

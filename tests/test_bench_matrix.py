@@ -96,14 +96,17 @@ def test_live_switch_section_comes_from_the_switch_result(tmp_path):
 def test_style_input_section_shows_the_interleaved_result_first(tmp_path):
     r = {"frames": 120, "model_median_ms": 14.2, "plain_median_ms": 13.1, "ratio_of_medians": 1.084,
          "median_of_ratios": 1.079}
+    used = {**r, "model_median_ms": 15.9, "ratio_of_medians": 1.214}
     styled = {"results": {"int8": {"640x360": r}, "fp32": {"640x360": {**r, "ratio_of_medians": 1.031}}},
+              "controls_in_use": {"int8": {"640x360": used}, "fp32": {"640x360": used}},
               "settings": {"model": "styles6", "precisions": ["fp32", "int8"], "frames": 120, "threads": 1},
               "environment": {"load_average_start": [0.5, 0.4, 0.3]}}
     page = cpu_matrix.render(document(), "cmd", Path(tmp_path / "r.json"), None, style_inputs_result=styled)
     section = page.split("## What the style inputs cost")[1].split("\n## ")[0]
     assert "--precision fp32,int8 --sizes 640x360 --frames 120 --threads 1" in section
-    assert "| int8 | 640x360 | 14.20 | 13.10 | 1.084 | 1.079 | **not met** |" in section
-    assert "| fp32 | 640x360 | 14.20 | 13.10 | 1.031 | 1.079 | met |" in section
+    assert "| int8 | defaults | 640x360 | 14.20 | 13.10 | 1.084 | 1.079 | **not met** |" in section
+    assert "| fp32 | defaults | 640x360 | 14.20 | 13.10 | 1.031 | 1.079 | met |" in section
+    assert "| int8 | strength 0.6, colour kept | 640x360 | 15.90 | 13.10 | 1.214 | 1.079 | (controls in use) |" in section
     assert section.index("alternating frame by frame") < section.index("each timed in its own block")
     plain = cpu_matrix.render(document(), "cmd", Path(tmp_path / "r.json"), None)
     assert "alternating frame by frame" not in plain.split("## What the style inputs cost")[1].split("\n## ")[0]

@@ -35,7 +35,11 @@ def test_times_both_precisions_in_turns_and_writes_the_ratios(tmp_path):
         for r in per_size.values():
             assert r["model_median_ms"] > 0 and r["plain_median_ms"] > 0
             assert r["ratio_of_medians"] == pytest.approx(r["model_median_ms"] / r["plain_median_ms"], rel=0.03)
-    assert "| int8 | 48x32 |" in proc.stdout
+    assert set(result["controls_in_use"]) == {"fp32", "int8"}
+    assert result["settings"]["controls_in_use"] == {"strength": 0.6, "preserve_color": True}
+    for per_size in result["controls_in_use"].values():
+        assert set(per_size) == {"64x48", "48x32"} and all(r["model_median_ms"] > 0 for r in per_size.values())
+    assert "| int8 | defaults | 48x32 |" in proc.stdout and "| int8 | strength 0.6, colour kept | 48x32 |" in proc.stdout
     assert result["environment"]["command"].startswith("python -m stylize_rt.benchmarks.style_inputs --frames 3")
 
 

@@ -33,6 +33,13 @@ INT8_PSNR = "stylize_rt.int8_psnr_db"
 # INT8 graphs shipped as a CPU path: JSON {"passed": bool, ...the measured floors}; `auto` precision
 # takes the INT8 graph on CPU only where this says it met its quality floor.
 INT8_QUALITY = "stylize_rt.int8_quality"
+# INT8 graphs: which consumer their Q/DQ form is for. "tensorrt": symmetric signed INT8 at each conv
+# (also what ONNX Runtime reads); "onnxruntime": the CPU form (export/int8_cpu.py), unsigned 8-bit
+# pads and upsamples ahead of the convs, which TensorRT cannot read.
+INT8_TARGET = "stylize_rt.int8_target"
+INT8_TARGET_TRT = "tensorrt"
+INT8_TARGET_ORT = "onnxruntime"
+INT8_TARGETS = (INT8_TARGET_TRT, INT8_TARGET_ORT)
 # Captioner graphs: the model config (JSON) and which part of the captioner a graph is.
 CAPTIONER_CONFIG = "stylize_rt.captioner_config"
 PART = "stylize_rt.part"

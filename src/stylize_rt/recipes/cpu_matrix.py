@@ -199,10 +199,13 @@ def interleaved_style_input_rows(result: dict | None) -> list[str]:
     return [
         f"`python -m stylize_rt.benchmarks.style_inputs --model {s['model']} --precision {','.join(s['precisions'])} "
         f"--sizes {','.join(sizes)} --frames {s['frames']} --threads {s['threads']}`: the model and its plain twin "
-        "(INT8: quantized by the export's static QDQ path) through the runtime path, alternating frame by frame "
-        f"(load average at the start {result['environment'].get('load_average_start')}).",
+        "(INT8: quantized by the export's static QDQ path, in the ONNX Runtime CPU form the folders ship) through "
+        "the runtime path, alternating frame by frame "
+        f"(load average at the start {result['environment'].get('load_average_start')}). The target is judged at "
+        "the controls a frame has by default; the second row per size draws at strength 0.6 with the colour kept "
+        "(the CPU INT8 graph runs its control tail only then).",
         "",
-        style_inputs.table(result["results"]),
+        style_inputs.table(result["results"], result.get("controls_in_use")),
         "",
         "The CPU matrix's own rows of the two networks (each timed in its own block, so the machine's drift "
         "between blocks enters this ratio):",

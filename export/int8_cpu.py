@@ -1,0 +1,238 @@
+"""The ONNX Runtime CPU form of a QDQ graph: 8-bit data movement ahead of every quantized conv.
+
+The QDQ graph TensorRT reads quantizes each conv's input right at the conv: ``... -> Resize
+(nearest) -> Pad (reflect) -> QuantizeLinear -> DequantizeLinear -> Conv``. ONNX Runtime fuses
+``DQ -> Conv -> Q`` into one integer ``QLinearConv`` but leaves the pads and upsamples before it on
+float tensors: at 1280x720 the 13 reflect pads and 2 upsamples of the embedded generator took a
+fifth of its time. Quantizing first and moving bytes instead of floats is exact, because a reflect
+or edge pad and a nearest-neighbour resize only copy values, and rounding commutes with copying:
+``Q(Pad(x)) == Pad(Q(x))``.
+
+The moved quantizations are unsigned (zero point 128 in place of signed 0): ONNX Runtime's x86
+integer convolution reads unsigned activations, and converts adjacent signed Q/DQ pairs itself,
+but not a pair with a pad between them. ``q_u8 = q_s8 + 128`` on the same scale, so the values are
+identical. TensorRT reads only symmetric signed INT8, so this form is for ONNX Runtime only; the
+graph says so in its ``stylize_rt.int8_target`` metadata and an engine build refuses it.
+
+Multi-style graphs also skip their control tail where no frame uses it. ``strength`` and
+``preserve_color`` act through a full-resolution ``input + (stylized - input) @ mix``
+(``nets.generator.MultiStyleUInt8NHWC``): at 1280x720 a tenth of the INT8 graph's time. At full
+strength without colour preservation (every frame of the batch) that is ``255 * stylized``, up to
+float rounding, so an ``If`` computes only that; any other control value runs the tail unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from stylize_rt import contract
+
+# ops that only copy values (what moving a quantization ahead of them must not change)
+_COPYING = ("Pad", "Resize", "Transpose", "Reshape", "Unsqueeze", "Squeeze", "Flatten")
+_TYPE_BLIND = ("Shape",)  # readers that see a tensor's shape only, whatever its type
+
+
+def _copies_values(node) -> bool:
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Pad":
+        # a constant pad writes a value that Q would map to a different byte; reflect/edge only copy
+        return attrs.get("mode", b"constant") in (b"reflect", b"edge")
+    if node.op_type == "Resize":
+        return attrs.get("mode", b"nearest") == b"nearest" and not attrs.get("antialias", 0)
+    return True
+
+
+def _chain_before(q, producers: dict, consumers: dict, outputs: set[str]) -> list:
+    """The copying nodes feeding ``q`` (nearest first), each the only reader of its output besides
+    ``Shape`` nodes."""
+    chain, tensor = [], q.input[0]
+    while tensor in producers and tensor not in outputs:
+        if sum(1 for r in consumers.get(tensor, []) if r.op_type not in _TYPE_BLIND) != 1:
+            break
+        node = producers[tensor]
+        if node.op_type not in _COPYING or not _copies_values(node):
+            break
+        chain.append(node)
+        tensor = node.input[0]
+    return chain
+
+
+def _reads(node) -> list[str]:
+    """A node's inputs, with the outer-scope names its subgraphs read (an ``If``'s branches)."""
+    names = list(node.input)
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            inner = {o for n in attr.g.node for o in n.output} | {i.name for i in attr.g.initializer}
+            names += [i for n in attr.g.node for i in _reads(n) if i not in inner]
+    return names
+
+
+def _topological(graph) -> None:
+    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        rest = [n for n in pending if not all(i in ready for i in _reads(n))]
+        for node in pending:
+            if node not in rest:
+                ordered.append(node)
+                ready.update(node.output)
+        if len(rest) == len(pending):
+            raise ValueError("the graph has a cycle")
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def _tail(graph, producers: dict, consumers: dict):
+    """``(add, y, x)`` of the control tail ``Add(x, Reshape(MatMul(Reshape(Sub(y, x01)), mix)))``
+    feeding the output's ``Clip -> Round -> Cast``, or None where the graph has none."""
+    cast = producers.get(graph.output[0].name)
+    chain = [cast]
+    for op in ("Round", "Clip", "Add"):
+        node = producers.get(chain[-1].input[0]) if chain[-1] is not None else None
+        chain.append(node if node is not None and node.op_type == op else None)
+    add = chain[-1]
+    if cast is None or cast.op_type != "Cast" or add is None:
+        return None
+    for x, moved in (add.input, reversed(add.input)):
+        path = [producers.get(moved)]
+        for op in ("Reshape", "MatMul", "Reshape", "Sub"):
+            node = path[-1]
+            if node is None or node.op_type != op:
+                path = []
+                break
+            path.append(producers.get(node.input[0]))
+        if path and len(consumers.get(path[-2].output[0], [])) == 1:
+            return add, path[-2].input[0], x
+    return None
+
+
+def _skip_identity_controls(model) -> bool:
+    """Put the control tail under an ``If`` whose other branch is ``255 * stylized`` (module doc)."""
+    graph = model.graph
+    inputs = {i.name for i in graph.input}
+    if not {contract.INPUT_STRENGTH, contract.INPUT_PRESERVE_COLOR} <= inputs:
+        return False
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found = _tail(graph, producers, consumers)
+    if found is None:
+        return False
+    add, stylized, _x = found
+    sub = consumers[stylized][0]
+    stop = {stylized, sub.input[1], _x} | inputs | {i.name for i in graph.initializer}
+    # the tail: the Add's ancestors that nothing else reads (the stylized frame and the input stay outside)
+    tail, todo = {id(add): add}, [add]
+    while todo:
+        for name in todo.pop().input:
+            node = producers.get(name)
+            if name and name not in stop and node is not None and id(node) not in tail:
+                tail[id(node)] = node
+                todo.append(node)
+    changed = True
+    while changed:
+        changed = False
+        for key, node in list(tail.items()):
+            if node is add:
+                continue
+            if any(id(r) not in tail for o in node.output for r in consumers.get(o, [])):
+                del tail[key]
+                changed = True
+    moved_nodes = [n for n in graph.node if id(n) in tail]
+    result = add.output[0]
+    add.output[0] = result + "_with_controls"
+    prefix = "/skip_identity_controls/"
+    scale = numpy_helper.from_array(np.array(255.0, np.float32), prefix + "x255")
+    full = helper.make_graph([helper.make_node("Mul", [stylized, scale.name], [result + "_full_strength"],
+                                               name=prefix + "Mul")],
+                             "full_strength", [], [helper.make_tensor_value_info(result + "_full_strength",
+                                                                                 onnx.TensorProto.FLOAT, None)],
+                             [scale])
+    controls = helper.make_graph(moved_nodes, "with_controls", [],
+                                 [helper.make_tensor_value_info(add.output[0], onnx.TensorProto.FLOAT, None)])
+    consts = [numpy_helper.from_array(np.array(v, np.float32), prefix + n) for n, v in (("one", 1.0), ("zero", 0.0))]
+    graph.initializer.extend(consts)
+    p = prefix
+    decide = [
+        helper.make_node("Equal", [contract.INPUT_STRENGTH, p + "one"], [p + "full"], name=p + "Equal_strength"),
+        helper.make_node("Equal", [contract.INPUT_PRESERVE_COLOR, p + "zero"], [p + "own_color"], name=p + "Equal_color"),
+        helper.make_node("And", [p + "full", p + "own_color"], [p + "plain"], name=p + "And"),
+        helper.make_node("Not", [p + "plain"], [p + "needs"], name=p + "Not"),
+        helper.make_node("Cast", [p + "needs"], [p + "needs_f"], name=p + "Cast", to=onnx.TensorProto.FLOAT),
+        helper.make_node("ReduceMax", [p + "needs_f"], [p + "any"], name=p + "ReduceMax", keepdims=0),
+        helper.make_node("Equal", [p + "any", p + "zero"], [p + "skip"], name=p + "Equal_skip"),
+        helper.make_node("If", [p + "skip"], [result], name=p + "If", then_branch=full, else_branch=controls),
+    ]
+    for node in moved_nodes:
+        graph.node.remove(node)
+    graph.node.extend(decide)
+    inner = {o for n in moved_nodes for o in n.output} | {result}
+    kept = [v for v in graph.value_info if v.name not in inner]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    return True
+
+
+def onnxruntime_cpu_form(model) -> tuple[onnx.ModelProto, int]:
+    """``(model in the CPU form, how many quantizations moved)``; ``model`` is not changed.
+
+    Only symmetric signed quantizations (zero point 0) move: that is what ``quantize_qdq`` writes
+    for TensorRT, and what the unsigned zero point 128 reproduces exactly."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    initializers = {i.name: i for i in graph.initializer}
+    stale: set[str] = set()
+    moved = 0
+    for q in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
+        chain = _chain_before(q, producers, consumers, outputs)
+        readers = consumers.get(q.output[0], [])
+        zero = initializers.get(q.input[2]) if len(q.input) > 2 else None
+        if (not chain or not readers or any(r.op_type != "DequantizeLinear" for r in readers)
+                or zero is None or zero.data_type != onnx.TensorProto.INT8 or numpy_helper.to_array(zero).any()
+                or any(r.input[2] != q.input[2] for r in readers)):
+            continue
+        first, last = chain[-1], chain[0]
+        stale.update(o for n in chain for o in n.output)
+        stale.update([q.output[0], first.input[0]])
+        early = q.output[0] + "_before_" + first.op_type.lower()
+        q.input[0], q.output[0], first.input[0] = first.input[0], early, early
+        last.output[0] = readers[0].input[0]
+        unsigned = q.input[2] + "_u8"
+        if unsigned not in initializers:
+            shape = numpy_helper.to_array(zero).shape
+            initializers[unsigned] = numpy_helper.from_array(np.full(shape, 128, np.uint8), unsigned)
+            graph.initializer.append(initializers[unsigned])
+        for node in [q, *readers]:
+            node.input[2] = unsigned
+        moved += 1
+    kept = [v for v in graph.value_info if v.name not in stale]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    skipped = _skip_identity_controls(model)
+    _topological(graph)
+    used = {i for n in graph.node for i in _reads(n)}
+    unused = [i for i in graph.initializer if i.name not in used]
+    for init in unused:
+        graph.initializer.remove(init)
+    if moved or skipped:
+        props = {p.key: p for p in model.metadata_props}
+        if contract.INT8_TARGET in props:
+            props[contract.INT8_TARGET].value = contract.INT8_TARGET_ORT
+        else:
+            model.metadata_props.add(key=contract.INT8_TARGET, value=contract.INT8_TARGET_ORT)
+    onnx.checker.check_model(model, full_check=True)
+    return model, moved
+
+
+__all__ = ["onnxruntime_cpu_form"]

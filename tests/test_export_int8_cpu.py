@@ -1,0 +1,198 @@
+"""export.int8_cpu: ONNX Runtime's CPU form of an INT8 graph gives the same bytes as the TensorRT form.
+
+Run on real exports (a tiny multi-style and a tiny single-style generator, and the shipped styles6)
+through ONNX Runtime sessions; a hand-made constant-pad graph checks what must not move.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from stylize_rt import contract  # noqa: E402
+from stylize_rt.export.frames import graph_feeds, sample_frames  # noqa: E402
+from stylize_rt.export.int8 import calibration_set, quantize_int8  # noqa: E402
+from stylize_rt.export.int8_cpu import onnxruntime_cpu_form  # noqa: E402
+from stylize_rt.export.metadata import get_metadata  # noqa: E402
+from stylize_rt.export.onnx_export import export_checkpoint  # noqa: E402
+from stylize_rt.export.parity import ort_session  # noqa: E402
+from stylize_rt.export.trt_lint import lint_model  # noqa: E402
+from stylize_rt.nets.checkpoint import save_generator  # noqa: E402
+from stylize_rt.nets.generator import Generator, GeneratorConfig  # noqa: E402
+
+TINY = {"channels": [4, 8, 8], "res_blocks": 1, "stem_kernel": 3, "stem": "unshuffle", "padding": "reflect"}
+SIZES = ((1, 96, 128), (2, 61, 45), (1, 17, 33))
+
+
+@pytest.fixture(scope="module", params=[2, 1], ids=["two_styles", "one_style"])
+def forms(request, tmp_path_factory):
+    """(TensorRT-form INT8 ModelProto, its CPU form, moved count, number of styles) of a tiny real export."""
+    n_styles = request.param
+    root = tmp_path_factory.mktemp(f"int8_cpu_{n_styles}")
+    torch.manual_seed(3)
+    generator = Generator(GeneratorConfig.from_dict({**TINY, "n_styles": n_styles})).eval()
+    card = {"step": 1, "styles": ["mosaic", "waves"][:n_styles]} if n_styles > 1 else {"step": 1}
+    ckpt = save_generator(root / "ckpt", generator, card)
+    fp32 = export_checkpoint(ckpt, root / "generator.onnx", io_layout="uint8_nhwc", precision="fp32",
+                             log=lambda _m: None).path
+    trt_form, _report = quantize_int8(onnx.load(str(fp32)), "uint8_nhwc", *calibration_set(None, count=4))
+    cpu_form, moved = onnxruntime_cpu_form(trt_form)
+    return trt_form, cpu_form, moved, n_styles
+
+
+def _outputs(model, n_styles: int) -> list[np.ndarray]:
+    session = ort_session(model)
+    outs = []
+    for i, (batch, height, width) in enumerate(SIZES):
+        frames, _ = sample_frames(batch, height, width, seed=40 + i, held_out=True)
+        for style in (range(n_styles) if n_styles > 1 else [None]):
+            feed = graph_feeds(frames, "uint8_nhwc", n_styles, style=style)
+            if n_styles > 1:
+                feed["strength"][:] = 0.6
+                feed["preserve_color"][:] = 1.0 if style else 0.0
+            outs.append(session.run(None, feed)[0])
+    return outs
+
+
+def test_the_cpu_form_gives_identical_bytes(forms):
+    trt_form, cpu_form, _moved, n_styles = forms
+    for want, got in zip(_outputs(trt_form, n_styles), _outputs(cpu_form, n_styles)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_every_conv_input_quantization_moved_ahead_of_its_pads_and_upsamples(forms):
+    trt_form, cpu_form, moved, _n = forms
+    convs = sum(1 for n in trt_form.graph.node if n.op_type == "Conv")
+    assert moved == convs  # every conv here reads through a reflect pad
+    producers = {o: n for n in cpu_form.graph.node for o in n.output}
+    fed_from = [producers[n.input[0]].op_type for n in cpu_form.graph.node
+                if n.op_type == "QuantizeLinear" and n.input[0] in producers]
+    assert "Pad" not in fed_from and "Resize" not in fed_from
+    trt_producers = {o: n for n in trt_form.graph.node for o in n.output}
+    before = [trt_producers[n.input[0]].op_type for n in trt_form.graph.node
+              if n.op_type == "QuantizeLinear" and n.input[0] in trt_producers]
+    assert before.count("Pad") == convs  # the TensorRT form quantizes right at each conv
+    inits = {i.name: i for i in cpu_form.graph.initializer}
+    unsigned = [n for n in cpu_form.graph.node if n.op_type == "QuantizeLinear"
+                and inits[n.input[2]].data_type == TensorProto.UINT8]
+    assert len(unsigned) == moved and all(numpy_helper.to_array(inits[n.input[2]]).min() == 128 for n in unsigned)
+
+
+def test_the_forms_say_who_reads_them_and_tensorrt_lint_tells_them_apart(forms):
+    trt_form, cpu_form, _moved, _n = forms
+    assert get_metadata(trt_form)[contract.INT8_TARGET] == contract.INT8_TARGET_TRT
+    assert get_metadata(cpu_form)[contract.INT8_TARGET] == contract.INT8_TARGET_ORT
+    assert lint_model(trt_form).ok
+    assert any("zero point must be 0" in line for line in lint_model(cpu_form).lines())
+
+
+def test_the_input_model_is_left_alone(forms):
+    trt_form, _cpu, _moved, _n = forms
+    before = trt_form.SerializeToString()
+    onnxruntime_cpu_form(trt_form)
+    assert trt_form.SerializeToString() == before
+
+
+def _tail_matmul_runs(model, feed: dict, tmp_path) -> int:
+    """How often the control tail's full-resolution MatMul ran (ONNX Runtime's own profile)."""
+    import onnxruntime as ort
+
+    branch = next(a.g for n in model.graph.node if n.op_type == "If" for a in n.attribute if a.name == "else_branch")
+    matmul = next(n.name for n in branch.node if n.op_type == "MatMul")
+    options = ort.SessionOptions()
+    options.enable_profiling, options.profile_file_prefix = True, str(tmp_path / "profile")
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session.run(None, feed)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    return sum(1 for e in events if e.get("cat") == "Node" and e["name"] == f"{matmul}_kernel_time")
+
+
+def test_the_control_tail_runs_only_where_a_frame_uses_the_controls(forms, tmp_path):
+    trt_form, cpu_form, _moved, n_styles = forms
+    ifs = [n for n in cpu_form.graph.node if n.op_type == "If"]
+    if n_styles == 1:
+        assert not ifs  # no controls, no tail
+        return
+    assert len(ifs) == 1
+    frames, _ = sample_frames(2, 61, 45, seed=7, held_out=True)
+    plain = graph_feeds(frames, "uint8_nhwc", n_styles, style=1)
+    mixed = {k: v.copy() for k, v in plain.items()}
+    mixed["strength"][1] = 0.5  # one frame of the batch uses a control: the whole batch takes the tail
+    reference, cpu = ort_session(trt_form), ort_session(cpu_form)
+    np.testing.assert_array_equal(cpu.run(None, mixed)[0], reference.run(None, mixed)[0])
+    want, got = reference.run(None, plain)[0], cpu.run(None, plain)[0]
+    assert np.abs(want.astype(int) - got).max() <= 1 and (want == got).mean() >= 0.99  # float rounding only
+    assert _tail_matmul_runs(cpu_form, plain, tmp_path) == 0
+    assert _tail_matmul_runs(cpu_form, mixed, tmp_path) == 1
+
+
+def _pad_q_graph(mode: str) -> onnx.ModelProto:
+    """x -> Pad(mode) -> Q -> DQ -> y, symmetric int8: the smallest pattern the rewrite looks at."""
+    inits = [
+        numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+        numpy_helper.from_array(np.array(0.02, np.float32), "scale"),
+        numpy_helper.from_array(np.array(0, np.int8), "zero"),
+    ]
+    pad_inputs = ["x", "pads"]
+    if mode == "constant":
+        inits.append(numpy_helper.from_array(np.array(0.3, np.float32), "fill"))
+        pad_inputs.append("fill")
+    nodes = [
+        helper.make_node("Pad", pad_inputs, ["padded"], mode=mode),
+        helper.make_node("QuantizeLinear", ["padded", "scale", "zero"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "pad_q", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 5, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 7, 8])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("mode, moves", [("reflect", 1), ("edge", 1), ("constant", 0)])
+def test_only_pads_that_copy_values_move(mode, moves):
+    model = _pad_q_graph(mode)
+    rewritten, moved = onnxruntime_cpu_form(model)
+    assert moved == moves
+    x = np.random.default_rng(0).uniform(-3, 3, (1, 2, 5, 6)).astype(np.float32)
+    want = ort_session(model).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(ort_session(rewritten).run(None, {"x": x})[0], want)
+
+
+def test_the_shipped_cpu_path_is_this_form_and_a_tensorrt_build_refuses_it_in_one_line(tmp_path):
+    from stylize_rt.models import get_model
+
+    int8 = get_model("styles6").directory / contract.CHECKPOINT_ONNX_INT8
+    meta = get_metadata(onnx.load(str(int8)))
+    assert meta[contract.INT8_TARGET] == contract.INT8_TARGET_ORT
+    assert json.loads(meta[contract.INT8_QUALITY])["passed"]
+    result = subprocess.run([sys.executable, "-m", "stylize_rt", "build-engine", str(int8), "-o",
+                             str(tmp_path / "gen.plan"), "--precision", "int8"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ONNX Runtime CPU form" in lines[0] and "--precision int8" in lines[0], result.stderr
+    assert not (tmp_path / "gen.plan").exists()
+
+
+def test_export_cli_writes_the_cpu_form_on_request(tmp_path):
+    torch.manual_seed(5)
+    ckpt = save_generator(tmp_path / "ckpt", Generator(GeneratorConfig.from_dict({**TINY, "n_styles": 1})).eval(),
+                          {"step": 1})
+    out = tmp_path / "gen_int8.onnx"
+    result = subprocess.run([sys.executable, "-m", "stylize_rt", "export", "generator", str(ckpt), "-o", str(out),
+                             "--precision", "int8", "--int8-target", "onnxruntime"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "ONNX Runtime CPU form, 8 quantizations moved" in result.stdout
+    assert "tensorrt lint: skipped" in result.stdout
+    assert get_metadata(onnx.load(str(out)))[contract.INT8_TARGET] == contract.INT8_TARGET_ORT
