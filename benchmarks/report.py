@@ -257,6 +257,15 @@ def plot_title(document: dict) -> str:
             f"{'; ' + gpus if gpus else ''})")
 
 
+def plot_series(records: Sequence[BenchRecord]) -> dict[tuple, list[BenchRecord]]:
+    """One line per backend/device/precision/batch/mode/network, its points by pixel count: a peer
+    network (``--peer``) is a line of its own, never a spike in the benchmarked model's line."""
+    series: dict[tuple, list[BenchRecord]] = {}
+    for r in records:
+        series.setdefault((r.backend, r.device, r.precision, r.batch, r.mode, r.network), []).append(r)
+    return {key: sorted(rows, key=lambda r: r.height * r.width) for key, rows in series.items()}
+
+
 def write_plot(records: Sequence[BenchRecord], path: str | os.PathLike[str], title: str = "") -> Path:
     """PNG: p50 latency vs megapixels per frame, one line per backend/precision/batch/mode."""
     try:
@@ -267,18 +276,19 @@ def write_plot(records: Sequence[BenchRecord], path: str | os.PathLike[str], tit
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    series: dict[tuple, list[BenchRecord]] = {}
-    for r in records:
-        series.setdefault((r.backend, r.device, r.precision, r.batch, r.mode), []).append(r)
+    series = plot_series(records)
     configs = sorted({key[:4] for key in series})
     colors = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(configs)}
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     for key, rows in sorted(series.items()):
-        backend, device, precision, batch, mode = key
-        rows = sorted(rows, key=lambda r: r.height * r.width)
+        backend, device, precision, batch, mode, network = key
         x = [r.height * r.width / 1e6 for r in rows]
         y = [r.p50_ms / r.batch for r in rows]
         label = f"{backend} ({device}) {precision} b{batch}" + END_TO_END_LABELS.get(mode, "")
+        if network != "model":  # a peer network: its own faint line, named
+            ax.plot(x, y, marker="x", linestyle=":", linewidth=1, alpha=0.6, color=colors[key[:4]],
+                    label=f"{label} [{network}]")
+            continue
         ax.plot(x, y, marker="o" if mode == "model" else "s", linestyle=END_TO_END_LINES.get(mode, "-"),
                 color=colors[key[:4]], label=label)
     sizes = sorted({(r.width, r.height) for r in records}, key=lambda s: s[0] * s[1])

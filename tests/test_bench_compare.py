@@ -97,3 +97,12 @@ def test_plot_is_a_png(tmp_path):
     records += [replace(r, backend="torch", p50_ms=r.p50_ms * 2) for r in records]
     path = report.write_plot(records, tmp_path / "plot.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_peer_network_is_its_own_plot_line_not_a_spike_in_the_models():
+    ours = [record(p, height=s, width=s) for p, s in ((10.0, 256), (40.0, 512))]
+    peer = [replace(r, network="johnson2016", p50_ms=r.p50_ms * 20) for r in ours]
+    series = report.plot_series(ours + peer)
+    assert len(series) == 2
+    model = next(rows for key, rows in series.items() if key[-1] == "model")
+    assert [r.p50_ms for r in model] == [10.0, 40.0]
