@@ -14,6 +14,7 @@ from stylize_rt import contract
 from stylize_rt.contract import CAPTIONER_ENCODER_FILE
 from stylize_rt.errors import BadInputError, MissingDependencyError
 from stylize_rt.export import triton as triton_export
+from stylize_rt.models import resolve_model
 
 
 def _need(*modules: str) -> None:
@@ -42,7 +43,7 @@ def _export_generator(args: argparse.Namespace) -> int:
     from stylize_rt.export.onnx_export import export_checkpoint  # torch: checked just above
 
     export_checkpoint(
-        args.checkpoint,
+        resolve_model(args.checkpoint),  # a path, or an embedded model's name (its folder is a checkpoint)
         args.output,
         io_layout=args.layout,
         precision=args.precision,
@@ -117,7 +118,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="style generator -> one .onnx file",
         description="Export a generator checkpoint directory (config.json + generator.safetensors) to ONNX.",
     )
-    gen.add_argument("checkpoint", metavar="CKPT", help="generator checkpoint directory")
+    gen.add_argument("checkpoint", metavar="CKPT",
+                     help="generator checkpoint directory, or an embedded model's name (stylize-rt models)")
     gen.add_argument("-o", "--output", required=True, metavar="GEN.onnx", help="output file (written atomically)")
     gen.add_argument(
         "--layout",

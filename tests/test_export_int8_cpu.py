@@ -196,3 +196,12 @@ def test_export_cli_writes_the_cpu_form_on_request(tmp_path):
     assert "ONNX Runtime CPU form, 8 quantizations moved" in result.stdout
     assert "tensorrt lint: skipped" in result.stdout
     assert get_metadata(onnx.load(str(out)))[contract.INT8_TARGET] == contract.INT8_TARGET_ORT
+
+
+def test_the_refusals_advice_works_an_embedded_name_exports_the_tensorrt_form(tmp_path):
+    out = tmp_path / "gen8.onnx"
+    result = subprocess.run([sys.executable, "-m", "stylize_rt", "export", "generator", "styles6", "-o", str(out),
+                             "--precision", "int8"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    model = onnx.load(str(out))
+    assert get_metadata(model)[contract.INT8_TARGET] == contract.INT8_TARGET_TRT and lint_model(model).ok
