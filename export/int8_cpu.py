@@ -19,6 +19,8 @@ Multi-style graphs also skip their control tail where no frame uses it. ``streng
 (``nets.generator.MultiStyleUInt8NHWC``): at 1280x720 a tenth of the INT8 graph's time. At full
 strength without colour preservation (every frame of the batch) that is ``255 * stylized``, up to
 float rounding, so an ``If`` computes only that; any other control value runs the tail unchanged.
+Their 22 small ``style @ table`` MatMuls (each norm's scale and shift) become one MatMul and a
+Split: on a CPU each op costs its dispatch, about as much as the product itself.
 """
 
 from __future__ import annotations
@@ -178,6 +180,36 @@ def _skip_identity_controls(model) -> bool:
     return True
 
 
+def _fuse_style_matmuls(graph) -> int:
+    """Every ``MatMul(a, table_i)`` that shares ``a`` with others and reads a 2-D float initializer
+    becomes one MatMul against the tables side by side, split back into the same outputs; returns
+    how many MatMuls were fused."""
+    initializers = {i.name: i for i in graph.initializer}
+    groups: dict[str, list] = {}
+    for node in graph.node:
+        table = initializers.get(node.input[1]) if node.op_type == "MatMul" else None
+        if table is not None and len(table.dims) == 2 and table.data_type == onnx.TensorProto.FLOAT:
+            groups.setdefault(node.input[0], []).append(node)
+    fused = 0
+    for k, (a, nodes) in enumerate(groups.items()):
+        tables = [numpy_helper.to_array(initializers[n.input[1]]) for n in nodes]
+        if len(nodes) < 2 or len({t.shape[0] for t in tables}) != 1:
+            continue
+        name = f"/fused_style_tables_{k}"
+        graph.initializer.extend([
+            numpy_helper.from_array(np.concatenate(tables, axis=1), name + "/table"),
+            numpy_helper.from_array(np.array([t.shape[1] for t in tables], np.int64), name + "/sizes"),
+        ])
+        at = list(graph.node).index(nodes[0])
+        for node in nodes:
+            graph.node.remove(node)
+        graph.node.insert(at, helper.make_node("Split", [name + "/out", name + "/sizes"],
+                                               [n.output[0] for n in nodes], name=name + "/Split", axis=-1))
+        graph.node.insert(at, helper.make_node("MatMul", [a, name + "/table"], [name + "/out"], name=name + "/MatMul"))
+        fused += len(nodes)
+    return fused
+
+
 def onnxruntime_cpu_form(model) -> tuple[onnx.ModelProto, int]:
     """``(model in the CPU form, how many quantizations moved)``; ``model`` is not changed.
 
@@ -220,12 +252,13 @@ def onnxruntime_cpu_form(model) -> tuple[onnx.ModelProto, int]:
     del graph.value_info[:]
     graph.value_info.extend(kept)
     skipped = _skip_identity_controls(model)
+    fused = _fuse_style_matmuls(graph)
     _topological(graph)
     used = {i for n in graph.node for i in _reads(n)}
     unused = [i for i in graph.initializer if i.name not in used]
     for init in unused:
         graph.initializer.remove(init)
-    if moved or skipped:
+    if moved or skipped or fused:
         props = {p.key: p for p in model.metadata_props}
         if contract.INT8_TARGET in props:
             props[contract.INT8_TARGET].value = contract.INT8_TARGET_ORT

@@ -88,6 +88,21 @@ def test_every_conv_input_quantization_moved_ahead_of_its_pads_and_upsamples(for
     assert len(unsigned) == moved and all(numpy_helper.to_array(inits[n.input[2]]).min() == 128 for n in unsigned)
 
 
+def test_the_style_tables_are_one_matmul(forms):
+    trt_form, cpu_form, _moved, n_styles = forms
+    count = sum(1 for n in trt_form.graph.node if n.op_type == "MatMul")
+    fused = [n for n in cpu_form.graph.node if n.op_type == "MatMul"]
+    if n_styles == 1:
+        assert count == len(fused) == 0
+        return
+    tables = {i.name for i in trt_form.graph.initializer}
+    lookups = [n for n in trt_form.graph.node if n.op_type == "MatMul" and n.input[1] in tables]
+    assert len(lookups) >= 2 and count == len(lookups) + 1  # the style lookups, and the tail's colour matrix
+    assert len(fused) == 1 and fused[0].input[0] == lookups[0].input[0]  # the tail's MatMul went into the If
+    splits = [n for n in cpu_form.graph.node if n.op_type == "Split"]
+    assert len(splits) == 1 and list(splits[0].output) == [n.output[0] for n in lookups]
+
+
 def test_the_forms_say_who_reads_them_and_tensorrt_lint_tells_them_apart(forms):
     trt_form, cpu_form, _moved, _n = forms
     assert get_metadata(trt_form)[contract.INT8_TARGET] == contract.INT8_TARGET_TRT
