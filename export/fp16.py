@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from stylize_rt.export.graph_links import links
 from stylize_rt.export.parity import ort_session, psnr, torch_reference
 
 FP16_MAX = 65504.0
@@ -92,13 +93,7 @@ def io_island_nodes(model) -> list[str]:
     and rounding are exact (FP16 has 11 significant bits: fine for 255, not for the
     divide-by-255 that follows).
     """
-    consumers: dict[str, list] = {}
-    producer: dict[str, object] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-        for name in node.output:
-            producer[name] = node
+    producer, consumers = links(model.graph)
     stop_forward = {"Pad", "Conv"}
     stop_backward = {"Sigmoid", "Tanh", "Conv", "Add", "Relu"}
     picked: list[str] = []

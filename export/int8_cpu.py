@@ -30,6 +30,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from stylize_rt import contract
+from stylize_rt.export.graph_links import links
 
 # ops that only copy values (what moving a quantization ahead of them must not change)
 _COPYING = ("Pad", "Resize", "Transpose", "Reshape", "Unsqueeze", "Squeeze", "Flatten")
@@ -117,11 +118,7 @@ def _skip_identity_controls(model) -> bool:
     inputs = {i.name for i in graph.input}
     if not {contract.INPUT_STRENGTH, contract.INPUT_PRESERVE_COLOR} <= inputs:
         return False
-    producers = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    producers, consumers = links(graph)
     found = _tail(graph, producers, consumers)
     if found is None:
         return False
@@ -217,11 +214,7 @@ def onnxruntime_cpu_form(model) -> tuple[onnx.ModelProto, int]:
     for TensorRT, and what the unsigned zero point 128 reproduces exactly."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
-    producers = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    producers, consumers = links(graph)
     outputs = {o.name for o in graph.output}
     initializers = {i.name: i for i in graph.initializer}
     stale: set[str] = set()

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import numpy_helper
 
+from stylize_rt.export.graph_links import links
+
 FLATTEN_SHAPE = "cond_norm_flatten_shape"
 UNFLATTEN_SHAPE = "cond_norm_unflatten_shape_c{}"  # .format(C)
 
@@ -30,11 +32,7 @@ def constant_norm_reshapes(model) -> int:
     shape (its only consumer, shaped by ``Shape(input)``) gets ``[-1, C, 0, 0]``, C from the
     shape-inferred graph (in place); the nodes left unused are dropped. Returns the reshapes changed."""
     graph = model.graph
-    producers = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    producers, consumers = links(graph)
     channels = _static_channels(graph)
     constants = {init.name for init in graph.initializer}
 

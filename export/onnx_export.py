@@ -42,6 +42,7 @@ from stylize_rt import __version__, contract
 from stylize_rt.errors import BadInputError, OutputError
 from stylize_rt.export import fp16
 from stylize_rt.export.frames import graph_feeds, n_styles_of, sample_frames
+from stylize_rt.export.graph_links import links
 from stylize_rt.export.int8 import calibration_set, quantize_int8
 from stylize_rt.export.metadata import generator_metadata, get_metadata, set_metadata
 from stylize_rt.export.norm_reshape import constant_norm_reshapes
@@ -108,10 +109,7 @@ def cast_uint8_inputs_first(model) -> int:
     Transpose(uint8) -> Cast. Swapping them computes the same values. Returns the swaps made.
     """
 
-    consumers: dict[str, list] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    _producers, consumers = links(model.graph)
     swaps = 0
     for value in model.graph.input:
         if value.type.tensor_type.elem_type != 2:  # UINT8
