@@ -47,6 +47,7 @@ from stylize_rt.training.data import held_out_photos
 TARGET_RATIO = 1.05
 PRECISIONS = ("fp32", "int8")
 CONTROLS_IN_USE = StyleControls(strength=0.6, preserve_color=True)
+CONTROLS_IN_USE_LABEL = f"strength {CONTROLS_IN_USE.strength:g}, colour kept"
 
 
 def model_folder(model: str) -> Path:
@@ -110,7 +111,7 @@ def table(results: dict, in_use: dict | None = None) -> str:
             rows = [("defaults", r, "met" if r["ratio_of_medians"] <= TARGET_RATIO else "**not met**")]
             used = (in_use or {}).get(precision, {}).get(size)
             if used is not None:
-                rows.append(("strength 0.6, colour kept", used, "(controls in use)"))
+                rows.append((CONTROLS_IN_USE_LABEL, used, "(controls in use)"))
             for label, row, met in rows:
                 lines.append(f"| {precision} | {label} | {size} | {row['model_median_ms']:.2f} | "
                              f"{row['plain_median_ms']:.2f} | {row['ratio_of_medians']:.3f} | "

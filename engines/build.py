@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from stylize_rt import __version__
-from stylize_rt.contract import FP32_LAYERS, INT8_TARGET, INT8_TARGET_ORT, fp32_layers, grid_px
+from stylize_rt.contract import FP32_LAYERS, for_tensorrt, fp32_layers, grid_px
 from stylize_rt.engines.shapes import Profile, read_onnx_info, resolve_profile
 from stylize_rt.engines.sidecar import (
     HARDWARE_COMPATIBILITY,
@@ -107,7 +107,7 @@ def build_engine(
     config.validate()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     info = read_onnx_info(onnx_path)
-    if info.metadata.get(INT8_TARGET) == INT8_TARGET_ORT:  # unsigned Q/DQ: the parser would reject it
+    if not for_tensorrt(info.metadata):
         raise BadInputError(
             f"{onnx_path.name} is the ONNX Runtime CPU form of an INT8 graph (8-bit pads ahead of the convs); "
             "TensorRT reads symmetric int8 only: export one with 'stylize-rt export generator CKPT -o OUT.onnx "

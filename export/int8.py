@@ -35,6 +35,7 @@ import onnx
 from stylize_rt import contract
 from stylize_rt.export.frames import graph_feeds, n_styles_of, read_image_folder, sample_frames
 from stylize_rt.export.int8_cpu import onnxruntime_cpu_form
+from stylize_rt.export.metadata import get_metadata, set_metadata
 from stylize_rt.export.parity import ort_session, psnr
 
 CALIBRATION_SIZE = (128, 128)  # (height, width) of calibration frames
@@ -97,7 +98,7 @@ def quantize_int8(
     int8 = quantize_qdq(fp32_model, feeds, method)
     del int8.metadata_props[:]
     int8.metadata_props.extend(fp32_model.metadata_props)
-    int8.metadata_props.add(key=contract.INT8_TARGET, value=contract.INT8_TARGET_TRT)
+    set_metadata(int8, {contract.INT8_TARGET: contract.INT8_TARGET_TRT})
     onnx.checker.check_model(int8, full_check=True)
     dequantized = {o for n in int8.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     quantized_convs = sum(1 for n in int8.graph.node if n.op_type == "Conv" and n.input[1] in dequantized)
@@ -115,7 +116,7 @@ def quantize_int8(
         psnr_db=min(per_style.values()),
         held_out=held_out,
         per_style_psnr={k: v for k, v in per_style.items() if k is not None},
-        target=contract.INT8_TARGET_ORT if moved else contract.INT8_TARGET_TRT,  # nothing moved: still both
+        target=get_metadata(int8)[contract.INT8_TARGET],  # what the graph says: nothing moved, still both
         moved_quantizations=moved,
     )
     return int8, report

@@ -31,6 +31,7 @@ from onnx import helper, numpy_helper
 
 from stylize_rt import contract
 from stylize_rt.export.graph_links import links
+from stylize_rt.export.metadata import set_metadata
 
 # ops that only copy values (what moving a quantization ahead of them must not change)
 _COPYING = ("Pad", "Resize", "Transpose", "Reshape", "Unsqueeze", "Squeeze", "Flatten")
@@ -88,43 +89,46 @@ def _topological(graph) -> None:
     graph.node.extend(ordered)
 
 
+def _path(producers: dict, tensor: str, ops: tuple[str, ...]) -> list | None:
+    """The nodes that write ``tensor`` through their first inputs, when their types are ``ops``
+    (nearest first); None where the graph differs."""
+    nodes = []
+    for op in ops:
+        node = producers.get(tensor)
+        if node is None or node.op_type != op:
+            return None
+        nodes.append(node)
+        tensor = node.input[0]
+    return nodes
+
+
 def _tail(graph, producers: dict, consumers: dict):
     """``(add, y, x)`` of the control tail ``Add(x, Reshape(MatMul(Reshape(Sub(y, x01)), mix)))``
     feeding the output's ``Clip -> Round -> Cast``, or None where the graph has none."""
-    cast = producers.get(graph.output[0].name)
-    chain = [cast]
-    for op in ("Round", "Clip", "Add"):
-        node = producers.get(chain[-1].input[0]) if chain[-1] is not None else None
-        chain.append(node if node is not None and node.op_type == op else None)
-    add = chain[-1]
-    if cast is None or cast.op_type != "Cast" or add is None:
+    out = _path(producers, graph.output[0].name, ("Cast", "Round", "Clip", "Add"))
+    if out is None:
         return None
+    add = out[-1]
     for x, moved in (add.input, reversed(add.input)):
-        path = [producers.get(moved)]
-        for op in ("Reshape", "MatMul", "Reshape", "Sub"):
-            node = path[-1]
-            if node is None or node.op_type != op:
-                path = []
-                break
-            path.append(producers.get(node.input[0]))
-        if path and len(consumers.get(path[-2].output[0], [])) == 1:
-            return add, path[-2].input[0], x
+        change = _path(producers, moved, ("Reshape", "MatMul", "Reshape", "Sub"))
+        if change is not None and len(consumers.get(change[-1].output[0], [])) == 1:
+            return add, change[-1].input[0], x
     return None
 
 
-def _skip_identity_controls(model) -> bool:
+def _skip_identity_controls(model) -> None:
     """Put the control tail under an ``If`` whose other branch is ``255 * stylized`` (module doc)."""
     graph = model.graph
     inputs = {i.name for i in graph.input}
     if not {contract.INPUT_STRENGTH, contract.INPUT_PRESERVE_COLOR} <= inputs:
-        return False
+        return
     producers, consumers = links(graph)
     found = _tail(graph, producers, consumers)
     if found is None:
-        return False
-    add, stylized, _x = found
+        return
+    add, stylized, x = found
     sub = consumers[stylized][0]
-    stop = {stylized, sub.input[1], _x} | inputs | {i.name for i in graph.initializer}
+    stop = {stylized, sub.input[1], x} | inputs | {i.name for i in graph.initializer}
     # the tail: the Add's ancestors that nothing else reads (the stylized frame and the input stay outside)
     tail, todo = {id(add): add}, [add]
     while todo:
@@ -145,18 +149,17 @@ def _skip_identity_controls(model) -> bool:
     moved_nodes = [n for n in graph.node if id(n) in tail]
     result = add.output[0]
     add.output[0] = result + "_with_controls"
-    prefix = "/skip_identity_controls/"
-    scale = numpy_helper.from_array(np.array(255.0, np.float32), prefix + "x255")
+    p = "/skip_identity_controls/"
+    scale = numpy_helper.from_array(np.array(255.0, np.float32), p + "x255")
     full = helper.make_graph([helper.make_node("Mul", [stylized, scale.name], [result + "_full_strength"],
-                                               name=prefix + "Mul")],
+                                               name=p + "Mul")],
                              "full_strength", [], [helper.make_tensor_value_info(result + "_full_strength",
                                                                                  onnx.TensorProto.FLOAT, None)],
                              [scale])
     controls = helper.make_graph(moved_nodes, "with_controls", [],
                                  [helper.make_tensor_value_info(add.output[0], onnx.TensorProto.FLOAT, None)])
-    consts = [numpy_helper.from_array(np.array(v, np.float32), prefix + n) for n, v in (("one", 1.0), ("zero", 0.0))]
-    graph.initializer.extend(consts)
-    p = prefix
+    graph.initializer.extend(numpy_helper.from_array(np.array(v, np.float32), p + n)
+                             for n, v in (("one", 1.0), ("zero", 0.0)))
     decide = [
         helper.make_node("Equal", [contract.INPUT_STRENGTH, p + "one"], [p + "full"], name=p + "Equal_strength"),
         helper.make_node("Equal", [contract.INPUT_PRESERVE_COLOR, p + "zero"], [p + "own_color"], name=p + "Equal_color"),
@@ -174,20 +177,17 @@ def _skip_identity_controls(model) -> bool:
     kept = [v for v in graph.value_info if v.name not in inner]
     del graph.value_info[:]
     graph.value_info.extend(kept)
-    return True
 
 
-def _fuse_style_matmuls(graph) -> int:
+def _fuse_style_matmuls(graph) -> None:
     """Every ``MatMul(a, table_i)`` that shares ``a`` with others and reads a 2-D float initializer
-    becomes one MatMul against the tables side by side, split back into the same outputs; returns
-    how many MatMuls were fused."""
+    becomes one MatMul against the tables side by side, split back into the same outputs."""
     initializers = {i.name: i for i in graph.initializer}
     groups: dict[str, list] = {}
     for node in graph.node:
         table = initializers.get(node.input[1]) if node.op_type == "MatMul" else None
         if table is not None and len(table.dims) == 2 and table.data_type == onnx.TensorProto.FLOAT:
             groups.setdefault(node.input[0], []).append(node)
-    fused = 0
     for k, (a, nodes) in enumerate(groups.items()):
         tables = [numpy_helper.to_array(initializers[n.input[1]]) for n in nodes]
         if len(nodes) < 2 or len({t.shape[0] for t in tables}) != 1:
@@ -203,8 +203,6 @@ def _fuse_style_matmuls(graph) -> int:
         graph.node.insert(at, helper.make_node("Split", [name + "/out", name + "/sizes"],
                                                [n.output[0] for n in nodes], name=name + "/Split", axis=-1))
         graph.node.insert(at, helper.make_node("MatMul", [a, name + "/table"], [name + "/out"], name=name + "/MatMul"))
-        fused += len(nodes)
-    return fused
 
 
 def onnxruntime_cpu_form(model) -> tuple[onnx.ModelProto, int]:
@@ -244,19 +242,15 @@ def onnxruntime_cpu_form(model) -> tuple[onnx.ModelProto, int]:
     kept = [v for v in graph.value_info if v.name not in stale]
     del graph.value_info[:]
     graph.value_info.extend(kept)
-    skipped = _skip_identity_controls(model)
-    fused = _fuse_style_matmuls(graph)
+    _skip_identity_controls(model)
+    _fuse_style_matmuls(graph)
     _topological(graph)
     used = {i for n in graph.node for i in _reads(n)}
     unused = [i for i in graph.initializer if i.name not in used]
     for init in unused:
         graph.initializer.remove(init)
-    if moved or skipped or fused:
-        props = {p.key: p for p in model.metadata_props}
-        if contract.INT8_TARGET in props:
-            props[contract.INT8_TARGET].value = contract.INT8_TARGET_ORT
-        else:
-            model.metadata_props.add(key=contract.INT8_TARGET, value=contract.INT8_TARGET_ORT)
+    if moved:  # unsigned Q/DQ: the one change TensorRT cannot read (the If and the Split it can)
+        set_metadata(model, {contract.INT8_TARGET: contract.INT8_TARGET_ORT})
     onnx.checker.check_model(model, full_check=True)
     return model, moved
 

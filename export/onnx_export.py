@@ -331,7 +331,7 @@ def _export_loaded(generator, card, output: Path, io_layout, precision, verify, 
             say(line)
         set_metadata(graph, {contract.INT8_PSNR: f"{int8_report.psnr_db:.2f}"})
 
-    if get_metadata(graph).get(contract.INT8_TARGET) == contract.INT8_TARGET_ORT:
+    if not contract.for_tensorrt(get_metadata(graph)):
         say("tensorrt lint: skipped (the ONNX Runtime CPU form of the INT8 graph is not for TensorRT)")
     else:
         lint_report = lint_model(graph)

@@ -244,7 +244,7 @@ def verify_file(
             log(f"warning: FP16 graph: {problem} (an FP16 engine may overflow there)")
         if not problems:
             log("fp16 islands: every InstanceNormalization and FP32 layer runs in FP32 with explicit Casts")
-    if meta.get(contract.INT8_TARGET) == contract.INT8_TARGET_ORT:
+    if not contract.for_tensorrt(meta):
         log("tensorrt lint: skipped (the ONNX Runtime CPU form of an INT8 graph is not for TensorRT)")
     else:
         for line in lint_file(path).lines():

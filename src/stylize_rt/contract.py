@@ -40,6 +40,12 @@ INT8_TARGET = "stylize_rt.int8_target"
 INT8_TARGET_TRT = "tensorrt"
 INT8_TARGET_ORT = "onnxruntime"
 INT8_TARGETS = (INT8_TARGET_TRT, INT8_TARGET_ORT)
+
+
+def for_tensorrt(meta: dict[str, str]) -> bool:
+    """False for an INT8 graph in ONNX Runtime's CPU form (its metadata says so): TensorRT's parser
+    rejects its unsigned Q/DQ, so builds refuse it and the TensorRT lint does not apply."""
+    return meta.get(INT8_TARGET) != INT8_TARGET_ORT
 # Captioner graphs: the model config (JSON) and which part of the captioner a graph is.
 CAPTIONER_CONFIG = "stylize_rt.captioner_config"
 PART = "stylize_rt.part"

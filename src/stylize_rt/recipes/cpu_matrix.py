@@ -202,7 +202,7 @@ def interleaved_style_input_rows(result: dict | None) -> list[str]:
         "(INT8: quantized by the export's static QDQ path, in the ONNX Runtime CPU form the folders ship) through "
         "the runtime path, alternating frame by frame "
         f"(load average at the start {result['environment'].get('load_average_start')}). The target is judged at "
-        "the controls a frame has by default; the second row per size draws at strength 0.6 with the colour kept "
+        f"the controls a frame has by default; the second row per size draws at {style_inputs.CONTROLS_IN_USE_LABEL} "
         "(the CPU INT8 graph runs its control tail only then).",
         "",
         style_inputs.table(result["results"], result.get("controls_in_use")),
