@@ -11,7 +11,8 @@ where 8 bits visibly band flat regions.
 
 ``target="onnxruntime"`` then rewrites that graph into ONNX Runtime's CPU form
 (``export.int8_cpu``): the same values, with the pads and upsamples moved onto 8-bit tensors,
-which TensorRT cannot read. The embedded models ship that form as their CPU path.
+which TensorRT cannot read, and the frame's quantization and the output's sigmoid run as 256-entry
+tables (``export.int8_cpu_ends``). The embedded models ship that form as their CPU path.
 
 Multi-style graphs calibrate over every style: each calibration frame is fed once per style
 with that style's one-hot, so the activation ranges cover all of them, and the PSNR is
@@ -64,7 +65,8 @@ class Int8Report:
         ]
         if self.target == contract.INT8_TARGET_ORT:
             lines.append(f"int8: ONNX Runtime CPU form, {self.moved_quantizations} quantizations moved ahead of "
-                         "their pads/upsamples onto 8-bit tensors (same values; TensorRT cannot read this form)")
+                         "their pads/upsamples onto 8-bit tensors, the frame quantized and the output written by table lookups "
+                         "(the same values up to float rounding; TensorRT cannot read this form)")
         lines.append(f"int8 quality: PSNR {self.psnr_db:.1f} dB vs the FP32 graph on {self.held_out}{styles}")
         return lines
 

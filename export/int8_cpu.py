@@ -31,6 +31,17 @@ from onnx import helper, numpy_helper
 
 from stylize_rt import contract
 from stylize_rt.export.graph_links import links
+from stylize_rt.export.int8_cpu_ends import (
+    OUTPUT_SCALE_NAME,
+    OUTPUT_ZERO_NAME,
+    drop_dead_nodes,
+    ensure_output_quantization,
+    move_output_copies,
+    quantize_input_directly,
+    quantize_plain_output,
+    unsigned_zero_point,
+    widen_narrow_convs,
+)
 from stylize_rt.export.metadata import set_metadata
 
 # ops that only copy values (what moving a quantization ahead of them must not change)
@@ -103,21 +114,33 @@ def _path(producers: dict, tensor: str, ops: tuple[str, ...]) -> list | None:
 
 
 def _tail(graph, producers: dict, consumers: dict):
-    """``(add, y, x)`` of the control tail ``Add(x, Reshape(MatMul(Reshape(Sub(y, x01)), mix)))``
-    feeding the output's ``Clip -> Round -> Cast``, or None where the graph has none."""
+    """``(ending, add, y)`` of the control tail ``Add(x, Reshape(MatMul(Reshape(Sub(y, x01)), mix)))``
+    and the output's ``Clip -> Round -> Cast`` after it (``ending``), or None where the graph has none."""
     out = _path(producers, graph.output[0].name, ("Cast", "Round", "Clip", "Add"))
-    if out is None:
+    if out is None or any(len(consumers.get(n.output[0], [])) != 1 for n in out[1:]):
         return None
     add = out[-1]
-    for x, moved in (add.input, reversed(add.input)):
+    for moved in add.input:
         change = _path(producers, moved, ("Reshape", "MatMul", "Reshape", "Sub"))
         if change is not None and len(consumers.get(change[-1].output[0], [])) == 1:
-            return add, change[-1].input[0], x
+            return out[:-1], add, change[-1].input[0]
     return None
 
 
+def _sinkable_source(producers: dict, consumers: dict, stylized: str, tail: dict) -> list:
+    """``[DequantizeLinear, Sigmoid]`` computing ``stylized`` from an 8-bit tensor where only the tail
+    reads them (both branches then compute it themselves), else ``[]``."""
+    sigmoid = producers.get(stylized)
+    dq = producers.get(sigmoid.input[0]) if sigmoid is not None and sigmoid.op_type == "Sigmoid" else None
+    if (dq is None or dq.op_type != "DequantizeLinear" or consumers.get(dq.output[0], []) != [sigmoid]
+            or any(id(r) not in tail for r in consumers.get(stylized, []))):
+        return []
+    return [dq, sigmoid]
+
+
 def _skip_identity_controls(model) -> None:
-    """Put the control tail under an ``If`` whose other branch is ``255 * stylized`` (module doc)."""
+    """Put the control tail under an ``If`` whose other branch is ``QuantizeLinear(stylized, 1/255, 0)``
+    (module doc; ``export.int8_cpu_ends``)."""
     graph = model.graph
     inputs = {i.name for i in graph.input}
     if not {contract.INPUT_STRENGTH, contract.INPUT_PRESERVE_COLOR} <= inputs:
@@ -126,10 +149,10 @@ def _skip_identity_controls(model) -> None:
     found = _tail(graph, producers, consumers)
     if found is None:
         return
-    add, stylized, x = found
-    sub = consumers[stylized][0]
-    stop = {stylized, sub.input[1], x} | inputs | {i.name for i in graph.initializer}
-    # the tail: the Add's ancestors that nothing else reads (the stylized frame and the input stay outside)
+    ending, add, stylized = found
+    stop = {stylized} | inputs | {i.name for i in graph.initializer}
+    # the tail: the Add's ancestors that nothing else reads (the stylized frame stays outside; the
+    # float input frame moves in where the network reads its bytes directly)
     tail, todo = {id(add): add}, [add]
     while todo:
         for name in todo.pop().input:
@@ -146,18 +169,23 @@ def _skip_identity_controls(model) -> None:
             if any(id(r) not in tail for o in node.output for r in consumers.get(o, [])):
                 del tail[key]
                 changed = True
-    moved_nodes = [n for n in graph.node if id(n) in tail]
-    result = add.output[0]
-    add.output[0] = result + "_with_controls"
+    source = _sinkable_source(producers, consumers, stylized, tail)
+    moved_nodes = source + [n for n in graph.node if id(n) in tail] + ending[::-1]
+    result = graph.output[0].name
+    ending[0].output[0] = result + "_with_controls"
     p = "/skip_identity_controls/"
-    scale = numpy_helper.from_array(np.array(255.0, np.float32), p + "x255")
-    full = helper.make_graph([helper.make_node("Mul", [stylized, scale.name], [result + "_full_strength"],
-                                               name=p + "Mul")],
-                             "full_strength", [], [helper.make_tensor_value_info(result + "_full_strength",
-                                                                                 onnx.TensorProto.FLOAT, None)],
-                             [scale])
+    ensure_output_quantization(graph)
+    plain = [helper.make_node("QuantizeLinear", [stylized, OUTPUT_SCALE_NAME, OUTPUT_ZERO_NAME],
+                              [result + "_full_strength"], name=p + "QuantizeLinear")]
+    if source:  # the same DQ -> Sigmoid in this branch, so ONNX Runtime makes it one lookup with the Q
+        plain[:0] = [onnx.NodeProto.FromString(n.SerializeToString()) for n in source]
+        plain[0].name, plain[1].name = p + "DequantizeLinear", p + "Sigmoid"
+        plain[0].output[0] = plain[1].input[0] = p + "dequantized"
+        plain[1].output[0] = plain[2].input[0] = p + "stylized"
+    full = helper.make_graph(plain, "full_strength", [], [helper.make_tensor_value_info(
+        result + "_full_strength", onnx.TensorProto.UINT8, None)])
     controls = helper.make_graph(moved_nodes, "with_controls", [],
-                                 [helper.make_tensor_value_info(add.output[0], onnx.TensorProto.FLOAT, None)])
+                                 [helper.make_tensor_value_info(ending[0].output[0], onnx.TensorProto.UINT8, None)])
     graph.initializer.extend(numpy_helper.from_array(np.array(v, np.float32), p + n)
                              for n, v in (("one", 1.0), ("zero", 0.0)))
     decide = [
@@ -231,19 +259,21 @@ def onnxruntime_cpu_form(model) -> tuple[onnx.ModelProto, int]:
         early = q.output[0] + "_before_" + first.op_type.lower()
         q.input[0], q.output[0], first.input[0] = first.input[0], early, early
         last.output[0] = readers[0].input[0]
-        unsigned = q.input[2] + "_u8"
-        if unsigned not in initializers:
-            shape = numpy_helper.to_array(zero).shape
-            initializers[unsigned] = numpy_helper.from_array(np.full(shape, 128, np.uint8), unsigned)
-            graph.initializer.append(initializers[unsigned])
+        unsigned = unsigned_zero_point(graph, initializers, q.input[2])
         for node in [q, *readers]:
             node.input[2] = unsigned
         moved += 1
     kept = [v for v in graph.value_info if v.name not in stale]
     del graph.value_info[:]
     graph.value_info.extend(kept)
+    quantize_input_directly(graph)
+    widen_narrow_convs(graph)
+    stylized = move_output_copies(graph)
+    if stylized is not None:
+        quantize_plain_output(graph, stylized)
     _skip_identity_controls(model)
     _fuse_style_matmuls(graph)
+    drop_dead_nodes(graph, _reads)
     _topological(graph)
     used = {i for n in graph.node for i in _reads(n)}
     unused = [i for i in graph.initializer if i.name not in used]

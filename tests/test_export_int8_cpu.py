@@ -23,6 +23,7 @@ from stylize_rt import contract  # noqa: E402
 from stylize_rt.export.frames import graph_feeds, sample_frames  # noqa: E402
 from stylize_rt.export.int8 import calibration_set, quantize_int8  # noqa: E402
 from stylize_rt.export.int8_cpu import onnxruntime_cpu_form  # noqa: E402
+from stylize_rt.export.int8_cpu_ends import FAST_CONV_OUTPUTS, OUTPUT_SCALE_NAME  # noqa: E402
 from stylize_rt.export.metadata import get_metadata  # noqa: E402
 from stylize_rt.export.onnx_export import export_checkpoint  # noqa: E402
 from stylize_rt.export.parity import ort_session  # noqa: E402
@@ -83,9 +84,10 @@ def test_every_conv_input_quantization_moved_ahead_of_its_pads_and_upsamples(for
               if n.op_type == "QuantizeLinear" and n.input[0] in trt_producers]
     assert before.count("Pad") == convs  # the TensorRT form quantizes right at each conv
     inits = {i.name: i for i in cpu_form.graph.initializer}
-    unsigned = [n for n in cpu_form.graph.node if n.op_type == "QuantizeLinear"
+    unsigned = [n for n in cpu_form.graph.node if n.op_type == "QuantizeLinear" and n.input[1] != OUTPUT_SCALE_NAME
                 and inits[n.input[2]].data_type == TensorProto.UINT8]
-    assert len(unsigned) == moved and all(numpy_helper.to_array(inits[n.input[2]]).min() == 128 for n in unsigned)
+    # and the head's output pair, which now has the widening slice and the depth-to-space between its halves
+    assert len(unsigned) == moved + 1 and all(numpy_helper.to_array(inits[n.input[2]]).min() == 128 for n in unsigned)
 
 
 def test_the_style_tables_are_one_matmul(forms):
@@ -118,19 +120,57 @@ def test_the_input_model_is_left_alone(forms):
     assert trt_form.SerializeToString() == before
 
 
-def _tail_matmul_runs(model, feed: dict, tmp_path) -> int:
-    """How often the control tail's full-resolution MatMul ran (ONNX Runtime's own profile)."""
+def _profiled_nodes(model, feed: dict, tmp_path) -> list[dict]:
+    """The node events of one run in ONNX Runtime's own profile (after its fusions)."""
     import onnxruntime as ort
 
-    branch = next(a.g for n in model.graph.node if n.op_type == "If" for a in n.attribute if a.name == "else_branch")
-    matmul = next(n.name for n in branch.node if n.op_type == "MatMul")
     options = ort.SessionOptions()
     options.enable_profiling, options.profile_file_prefix = True, str(tmp_path / "profile")
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     session.run(None, feed)
     events = json.loads(Path(session.end_profiling()).read_text())
-    return sum(1 for e in events if e.get("cat") == "Node" and e["name"] == f"{matmul}_kernel_time")
+    return [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+
+
+def _tail_matmul_runs(model, feed: dict, tmp_path) -> int:
+    """How often the control tail's full-resolution MatMul ran (ONNX Runtime's own profile)."""
+    branch = next(a.g for n in model.graph.node if n.op_type == "If" for a in n.attribute if a.name == "else_branch")
+    matmul = next(n.name for n in branch.node if n.op_type == "MatMul")
+    return sum(1 for e in _profiled_nodes(model, feed, tmp_path) if e["name"] == f"{matmul}_kernel_time")
+
+
+def test_only_the_12_output_head_widens_to_the_fast_kernels_16_with_zero_filters(forms):
+    trt_form, cpu_form, _moved, _n = forms
+    def conv_weights(model):
+        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        producers = {o: n for n in model.graph.node for o in n.output}
+        return [inits[producers[n.input[1]].input[0]] for n in model.graph.node if n.op_type == "Conv"]
+    before, after = conv_weights(trt_form), conv_weights(cpu_form)
+    assert [w.shape[0] for w in before] == [4, 8, 8, 8, 8, 8, 4, 12]  # TINY: only the head has 12 to 15
+    assert [w.shape[0] for w in after] == [4, 8, 8, 8, 8, 8, 4, FAST_CONV_OUTPUTS]
+    np.testing.assert_array_equal(after[-1][:12], before[-1])
+    assert not after[-1][12:].any()
+    slices = [n for n in cpu_form.graph.node if n.op_type == "Slice" and n.name.endswith("/widened/Slice")]
+    assert len(slices) == 1
+
+
+def test_both_ends_move_bytes_and_run_as_lookups_at_default_controls(forms, tmp_path):
+    _trt, cpu_form, _moved, n_styles = forms
+    frames, _ = sample_frames(1, 61, 45, seed=8, held_out=True)
+    nodes = _profiled_nodes(cpu_form, graph_feeds(frames, "uint8_nhwc", n_styles, style=0 if n_styles > 1 else None),
+                            tmp_path)
+    ops = [e["args"]["op_name"] for e in nodes]
+    assert "QLinearLeakyRelu" in ops and "QLinearSigmoid" in ops  # the input's and the output's one-table steps
+    def over_frames(event) -> bool:  # not the shape arithmetic's scalars or the 3x3 colour matrix
+        return any(np.prod(dims) > 64 for shape in event["args"]["output_type_shape"] for dims in shape.values())
+    float_passes = [e["name"] for e in nodes if over_frames(e) and e["args"]["op_name"] in ("Cast", "Div", "Sigmoid",
+                                                                                           "Round", "Clip")]
+    assert not float_passes
+    transposes = [e for e in nodes if over_frames(e) and e["args"]["op_name"] == "Transpose"]
+    assert len(transposes) >= 4  # the space-to-depth, the layout swaps around the norms, the depth-to-space
+    for event in transposes:
+        assert all("uint8" in shape for shape in event["args"]["output_type_shape"]), event["name"]
 
 
 def test_the_control_tail_runs_only_where_a_frame_uses_the_controls(forms, tmp_path):
