@@ -31,7 +31,7 @@ import numpy as np
 
 from stylize_rt.errors import StylizeError
 from stylize_rt.progress import progress_bar
-from stylize_rt.runtime.frames import resize
+from stylize_rt.runtime.frames import resize, stack_frames
 from stylize_rt.runtime.grid_anchor import GridAnchor
 from stylize_rt.runtime.signals import deferred_signals
 from stylize_rt.runtime.sinks import FrameInfo, Sink
@@ -251,10 +251,10 @@ class StreamRunner:
         offsets = None if any(o is None for o in offsets) else offsets
         try:
             if offsets is not None:
-                return batch, self.stylizer.stylize_batch(np.stack([p.frame for p in batch]), controls, offsets)
+                return batch, self.stylizer.stylize_batch(stack_frames([p.frame for p in batch]), controls, offsets)
             if len(batch) == 1:
                 return batch, self.stylizer(batch[0].frame, controls[0] if controls else None)[None]
-            return batch, self.stylizer.stylize_batch(np.stack([p.frame for p in batch]), controls)
+            return batch, self.stylizer.stylize_batch(stack_frames([p.frame for p in batch]), controls)
         except StylizeError as exc:
             if not self.config.skip_bad_frames:
                 raise

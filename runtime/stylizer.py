@@ -46,7 +46,7 @@ from stylize_rt.contract import IO_LAYOUTS as LAYOUTS
 from stylize_rt.errors import BadInputError
 from stylize_rt.runtime.backends.base import Backend, image_input_shape
 from stylize_rt.runtime.detail_transfer import upsample_change
-from stylize_rt.runtime.frames import resize
+from stylize_rt.runtime.frames import resize, stack_frames
 from stylize_rt.runtime.grid_anchor import pad_to_grid
 from stylize_rt.runtime.style_controls import LUMA_WEIGHTS, StyleControls, apply_controls
 from stylize_rt.sizes import MIN_SIDE, check_texture_scale, grid_padded_size, texture_scaled_size
@@ -386,7 +386,7 @@ class Stylizer:
             raise BadInputError(f"{len(offsets)} grid offsets for {len(frames)} frames")
         h, w = frames.shape[1:3]
         try:
-            padded = np.stack([pad_to_grid(f, o, self.anchor_grid) for f, o in zip(frames, offsets)])
+            padded = stack_frames([pad_to_grid(f, o, self.anchor_grid) for f, o in zip(frames, offsets)])
         except ValueError as exc:
             raise BadInputError(str(exc)) from None
         out = self._texture_scaled(padded, controls)

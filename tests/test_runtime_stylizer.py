@@ -136,3 +136,16 @@ def test_multi_style_graphs_are_warmed_up_at_open_and_token_models_are_not():
     finally:
         for be in (warmed, cold, decoder):
             be.close()
+
+
+def test_stack_frames_batches_one_contiguous_frame_without_a_copy():
+    from stylize_rt.runtime.frames import stack_frames
+
+    frame = np.zeros((4, 5, 3), np.uint8)
+    one = stack_frames([frame])
+    assert one.shape == (1, 4, 5, 3) and np.shares_memory(one, frame)
+    strided = np.zeros((4, 10, 3), np.uint8)[:, ::2]
+    copied = stack_frames([strided])
+    assert copied.flags.c_contiguous and not np.shares_memory(copied, strided)
+    two = stack_frames([frame, frame + 1])
+    assert two.shape == (2, 4, 5, 3) and (two[1] == 1).all() and not np.shares_memory(two, frame)
