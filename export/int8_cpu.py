@@ -19,7 +19,8 @@ Multi-style graphs also skip their control tail where no frame uses it. ``streng
 (``nets.generator.MultiStyleUInt8NHWC``): at 1280x720 a tenth of the INT8 graph's time. At full
 strength without colour preservation (every frame of the batch) that is ``255 * stylized``, up to
 float rounding, so an ``If`` computes only that; any other control value runs the tail unchanged.
-Their 22 small ``style @ table`` MatMuls (each norm's scale and shift) become one MatMul and a
+A ReLU read only by a quantization becomes a clamp at its zero point on the 8-bit tensor (equal,
+because Q is monotonic and maps 0 to the zero point). Their 22 small ``style @ table`` MatMuls (each norm's scale and shift) become one MatMul and a
 Split: on a CPU each op costs its dispatch, about as much as the product itself.
 """
 
@@ -207,6 +208,31 @@ def _skip_identity_controls(model) -> None:
     graph.value_info.extend(kept)
 
 
+def _relus_after_quantization(graph) -> int:
+    """Each ``QuantizeLinear(Relu(y))`` whose Relu nothing else reads becomes ``Clip(QuantizeLinear(y),
+    min=zero point)``: Q is monotonic and maps 0 to its zero point, so the two are equal, and the
+    clamp runs on the 8-bit tensor instead of a float pass (0.45-0.8 ms each at 1280x720); how many."""
+    producers, consumers = links(graph)
+    initializers = {i.name: i for i in graph.initializer}
+    gone: set[str] = set()
+    for q in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
+        relu = producers.get(q.input[0])
+        zero = initializers.get(q.input[2]) if len(q.input) > 2 else None
+        if (relu is None or relu.op_type != "Relu" or consumers.get(relu.output[0], []) != [q]
+                or zero is None or numpy_helper.to_array(zero).size != 1):
+            continue
+        clamped = q.output[0]
+        q.input[0], q.output[0] = relu.input[0], clamped + "_before_relu"
+        graph.node.insert(list(graph.node).index(q) + 1, helper.make_node(
+            "Clip", [q.output[0], q.input[2]], [clamped], name=relu.name + "/as_Clip"))
+        graph.node.remove(relu)
+        gone.add(relu.output[0])
+    kept = [v for v in graph.value_info if v.name not in gone]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    return len(gone)
+
+
 def _fuse_style_matmuls(graph) -> None:
     """Every ``MatMul(a, table_i)`` that shares ``a`` with others and reads a 2-D float initializer
     becomes one MatMul against the tables side by side, split back into the same outputs."""
@@ -266,6 +292,7 @@ def onnxruntime_cpu_form(model) -> tuple[onnx.ModelProto, int]:
     kept = [v for v in graph.value_info if v.name not in stale]
     del graph.value_info[:]
     graph.value_info.extend(kept)
+    _relus_after_quantization(graph)
     quantize_input_directly(graph)
     widen_narrow_convs(graph)
     stylized = move_output_copies(graph)

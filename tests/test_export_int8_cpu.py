@@ -165,7 +165,8 @@ def test_both_ends_move_bytes_and_run_as_lookups_at_default_controls(forms, tmp_
     def over_frames(event) -> bool:  # not the shape arithmetic's scalars or the 3x3 colour matrix
         return any(np.prod(dims) > 64 for shape in event["args"]["output_type_shape"] for dims in shape.values())
     float_passes = [e["name"] for e in nodes if over_frames(e) and e["args"]["op_name"] in ("Cast", "Div", "Sigmoid",
-                                                                                           "Round", "Clip")]
+                                                                                           "Round", "Clip")
+                    and any("float" in shape for shape in e["args"]["output_type_shape"])]
     assert not float_passes
     transposes = [e for e in nodes if over_frames(e) and e["args"]["op_name"] == "Transpose"]
     assert len(transposes) >= 4  # the space-to-depth, the layout swaps around the norms, the depth-to-space
@@ -260,3 +261,22 @@ def test_the_refusals_advice_works_an_embedded_name_exports_the_tensorrt_form(tm
     assert result.returncode == 0, result.stderr
     model = onnx.load(str(out))
     assert get_metadata(model)[contract.INT8_TARGET] == contract.INT8_TARGET_TRT and lint_model(model).ok
+
+
+def test_relus_read_only_by_a_quantization_become_a_clamp_on_its_bytes(forms):
+    trt_form, cpu_form, _moved, _n = forms
+    before = [n for n in trt_form.graph.node if n.op_type == "Relu"]
+    left = [n for n in cpu_form.graph.node if n.op_type == "Relu"]
+    clamps = [n for n in cpu_form.graph.node if n.op_type == "Clip" and n.name.endswith("/as_Clip")]
+    assert clamps and len(clamps) + len(left) == len(before)
+    readers = {}
+    for node in cpu_form.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node.op_type)
+    assert all(set(readers[n.output[0]]) != {"QuantizeLinear"} for n in left)  # e.g. the residual's input
+    inits = {i.name: i for i in cpu_form.graph.initializer}
+    producers = {o: n for n in cpu_form.graph.node for o in n.output}
+    for clip in clamps:  # at the quantization's own zero point, on its 8-bit output
+        q = producers[clip.input[0]]
+        assert q.op_type == "QuantizeLinear" and clip.input[1] == q.input[2]
+        assert inits[q.input[2]].data_type == TensorProto.UINT8
