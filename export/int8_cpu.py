@@ -41,6 +41,7 @@ from stylize_rt.export.int8_cpu_ends import (
     quantize_input_directly,
     quantize_plain_output,
     unsigned_zero_point,
+    widen_into_depth_to_space,
     widen_narrow_convs,
 )
 from stylize_rt.export.metadata import set_metadata
@@ -297,6 +298,7 @@ def onnxruntime_cpu_form(model) -> tuple[onnx.ModelProto, int]:
     widen_narrow_convs(graph)
     stylized = move_output_copies(graph)
     if stylized is not None:
+        widen_into_depth_to_space(graph)
         quantize_plain_output(graph, stylized)
     _skip_identity_controls(model)
     _fuse_style_matmuls(graph)
