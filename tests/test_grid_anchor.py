@@ -269,3 +269,12 @@ def test_an_engine_profile_that_ends_at_the_frame_size_turns_the_anchor_off_with
             assert note.count("\n") == 1 and "grid anchor off" in note and "--max 328x248" in note
     finally:
         stylizer.close()
+
+
+def test_the_pad_mirrors_the_frame_without_repeating_its_edge():
+    frame = np.arange(6 * 5 * 3, dtype=np.uint8).reshape(6, 5, 3)
+    padded = pad_to_grid(frame, (2, 3), 8)
+    np.testing.assert_array_equal(padded[2:8, 3:8], frame)
+    np.testing.assert_array_equal(padded[1, 3:8], frame[1])  # the row above is the frame's second row
+    np.testing.assert_array_equal(padded[2:8, 2], frame[:, 1])
+    np.testing.assert_array_equal(padded[8, 3:8], frame[4])  # below: mirrored about the last row
