@@ -251,9 +251,10 @@ def _readers(consumers: dict, tensor: str) -> tuple[list, list]:
 
 
 def move_output_copies(graph) -> str | None:
-    """Move the copies after the last ``DQ -> Sigmoid`` ahead of it, onto its 8-bit input
-    (module doc, 2); the name of the stylized frame they now end in (the Sigmoid's output, values
-    in 0..1), or None where the graph has no such end."""
+    """Move the copies after the graph's one ``DQ -> Sigmoid`` (the generator's output) ahead of it,
+    onto its 8-bit input (module doc, 2); the name of the stylized frame they now end in (the
+    Sigmoid's output, values in 0..1), or None where the graph has no such end. A signed pair with
+    copies between its halves turns unsigned only where its Q feeds DequantizeLinear alone."""
     producers, consumers = links(graph)
     initializers = {i.name: i for i in graph.initializer}
     sigmoids = [n for n in graph.node if n.op_type == "Sigmoid"]
@@ -283,7 +284,7 @@ def move_output_copies(graph) -> str | None:
         unsigned = unsigned_zero_point(graph, initializers, q.input[2])
         q.input[2] = dq.input[2] = unsigned
     eight_bit = dq.input[0]
-    for _readers_values, shapes in [_readers(consumers, t) for t in (sigmoid.output[0], dq.output[0])]:
+    for _values, shapes in [_readers(consumers, t) for t in (sigmoid.output[0], dq.output[0])]:
         for shape in shapes:  # same shape before the copies
             shape.input[0] = eight_bit
     stylized = copies[-1].output[0]
