@@ -31,15 +31,15 @@ import onnx
 from onnx import helper, numpy_helper
 
 from stylize_rt import contract
-from stylize_rt.export.graph_links import links
+from stylize_rt.export.graph_links import TYPE_BLIND, drop_dead_nodes, forget_value_info, links, reads
 from stylize_rt.export.int8_cpu_ends import (
     OUTPUT_SCALE_NAME,
     OUTPUT_ZERO_NAME,
-    drop_dead_nodes,
     ensure_output_quantization,
     move_output_copies,
     quantize_input_directly,
     quantize_plain_output,
+    signed_zero,
     unsigned_zero_point,
     widen_into_depth_to_space,
     widen_narrow_convs,
@@ -48,7 +48,6 @@ from stylize_rt.export.metadata import set_metadata
 
 # ops that only copy values (what moving a quantization ahead of them must not change)
 _COPYING = ("Pad", "Resize", "Transpose", "Reshape", "Unsqueeze", "Squeeze", "Flatten")
-_TYPE_BLIND = ("Shape",)  # readers that see a tensor's shape only, whatever its type
 
 
 def _copies_values(node) -> bool:
@@ -66,7 +65,7 @@ def _chain_before(q, producers: dict, consumers: dict, outputs: set[str]) -> lis
     ``Shape`` nodes."""
     chain, tensor = [], q.input[0]
     while tensor in producers and tensor not in outputs:
-        if sum(1 for r in consumers.get(tensor, []) if r.op_type not in _TYPE_BLIND) != 1:
+        if sum(1 for r in consumers.get(tensor, []) if r.op_type not in TYPE_BLIND) != 1:
             break
         node = producers[tensor]
         if node.op_type not in _COPYING or not _copies_values(node):
@@ -76,21 +75,11 @@ def _chain_before(q, producers: dict, consumers: dict, outputs: set[str]) -> lis
     return chain
 
 
-def _reads(node) -> list[str]:
-    """A node's inputs, with the outer-scope names its subgraphs read (an ``If``'s branches)."""
-    names = list(node.input)
-    for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.GRAPH:
-            inner = {o for n in attr.g.node for o in n.output} | {i.name for i in attr.g.initializer}
-            names += [i for n in attr.g.node for i in _reads(n) if i not in inner]
-    return names
-
-
 def _topological(graph) -> None:
     ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
     pending, ordered = list(graph.node), []
     while pending:
-        rest = [n for n in pending if not all(i in ready for i in _reads(n))]
+        rest = [n for n in pending if not all(i in ready for i in reads(n))]
         for node in pending:
             if node not in rest:
                 ordered.append(node)
@@ -204,9 +193,7 @@ def _skip_identity_controls(model) -> None:
         graph.node.remove(node)
     graph.node.extend(decide)
     inner = {o for n in moved_nodes for o in n.output} | {result}
-    kept = [v for v in graph.value_info if v.name not in inner]
-    del graph.value_info[:]
-    graph.value_info.extend(kept)
+    forget_value_info(graph, inner)
 
 
 def _relus_after_quantization(graph) -> int:
@@ -228,9 +215,7 @@ def _relus_after_quantization(graph) -> int:
             "Clip", [q.output[0], q.input[2]], [clamped], name=relu.name + "/as_Clip"))
         graph.node.remove(relu)
         gone.add(relu.output[0])
-    kept = [v for v in graph.value_info if v.name not in gone]
-    del graph.value_info[:]
-    graph.value_info.extend(kept)
+    forget_value_info(graph, gone)
     return len(gone)
 
 
@@ -275,10 +260,8 @@ def onnxruntime_cpu_form(model) -> tuple[onnx.ModelProto, int]:
     for q in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
         chain = _chain_before(q, producers, consumers, outputs)
         readers = consumers.get(q.output[0], [])
-        zero = initializers.get(q.input[2]) if len(q.input) > 2 else None
         if (not chain or not readers or any(r.op_type != "DequantizeLinear" for r in readers)
-                or zero is None or zero.data_type != onnx.TensorProto.INT8 or numpy_helper.to_array(zero).any()
-                or any(r.input[2] != q.input[2] for r in readers)):
+                or not signed_zero(initializers, q) or any(r.input[2] != q.input[2] for r in readers)):
             continue
         first, last = chain[-1], chain[0]
         stale.update(o for n in chain for o in n.output)
@@ -290,21 +273,19 @@ def onnxruntime_cpu_form(model) -> tuple[onnx.ModelProto, int]:
         for node in [q, *readers]:
             node.input[2] = unsigned
         moved += 1
-    kept = [v for v in graph.value_info if v.name not in stale]
-    del graph.value_info[:]
-    graph.value_info.extend(kept)
+    forget_value_info(graph, stale)
     _relus_after_quantization(graph)
     quantize_input_directly(graph)
-    widen_narrow_convs(graph)
+    widened = widen_narrow_convs(graph)
     stylized = move_output_copies(graph)
     if stylized is not None:
-        widen_into_depth_to_space(graph)
+        widen_into_depth_to_space(graph, widened)
         quantize_plain_output(graph, stylized)
     _skip_identity_controls(model)
     _fuse_style_matmuls(graph)
-    drop_dead_nodes(graph, _reads)
+    drop_dead_nodes(graph)
     _topological(graph)
-    used = {i for n in graph.node for i in _reads(n)}
+    used = {i for n in graph.node for i in reads(n)}
     unused = [i for i in graph.initializer if i.name not in used]
     for init in unused:
         graph.initializer.remove(init)

@@ -32,13 +32,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from stylize_rt.export.graph_links import links
+from stylize_rt.export.graph_links import TYPE_BLIND, forget_value_info, links
 
 FAST_CONV_OUTPUTS = 16  # MLAS FilterOutputChannelPackCount: fewer outputs and the symmetric kernel declines
 _WIDEN_FROM = 12  # widen only where 16 filters are at most a third more
-WIDENED = "/widened/"  # the name part of a widened conv's slice
 _COPYING_AFTER = ("Transpose", "Reshape", "Slice", "Unsqueeze", "Squeeze", "Flatten")
-_TYPE_BLIND = ("Shape",)
 INPUT_SCALE = np.float32(1.0 / 255.0)
 # The float32 just below 1/255: float32(1/255) lies above 1/255, so x / scale rounded the tie at
 # x = 0.5 (a logit of exactly 0, common) down to 127 where round(255 * x) gives 128.
@@ -58,7 +56,8 @@ def unsigned_zero_point(graph, initializers: dict, name: str) -> str:
     return unsigned
 
 
-def _signed_zero(initializers: dict, node) -> bool:
+def signed_zero(initializers: dict, node) -> bool:
+    """Whether a Q/DQ node's zero point is the symmetric signed 0 (what ``quantize_qdq`` writes)."""
     zero = initializers.get(node.input[2]) if len(node.input) > 2 else None
     return (zero is not None and zero.data_type == onnx.TensorProto.INT8
             and not numpy_helper.to_array(zero).any())
@@ -116,29 +115,17 @@ def quantize_input_directly(graph) -> int:
     return rewritten
 
 
-def drop_dead_nodes(graph, reads) -> None:
-    """Remove nodes whose outputs nothing reads (``reads(node)``: its inputs and subgraph reads)."""
-    wanted = {o.name for o in graph.output}
-    while True:
-        read = {i for n in graph.node for i in reads(n)} | wanted
-        dead = [n for n in graph.node if not any(o in read for o in n.output)]
-        if not dead:
-            return
-        for node in dead:
-            graph.node.remove(node)
-
-
-def widen_narrow_convs(graph) -> int:
+def widen_narrow_convs(graph) -> list:
     """Give every quantized conv with 12 to 15 outputs zero filters up to 16 and slice them off its
-    8-bit output (module doc, 1); how many convs widened."""
+    8-bit output (module doc, 1); the slices added, one per widened conv."""
     producers, consumers = links(graph)
     initializers = {i.name: i for i in graph.initializer}
-    widened = 0
+    widened = []
     for conv in [n for n in graph.node if n.op_type == "Conv"]:
         weight_dq = producers.get(conv.input[1])
         readers = consumers.get(conv.output[0], [])
         if (weight_dq is None or weight_dq.op_type != "DequantizeLinear" or weight_dq.input[0] not in initializers
-                or len(readers) != 1 or readers[0].op_type != "QuantizeLinear" or not _signed_zero(initializers, readers[0])
+                or len(readers) != 1 or readers[0].op_type != "QuantizeLinear" or not signed_zero(initializers, readers[0])
                 or any(a.name == "group" and a.i != 1 for a in conv.attribute)):
             continue
         q = readers[0]
@@ -160,14 +147,13 @@ def widen_narrow_convs(graph) -> int:
             node.input[2] = unsigned
         sliced, wide = q.output[0], q.output[0] + "_wide"
         q.output[0] = wide
-        prefix = conv.name + WIDENED
+        prefix = conv.name + "/widened/"
         graph.initializer.extend(numpy_helper.from_array(np.array(v, np.int64), prefix + k)
                                  for k, v in (("starts", [0]), ("ends", [outputs]), ("axes", [1])))
-        graph.node.insert(list(graph.node).index(q) + 1, helper.make_node(
-            "Slice", [wide, prefix + "starts", prefix + "ends", prefix + "axes"], [sliced], name=prefix + "Slice"))
-        for value in [v for v in graph.value_info if v.name in (conv.output[0], sliced)]:
-            graph.value_info.remove(value)
-        widened += 1
+        widened.append(helper.make_node("Slice", [wide, prefix + "starts", prefix + "ends", prefix + "axes"], [sliced],
+                                        name=prefix + "Slice"))
+        graph.node.insert(list(graph.node).index(q) + 1, widened[-1])
+        forget_value_info(graph, (conv.output[0], sliced))
     return widened
 
 
@@ -189,15 +175,15 @@ def _reorder_filters(initializers: dict, conv, weight_dq, order: list[int]) -> N
         initializers[name].CopyFrom(numpy_helper.from_array(moved, name))
 
 
-def widen_into_depth_to_space(graph) -> bool:
+def widen_into_depth_to_space(graph, widened: list) -> bool:
     """Where a widened head feeds the 8-bit depth-to-space ``Transpose(0,2,3,1) -> Reshape(..., 2, k)
     -> Transpose(0,1,3,2,4)``, its zero filters go to the end of each row half (``k`` real + the
     rest) and the slice moves after that transpose: the transpose then moves 8-byte blocks, ONNX
     Runtime's fast path, instead of 6-byte ones (1.9 -> 0.5 ms at 1280x720, the slice 0.8 -> 1.2 ms).
-    Exact: the same values in the same places. Whether it did."""
+    Exact: the same values in the same places. ``widened``: ``widen_narrow_convs``' slices. Whether it did."""
     producers, consumers = links(graph)
     initializers = {i.name: i for i in graph.initializer}
-    for sliced in [n for n in graph.node if n.op_type == "Slice" and WIDENED in n.name]:
+    for sliced in widened:
         readers, shapes = _readers(consumers, sliced.output[0])
         first = readers[0] if len(readers) == 1 else None
         reshape = _readers(consumers, first.output[0])[0] if first is not None else []
@@ -232,10 +218,7 @@ def widen_into_depth_to_space(graph) -> bool:
         graph.node.insert(list(graph.node).index(swap) + 1, helper.make_node(
             "Slice", [swap.output[0], prefix + "row_starts", prefix + "row_ends", prefix + "row_axes"], [moved],
             name=prefix + "Slice_rows"))
-        stale = {sliced.output[0], first.output[0], reshape.output[0], moved}
-        kept = [v for v in graph.value_info if v.name not in stale]
-        del graph.value_info[:]
-        graph.value_info.extend(kept)
+        forget_value_info(graph, (sliced.output[0], first.output[0], reshape.output[0], moved))
         return True
     return False
 
@@ -247,7 +230,7 @@ def _perm(node) -> list[int] | None:
 def _readers(consumers: dict, tensor: str) -> tuple[list, list]:
     """``(readers that see values, Shape readers)`` of ``tensor``."""
     readers = consumers.get(tensor, [])
-    return ([r for r in readers if r.op_type not in _TYPE_BLIND], [r for r in readers if r.op_type in _TYPE_BLIND])
+    return ([r for r in readers if r.op_type not in TYPE_BLIND], [r for r in readers if r.op_type in TYPE_BLIND])
 
 
 def move_output_copies(graph) -> str | None:
@@ -278,7 +261,7 @@ def move_output_copies(graph) -> str | None:
         q = producers.get(q.input[0])
     if q is None or q.op_type != "QuantizeLinear":
         return None
-    if _signed_zero(initializers, q):  # copies between the pair: unsigned, as everywhere else in this form
+    if signed_zero(initializers, q):  # copies between the pair: unsigned, as everywhere else in this form
         if any(r.op_type != "DequantizeLinear" for r in consumers.get(q.output[0], [])):
             return None
         unsigned = unsigned_zero_point(graph, initializers, q.input[2])
@@ -291,10 +274,7 @@ def move_output_copies(graph) -> str | None:
     copies[0].input[0] = eight_bit
     copies[-1].output[0] = stylized + "_u8"
     dq.input[0], sigmoid.output[0] = stylized + "_u8", stylized
-    moved = {o for n in [dq, sigmoid, *copies] for o in n.output} | {eight_bit}
-    kept = [v for v in graph.value_info if v.name not in moved]
-    del graph.value_info[:]
-    graph.value_info.extend(kept)
+    forget_value_info(graph, {o for n in [dq, sigmoid, *copies] for o in n.output} | {eight_bit})
     return stylized
 
 
@@ -339,5 +319,6 @@ def quantize_plain_output(graph, stylized: str) -> bool:
     return True
 
 
-__all__ = ["FAST_CONV_OUTPUTS", "WIDENED", "widen_into_depth_to_space", "drop_dead_nodes", "ensure_output_quantization", "move_output_copies",
-           "quantize_input_directly", "quantize_plain_output", "unsigned_zero_point", "widen_narrow_convs"]
+__all__ = ["FAST_CONV_OUTPUTS", "OUTPUT_SCALE", "OUTPUT_SCALE_NAME", "OUTPUT_ZERO_NAME", "ensure_output_quantization",
+           "move_output_copies", "quantize_input_directly", "quantize_plain_output", "signed_zero", "unsigned_zero_point",
+           "widen_into_depth_to_space", "widen_narrow_convs"]
