@@ -313,7 +313,7 @@ class RawPipeSink:
         elif (frame.shape[1], frame.shape[0]) != self.size:
             frame = resize(frame, *self.size)
         if self.pix_fmt == "bgr24":
-            frame = rgb_to_bgr(np.ascontiguousarray(frame))  # cv2: 30x a numpy flip at 720p
+            frame = rgb_to_bgr(frame)  # cv2 (any strides): 30x a numpy flip at 720p
         try:
             self._stream.write(np.ascontiguousarray(frame).data)
         except BrokenPipeError:
