@@ -29,6 +29,7 @@ from stylize_rt import contract
 from stylize_rt.benchmarks.int8_quality import ship_int8
 from stylize_rt.benchmarks.quality import EDGE_TARGET, FLICKER_TARGET, edge_correlation, flicker_ratio, noisy_frames
 from stylize_rt.errors import BadInputError, OutputError
+from stylize_rt.export.cpu_form import write_cpu_form
 from stylize_rt.export.frames import graph_feeds
 from stylize_rt.export.onnx_export import export_checkpoint
 from stylize_rt.export.parity import ort_session
@@ -126,6 +127,7 @@ def add_style(image: str, folder: Path, name: str, steps: int = 300, size: int =
         onnx_path = staged / contract.CHECKPOINT_ONNX
         export_checkpoint(staged, onnx_path, io_layout="uint8_nhwc", precision="fp32", log=lambda _m: None)
         log(f"re-exported {contract.CHECKPOINT_ONNX} with {generator.n_styles} styles (parity verified)")
+        write_cpu_form(onnx_path, staged / contract.CHECKPOINT_ONNX_CPU)  # the one copied from the folder is stale
         int8 = None
         if (folder / contract.CHECKPOINT_ONNX_INT8).is_file():
             int8 = ship_int8(staged, onnx_path, staged / contract.CHECKPOINT_ONNX_INT8, log=log)
@@ -151,6 +153,7 @@ def _update_model_card(staged: Path, card: dict, int8: dict | None) -> None:
     model["styles"] = card["styles"]
     model["generator"] = card["generator"]
     model["added_styles"] = card["added_styles"]
+    model.setdefault("files", {})["onnx_cpu"] = contract.CHECKPOINT_ONNX_CPU
     if int8 is not None:
         model["int8_quality"] = int8
         model.setdefault("files", {})["onnx_int8"] = contract.CHECKPOINT_ONNX_INT8  # auto follows its record

@@ -15,8 +15,8 @@ against the plain network quantized by the export stage's static QDQ path (``exp
 calibration). Reported per precision and size: median ms of both, their ratio, and the median of
 the per-frame ratios. Target ≤ 1.05, at the controls a frame has by default (full strength, own
 colours). A second row per size has the model draw at strength 0.6 with the colour kept, against
-the same plain network: what using the controls costs (the CPU INT8 graph skips its control tail
-at the defaults, ``export.int8_cpu``). Exit status: 0 measured; 2 bad input; 3 unwritable output.
+the same plain network: what using the controls costs (on a CPU both the folder's INT8 graph and its
+FP32 ``generator_cpu.onnx`` skip the control tail at the defaults, ``export.int8_cpu``). Exit status: 0 measured; 2 bad input; 3 unwritable output.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from stylize_rt.imageio import read_image, write_image  # noqa: E402
 from stylize_rt.nets.checkpoint import load_generator  # noqa: E402
 from stylize_rt.nets.generator import CondInstanceNorm, Generator, GeneratorConfig  # noqa: E402
 from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from stylize_rt.runtime.backends.registry import cpu_form_current  # noqa: E402
 from stylize_rt.runtime.style_controls import StyleControls, apply_controls  # noqa: E402
 from stylize_rt.runtime.stylizer import Stylizer  # noqa: E402
 from stylize_rt.training.trainer import TrainConfig, Trainer  # noqa: E402
@@ -268,6 +269,7 @@ def test_add_style_end_to_end(model, tmp_path):
     assert json.loads(read_onnx_info(path).metadata[contract.STYLES])[-1] == "plaid"
     for s in range(3):
         assert np.array_equal(session_run(path, frames, **control_feeds(2, 4, style=s)), before[s]), s
+    assert cpu_form_current(folder / contract.CHECKPOINT_ONNX_CPU, path)  # remade: the 4-style graph's, not a stale one
     generator, _ = load_generator(folder)
     assert all(m.scale.shape[0] == 4 for m in generator.modules() if isinstance(m, CondInstanceNorm))
     assert not list(tmp_path.glob(".model.add-*"))  # no work folder left behind

@@ -18,7 +18,8 @@ checkpoint directory   tensorrt on its ``generator.onnx`` when TensorRT and a GP
 
 ``--backend onnxruntime``/``tensorrt`` on such a directory also take its ONNX graph
 (``folder_graph``: the INT8 one for ``int8``, and for ``auto`` on a CPU-only ONNX Runtime where it
-met its quality floor; else ``generator.onnx``).
+met its quality floor; else ``generator.onnx``, which a CPU-only ONNX Runtime runs in its CPU form,
+``generator_cpu.onnx``, where the folder ships one made from it).
 Each :class:`BackendSpec` names its class by module path, so a backend's engine library is
 imported only when that backend is opened, and says why it is unavailable here, so the CLI
 and the benchmarks ask the table instead of re-deriving it.
@@ -34,8 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from stylize_rt.contract import CHECKPOINT_CARD, CHECKPOINT_ONNX, CHECKPOINT_ONNX_INT8, INT8_QUALITY
+from stylize_rt.contract import (
+    CHECKPOINT_CARD,
+    CHECKPOINT_ONNX,
+    CHECKPOINT_ONNX_CPU,
+    CHECKPOINT_ONNX_INT8,
+    CPU_FORM_OF,
+    INT8_QUALITY,
+)
 from stylize_rt.engines.shapes import read_onnx_info
+from stylize_rt.engines.sidecar import file_sha256
 from stylize_rt.errors import BadInputError
 from stylize_rt.gpu.cuda import cuda_status
 from stylize_rt.gpu.tensorrt import TRT_INSTALL_HINT, tensorrt_available
@@ -170,7 +179,7 @@ def int8_meets_floor(graph: Path) -> bool:
 def folder_graph(folder: Path, precision: str, backend: str = "auto") -> Path:
     """Which ONNX graph of a model folder runs at ``precision``: the INT8 graph for ``int8`` (and for
     ``auto`` on a CPU-only ONNX Runtime, where it met its quality floor), else ``generator.onnx``
-    (FP16 engines are built from it on GPUs)."""
+    (FP16 engines are built from it on GPUs), or on a CPU-only ONNX Runtime its current CPU form."""
     int8 = folder / CHECKPOINT_ONNX_INT8
     if precision == "int8":
         if not int8.is_file():
@@ -180,7 +189,22 @@ def folder_graph(folder: Path, precision: str, backend: str = "auto") -> Path:
     cpu_only = backend in ("auto", "onnxruntime", "ort") and not tensorrt_available() and not _gpu_provider()
     if precision == "auto" and cpu_only and int8.is_file() and int8_meets_floor(int8):
         return int8
-    return folder / CHECKPOINT_ONNX
+    fp32 = folder / CHECKPOINT_ONNX
+    if precision in ("auto", "fp32") and cpu_only and cpu_form_current(folder / CHECKPOINT_ONNX_CPU, fp32):
+        return folder / CHECKPOINT_ONNX_CPU
+    return fp32
+
+
+def cpu_form_current(cpu_form: Path, source: Path) -> bool:
+    """Whether ``cpu_form`` (``export.cpu_form``) was made from ``source`` as it is now (its recorded
+    SHA-256): a re-exported ``generator.onnx`` runs itself, never an older graph's CPU form."""
+    if not (cpu_form.is_file() and source.is_file()):
+        return False
+    try:
+        recorded = read_onnx_info(cpu_form).metadata.get(CPU_FORM_OF)
+    except BadInputError:
+        return False
+    return recorded is not None and recorded == file_sha256(source)
 
 
 def _gpu_provider() -> bool:

@@ -42,6 +42,11 @@ INT8_TARGET_ORT = "onnxruntime"
 INT8_TARGETS = (INT8_TARGET_TRT, INT8_TARGET_ORT)
 
 
+# A graph in ONNX Runtime's CPU form of an FP32 generator (export/cpu_form.py): the SHA-256 of the
+# generator.onnx it was made from; a folder's CPU form runs only while that file is unchanged.
+CPU_FORM_OF = "stylize_rt.cpu_form_of_sha256"
+
+
 def for_tensorrt(meta: dict[str, str]) -> bool:
     """False for an INT8 graph in ONNX Runtime's CPU form (its metadata says so): TensorRT's parser
     rejects its unsigned Q/DQ, so builds refuse it and the TensorRT lint does not apply."""
@@ -79,6 +84,7 @@ CHECKPOINT_CARD = "config.json"  # a checkpoint directory's card
 GENERATOR_WEIGHTS = "generator.safetensors"
 CHECKPOINT_ONNX = "generator.onnx"  # shipped beside the weights by the embedded models
 CHECKPOINT_ONNX_INT8 = "generator_int8.onnx"  # the quantized CPU path, where a folder ships one
+CHECKPOINT_ONNX_CPU = "generator_cpu.onnx"  # generator.onnx in ONNX Runtime's CPU form (export/cpu_form.py)
 CAPTIONER_FORMAT = "stylize_rt.captioner"  # captioner.json's "format"
 CAPTIONER_CONFIG_FILE = "captioner.json"
 CAPTIONER_ENCODER_FILE = "encoder.onnx"

@@ -6,6 +6,7 @@ instance norm) from scikit-image's bundled photos, exports it, and writes
 ``src/stylize_rt/models/styles6/``::
 
     generator.onnx          uint8 NHWC RGB in/out + style/strength/preserve_color, dynamic batch/height/width
+    generator_cpu.onnx      generator.onnx in ONNX Runtime's CPU form (export.cpu_form): what FP32 runs on a CPU
     generator_int8.onnx     the static-INT8 CPU path (calibrated over every style), with its per-style
                             quality floor in its metadata (auto precision takes it only where it passed)
     generator.safetensors   the weights (the checkpoint's)
@@ -46,6 +47,7 @@ from stylize_rt.benchmarks.int8_quality import ship_int8
 from stylize_rt.contract import CHECKPOINT_CARD as CONFIG_FILE
 from stylize_rt.contract import GENERATOR_WEIGHTS as GENERATOR_FILE
 from stylize_rt.errors import EXIT_INTERRUPTED, BadInputError, OutputError, run_reporting_errors
+from stylize_rt.export.cpu_form import write_cpu_form
 from stylize_rt.export.onnx_export import export_checkpoint
 from stylize_rt.export.qat import QatConfig, fine_tune_checkpoint
 from stylize_rt.fileio import read_json, replace_dir
@@ -139,6 +141,11 @@ def ship(recipe: Recipe, checkpoint: Path, summary: dict, log=print) -> Path:
         export_onnx(checkpoint, tmp / "generator.onnx")
         files = {"onnx": "generator.onnx", "weights": "generator.safetensors", "config": "config.json",
                  "style": "style.png"}
+        if len(styles) > 1:  # the control tail and the style tables: what the CPU form makes cheap
+            check = write_cpu_form(tmp / "generator.onnx", tmp / contract.CHECKPOINT_ONNX_CPU)
+            files["onnx_cpu"] = contract.CHECKPOINT_ONNX_CPU
+            log(f"wrote {contract.CHECKPOINT_ONNX_CPU}: within {check['max_levels']} level of generator.onnx "
+                f"at {check['changed_fraction']:.1e} of the bytes")
         int8 = None
         if recipe.int8:
             int8 = ship_int8(checkpoint, tmp / "generator.onnx", tmp / contract.CHECKPOINT_ONNX_INT8, log=log)
