@@ -8,7 +8,7 @@ on CPU. This stage fine-tunes a copy of the generator that sees the same roundin
 - **Fake quantization where the INT8 graph has its QDQ pairs**: every ``Conv2d``'s input and output
   per tensor (symmetric INT8, scales fixed from the 99.999th percentile of ``|x|`` on the export's own
   calibration frames x every style, ONNX Runtime's percentile calibration), weights per output channel
-  (``max |w| / 127``). Before any training this copy reproduces ONNX Runtime's INT8 numbers
+  (``max |w| / 64``, ``export.int8.WEIGHT_QMAX``). Before any training this copy reproduces ONNX Runtime's INT8 numbers
   (docs/MODELS.md: hatching 28.8 dB / 3.52 simulated vs 28.9 / 3.50).
 - **Distillation, with a stability term**: loss ``|S(x+n1) - T(x+n1)| + w |S(x+n1) - S(x+n2)|``
   (S the fake-quant student, T the frozen FP32 teacher, n1, n2 two draws of 2/255 Gaussian noise),
@@ -41,14 +41,14 @@ from torch.nn.utils import parametrize
 
 from stylize_rt.errors import BadInputError, run_reporting_errors
 from stylize_rt.export.frames import sample_frames
-from stylize_rt.export.int8 import calibration_set
+from stylize_rt.export.int8 import WEIGHT_QMAX, calibration_set
 from stylize_rt.nets.checkpoint import load_generator, save_generator
 from stylize_rt.nets.generator import Generator
 from stylize_rt.progress import progress_bar
 from stylize_rt.training.threads import apply_threads
 
 CALIBRATION_PERCENTILE = 99.999  # ONNX Runtime's CalibrationMethod.Percentile default, which export.int8 uses
-INT8_MAX = 127
+INT8_MAX = 127  # activations: symmetric 8-bit, as export.int8 calibrates them
 
 
 @dataclass(frozen=True)
@@ -85,9 +85,9 @@ class _PerChannelWeightQuant(nn.Module):
     """Weight fake quantization as ``export.int8`` quantizes weights: symmetric, per output channel."""
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        scale = (w.detach().abs().amax(dim=(1, 2, 3)) / INT8_MAX).clamp_min(1e-12)
+        scale = (w.detach().abs().amax(dim=(1, 2, 3)) / WEIGHT_QMAX).clamp_min(1e-12)
         zero = torch.zeros_like(scale, dtype=torch.int32)
-        return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -INT8_MAX - 1, INT8_MAX)
+        return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -WEIGHT_QMAX, WEIGHT_QMAX)
 
 
 def _fake_quant(x: torch.Tensor, scale: float) -> torch.Tensor:

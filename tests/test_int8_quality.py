@@ -53,3 +53,57 @@ def test_an_unreachable_floor_fails_and_says_so(tiny_model):
     from stylize_rt.runtime.backends.registry import int8_meets_floor
 
     assert not int8_meets_floor(root / "strict.onnx")
+
+
+def _conv_weight_codes(path) -> list:
+    """The integer codes of every quantized conv weight (the INT8 initializers a weight DQ reads)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    return [numpy_helper.to_array(i) for i in model.graph.initializer
+            if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+
+
+def test_int8_weights_sit_on_the_grid_no_x86_cpu_saturates(tiny_model):
+    """u8 x s8 pairs summed in 16 bits (VPMADDUBSW, every x86 CPU without VNNI) overflow above
+    255 * 64 * 2: weights must stay within WEIGHT_QMAX, in the export's graphs and the shipped one."""
+    from stylize_rt.export.int8 import WEIGHT_QMAX
+    from stylize_rt.models import get_model
+
+    ckpt, fp32, root = tiny_model
+    ship_int8(ckpt, fp32, root / "grid.onnx", log=lambda _m: None)
+    assert 255 * WEIGHT_QMAX * 2 <= 32767
+    for path in (root / "grid.onnx", get_model("styles6").directory / contract.CHECKPOINT_ONNX_INT8):
+        codes = _conv_weight_codes(path)
+        assert codes and max(int(abs(c.astype(int)).max()) for c in codes) <= WEIGHT_QMAX, path
+
+
+def test_the_shipped_int8_graph_measures_its_recorded_psnr_on_this_cpu():
+    """Integer sums are exact on every CPU once nothing saturates, so this machine must reproduce the
+    record auto trusts (full-range weights measured 33.3 dB on an AVX-512-VNNI CPU, 21.4 on an AVX2 one)."""
+    import numpy as np
+
+    from stylize_rt.benchmarks.int8_quality import MIN_PSNR_DB
+    from stylize_rt.export.parity import psnr
+    from stylize_rt.models import get_model
+    from stylize_rt.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from stylize_rt.runtime.style_controls import StyleControls, one_hot
+    from stylize_rt.runtime.stylizer import Stylizer
+    from stylize_rt.training.data import held_out_photos
+
+    folder = get_model("styles6").directory
+    record = json.loads(read_metadata(folder / contract.CHECKPOINT_ONNX_INT8)[contract.INT8_QUALITY])
+    reference = Stylizer(OnnxRuntimeBackend(str(folder / contract.CHECKPOINT_ONNX), threads=1))
+    quantized = Stylizer(OnnxRuntimeBackend(str(folder / contract.CHECKPOINT_ONNX_INT8), threads=1))
+    names = list(record["per_style"])
+    try:
+        for name in names:
+            controls = StyleControls(one_hot(names, name))
+            worst = min(psnr(reference.stylize_batch(p[None], controls), quantized.stylize_batch(p[None], controls), 255.0)
+                        for p in held_out_photos().values())
+            assert np.isclose(worst, record["per_style"][name]["psnr_db"], atol=0.1), (name, worst)
+            assert worst >= MIN_PSNR_DB, name
+    finally:
+        reference.close()
+        quantized.close()
