@@ -36,7 +36,8 @@ LIBRARIES = (
     "opencv-python-headless",
     "pillow",
 )
-CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
+CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
+                         "amx_tile")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "MKL_NUM_THREADS",
                     "OPENBLAS_NUM_THREADS", "ORT_NUM_THREADS")
 _HERE = Path(__file__).resolve().parent  # benchmarks/ in a checkout (an editable install links here)

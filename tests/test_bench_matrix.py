@@ -121,3 +121,27 @@ def test_the_multi_style_targets_are_judged_model_only_and_end_to_end(tmp_path):
     # 640x360: 25 ms model-only (40 frames/s) is short of 60, and so is 26 ms end to end
     assert "| 640x360 | ≥ 60 | onnxruntime FP32 | 40.0; 40.0 | 38.5 | **not met** | **not met** |" in page
     assert "| 1280x720 | ≥ 30 | onnxruntime INT8 | 32.3; 32.3 | 29.4 | **met** | **not met** |" in page
+
+
+def test_the_targets_are_shown_per_cpu_class_from_the_latest_run_of_each(tmp_path):
+    import json
+
+    def run(flags, int8_720p_ms, commit, engine="styles6"):
+        doc = document()
+        doc["environment"] = {**doc["environment"], "cpu": {"model": "EPYC", "flags": flags},
+                              "git": {"commit": commit}, "command": f"stylize-rt bench --engine {engine} --pipeline"}
+        records = report.records_of(doc) + [rec("onnxruntime", "int8", (720, 1280), int8_720p_ms)]
+        return report.build_document(doc["environment"], doc["sgemm_peak"], records)
+
+    history = tmp_path / "history.jsonl"
+    lines = [run(["avx2", "avx512f", "avx512_vnni"], 40.0, "old0000"), run(["avx2", "avx512f", "avx512_vnni"], 31.0, "vnni000"),
+             run(["avx2", "fma"], 64.0, "avx2000"), run(["avx2"], 10.0, "mosaic0", engine="mosaic")]
+    history.write_text("\n".join(json.dumps(d) for d in lines) + "\n{not json\n")
+    rows = cpu_matrix.cpu_class_rows(history, "styles6")
+    assert len(rows) == 4  # header, rule, one row per class: the latest VNNI run, the AVX2 one, not mosaic's
+    vnni, avx2 = rows[2], rows[3]  # sorted by class name
+    assert avx2.startswith("| AVX2 without VNNI (EPYC) | avx2000") and "15.6 (**not met**) / -" in avx2
+    assert vnni.startswith("| AVX-512 with VNNI (EPYC) | vnni000") and "32.3 (met) / -" in vnni
+    assert "40.0 (**not met**) / 38.5 (**not met**)" in vnni  # 640x360 against 60
+    assert cpu_matrix.cpu_class(["avx2", "avx_vnni"]) == "AVX2 with AVX-VNNI"
+    assert cpu_matrix.cpu_class_rows(tmp_path / "none.jsonl", "styles6") == ["No runs of this model in the history file."]

@@ -13,6 +13,7 @@ every row carries the command that reproduces it.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -261,6 +262,60 @@ def target_rows(records: list[BenchRecord]) -> list[str]:
     return out
 
 
+def cpu_class(flags: list[str]) -> str:
+    """What decides ONNX Runtime's x86 integer kernels (and so INT8 speed): VNNI sums u8 x s8 products
+    in 32 bits in one instruction; without it AVX2 takes three (``export.int8``, ``WEIGHT_QMAX``)."""
+    if "amx_int8" in flags:
+        return "AMX-INT8"
+    if "avx512_vnni" in flags:
+        return "AVX-512 with VNNI"
+    if "avx_vnni" in flags:
+        return "AVX2 with AVX-VNNI"
+    if "avx512f" in flags:
+        return "AVX-512 without VNNI"
+    return "AVX2 without VNNI" if "avx2" in flags else "no AVX2"
+
+
+def _engine_of(command: str) -> str | None:
+    words = command.split()
+    return words[words.index("--engine") + 1] if "--engine" in words[:-1] else None
+
+
+def cpu_class_rows(history: Path, engine: str) -> list[str]:
+    """The frame-rate targets on each CPU class in ``history`` (its latest full run of ``engine``)."""
+    latest: dict[str, dict] = {}
+    if history.is_file():
+        for line in history.read_text().splitlines():
+            try:
+                run = json.loads(line)
+                env = run["environment"]
+                if _engine_of(str(env.get("command", ""))) == engine and run.get("records"):
+                    latest[cpu_class(env.get("cpu", {}).get("flags", []))] = run
+            except (ValueError, KeyError, TypeError):
+                continue  # a line another tool wrote, or a truncated one: not a run to compare
+    if not latest:
+        return ["No runs of this model in the history file."]
+    heads = " | ".join(f"{w}x{h} ≥ {t:g}: model-only / end to end" for h, w, t in MULTI_STYLE_TARGETS)
+    out = [f"| CPU class | run (commit, UTC) | fastest path | {heads} |", "|---|---|---|" + "---|" * len(MULTI_STYLE_TARGETS)]
+    for label, run in sorted(latest.items()):
+        records = published(report.records_of(run))
+        env = run["environment"]
+        cells, paths = [], set()
+        for height, width, target in MULTI_STYLE_TARGETS:
+            rows = sorted(_find(records, height, width), key=lambda r: r.p50_ms)
+            if not rows:
+                cells.append("not measured")
+                continue
+            best = rows[0]
+            paths.add(_label(best))
+            e2e = _first(records, height, width, mode="pipeline", backend=best.backend, precision=best.precision)
+            cells.append(f"{best.fps:.1f} ({'met' if best.fps >= target else '**not met**'}) / "
+                         + (f"{e2e.fps:.1f} ({'met' if e2e.fps >= target else '**not met**'})" if e2e else "-"))
+        out.append(f"| {label} ({env.get('cpu', {}).get('model', '?')}) | {str(env.get('git', {}).get('commit', '?'))[:7]}, "
+                   f"{str(env.get('timestamp_utc', '?'))[:16]} | {', '.join(sorted(paths)) or '-'} | {' | '.join(cells)} |")
+    return out
+
+
 def overhead_rows(records: list[BenchRecord]) -> list[str]:
     pipes = [r for r in records if r.mode == "pipeline" and r.overhead is not None and r.network == "model"]
     if not pipes:
@@ -402,7 +457,8 @@ def _load_note(env: dict, cpu: dict) -> list[str]:
 
 def render(document: dict, command: str, json_path: Path, plot_path: Path | None,
            switch: dict | None = None, anchor: dict | None = None, texture: dict | None = None,
-           style_inputs_result: dict | None = None) -> str:
+           style_inputs_result: dict | None = None, history: Path = RESULTS / "history.jsonl",
+           engine: str = DEFAULT_GENERATOR) -> str:
     env = document["environment"]
     records = report.records_of(document)
     good = published(records)
@@ -490,6 +546,11 @@ def render(document: dict, command: str, json_path: Path, plot_path: Path | None
         "(the file-to-file rows below add them).",
         "",
         *target_rows(good),
+        "",
+        "The same targets on every CPU class this project's runs have met (the latest full run on each, from "
+        f"`{_rel(history)}`): the class is what ONNX Runtime's INT8 kernels depend on, VNNI or not.",
+        "",
+        *cpu_class_rows(history, engine),
         "",
         "## What the style inputs cost: multi-style vs plain single-style, same widths",
         "",
@@ -639,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     texture = read_json(TEXTURE, "texture-scale result") if TEXTURE.is_file() else None
     styled = read_json(STYLE_INPUTS, "style-inputs result") if STYLE_INPUTS.is_file() else None
     args.doc.write_text(render(document, command, json_path, args.plot if args.plot.is_file() else None, switch,
-                               anchor, texture, styled))
+                               anchor, texture, styled, args.history, args.engine))
     print(f"wrote {args.doc} from {json_path}")
     return 0
 
