@@ -145,3 +145,14 @@ def test_the_targets_are_shown_per_cpu_class_from_the_latest_run_of_each(tmp_pat
     assert "40.0 (**not met**) / 38.5 (**not met**)" in vnni  # 640x360 against 60
     assert cpu_matrix.cpu_class(["avx2", "avx_vnni"]) == "AVX2 with AVX-VNNI"
     assert cpu_matrix.cpu_class_rows(tmp_path / "none.jsonl", "styles6") == ["No runs of this model in the history file."]
+
+
+def test_an_end_to_end_row_whose_model_only_row_is_left_out_is_not_judged(tmp_path):
+    doc = document()
+    records = [r for r in report.records_of(doc) if not (r.mode == "model" and r.height == 512 and r.backend == "onnxruntime")]
+    records.append(rec("onnxruntime", "fp32", (512, 512), 60.0, flagged=1))  # the busy twin of the 512 pipeline row
+    doc = report.build_document(doc["environment"], doc["sgemm_peak"], records)
+    page = cpu_matrix.render(doc, "cmd", Path(tmp_path / "r.json"), None)
+    assert "2 of 2 end-to-end configurations are within the 10% overhead target (1 more have their model-only row left out)" in page
+    assert "| onnxruntime FP32 | 512x512 | left out | 16.0 | - |" in page
+    assert "nan" not in page
