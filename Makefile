@@ -44,18 +44,19 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements/dev.txt requirements/triton-server.t
 	touch $@
 
 # Debian packages the tests use: ffmpeg/ffprobe (an independent reader of the videos we write) and
-# chromium (plays them in a real <video> element). Installed where apt-get exists and we are root;
-# elsewhere the tests that need them skip and say why.
-SYSTEM_TOOLS := ffmpeg chromium
+# chromium (plays them in a real <video> element), qemu-user (qemu-x86_64 emulates an AVX2 CPU
+# without VNNI, where ONNX Runtime's INT8 kernels differ). Installed where apt-get exists and we are
+# root; elsewhere the tests that need them skip and say why.
+SYSTEM_TOOLS := ffmpeg chromium qemu-user
 $(SYSTEM_STAMP): | $(PY)
-	@if ! command -v ffprobe >/dev/null || ! command -v chromium >/dev/null; then \
+	@if ! command -v ffprobe >/dev/null || ! command -v chromium >/dev/null || ! command -v qemu-x86_64 >/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "apt-get install $(SYSTEM_TOOLS) (for the video and browser tests)"; \
 			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_TOOLS) >/dev/null) \
 				|| echo "note: apt-get could not install $(SYSTEM_TOOLS); the tests that need them will skip"; \
 		else echo "note: $(SYSTEM_TOOLS) not installed (needs root and apt-get); the tests that need them will skip"; fi; \
 	fi
-	@if command -v ffprobe >/dev/null && command -v chromium >/dev/null; then touch $@; fi
+	@if command -v ffprobe >/dev/null && command -v chromium >/dev/null && command -v qemu-x86_64 >/dev/null; then touch $@; fi
 
 # Retrain and re-export the embedded default models (wall times: docs/MODELS.md, docs/CAPTIONER.md).
 # The generator: training (~29 min at 1 thread), then its INT8 fine-tune (export.qat, ~13 min at 1
