@@ -21,6 +21,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from onnx import numpy_helper  # noqa: E402
+from ort_profile import tail_matmul_runs  # noqa: E402
 
 from stylize_rt import contract  # noqa: E402
 from stylize_rt.errors import BadInputError  # noqa: E402
@@ -74,21 +75,6 @@ def _style_matmuls(model) -> int:
     return sum(1 for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in tables)
 
 
-def _tail_matmul_runs(model, feed: dict, tmp_path: Path) -> int:
-    """How often the control tail's full-resolution MatMul ran, from ONNX Runtime's own profile."""
-    import onnxruntime as ort
-
-    branch = next(a.g for n in model.graph.node if n.op_type == "If" for a in n.attribute if a.name == "else_branch")
-    matmul = next(n.name for n in branch.node if n.op_type == "MatMul")
-    options = ort.SessionOptions()
-    options.enable_profiling, options.profile_file_prefix = True, str(tmp_path / "profile")
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    session.run(None, feed)
-    events = json.loads(Path(session.end_profiling()).read_text())
-    return sum(1 for e in events if e.get("cat") == "Node" and e["name"] == f"{matmul}_kernel_time")
-
-
 def test_at_the_defaults_the_cpu_form_skips_the_control_tail_and_looks_styles_up_in_one_matmul(tmp_path):
     source = onnx.load(str(STYLES6 / contract.CHECKPOINT_ONNX))
     model = onnx.load(str(STYLES6 / contract.CHECKPOINT_ONNX_CPU))
@@ -96,8 +82,8 @@ def test_at_the_defaults_the_cpu_form_skips_the_control_tail_and_looks_styles_up
     frames, _ = sample_frames(1, 72, 128, held_out=True)
     defaults = graph_feeds(frames, "uint8_nhwc", 6, style=2)
     in_use = {**defaults, contract.INPUT_STRENGTH: np.array([0.6], np.float32)}
-    assert _tail_matmul_runs(model, defaults, tmp_path) == 0
-    assert _tail_matmul_runs(model, in_use, tmp_path) == 1
+    assert tail_matmul_runs(model, defaults, tmp_path) == 0
+    assert tail_matmul_runs(model, in_use, tmp_path) == 1
 
 
 def test_a_re_exported_generator_onnx_runs_itself_until_its_cpu_form_is_remade(folder_copy):

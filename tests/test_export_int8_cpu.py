@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from ort_profile import profiled_nodes, tail_matmul_runs  # noqa: E402
 
 from stylize_rt import contract  # noqa: E402
 from stylize_rt.export.frames import graph_feeds, sample_frames  # noqa: E402
@@ -120,26 +120,6 @@ def test_the_input_model_is_left_alone(forms):
     assert trt_form.SerializeToString() == before
 
 
-def _profiled_nodes(model, feed: dict, tmp_path) -> list[dict]:
-    """The node events of one run in ONNX Runtime's own profile (after its fusions)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.enable_profiling, options.profile_file_prefix = True, str(tmp_path / "profile")
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    session.run(None, feed)
-    events = json.loads(Path(session.end_profiling()).read_text())
-    return [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
-
-
-def _tail_matmul_runs(model, feed: dict, tmp_path) -> int:
-    """How often the control tail's full-resolution MatMul ran (ONNX Runtime's own profile)."""
-    branch = next(a.g for n in model.graph.node if n.op_type == "If" for a in n.attribute if a.name == "else_branch")
-    matmul = next(n.name for n in branch.node if n.op_type == "MatMul")
-    return sum(1 for e in _profiled_nodes(model, feed, tmp_path) if e["name"] == f"{matmul}_kernel_time")
-
-
 def test_only_the_12_output_head_widens_to_the_fast_kernels_16_with_zero_filters(forms):
     trt_form, cpu_form, _moved, _n = forms
     def conv_weights(model):
@@ -164,7 +144,7 @@ def test_only_the_12_output_head_widens_to_the_fast_kernels_16_with_zero_filters
 def test_both_ends_move_bytes_and_run_as_lookups_at_default_controls(forms, tmp_path):
     _trt, cpu_form, _moved, n_styles = forms
     frames, _ = sample_frames(1, 61, 45, seed=8, held_out=True)
-    nodes = _profiled_nodes(cpu_form, graph_feeds(frames, "uint8_nhwc", n_styles, style=0 if n_styles > 1 else None),
+    nodes = profiled_nodes(cpu_form, graph_feeds(frames, "uint8_nhwc", n_styles, style=0 if n_styles > 1 else None),
                             tmp_path)
     ops = [e["args"]["op_name"] for e in nodes]
     assert "QLinearLeakyRelu" in ops and "QLinearSigmoid" in ops  # the input's and the output's one-table steps
@@ -195,8 +175,8 @@ def test_the_control_tail_runs_only_where_a_frame_uses_the_controls(forms, tmp_p
     np.testing.assert_array_equal(cpu.run(None, mixed)[0], reference.run(None, mixed)[0])
     want, got = reference.run(None, plain)[0], cpu.run(None, plain)[0]
     assert np.abs(want.astype(int) - got).max() <= 1 and (want == got).mean() >= 0.99  # float rounding only
-    assert _tail_matmul_runs(cpu_form, plain, tmp_path) == 0
-    assert _tail_matmul_runs(cpu_form, mixed, tmp_path) == 1
+    assert tail_matmul_runs(cpu_form, plain, tmp_path) == 0
+    assert tail_matmul_runs(cpu_form, mixed, tmp_path) == 1
 
 
 def _pad_q_graph(mode: str) -> onnx.ModelProto:
