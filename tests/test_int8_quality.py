@@ -8,6 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from qemu_haswell import here_and_on_haswell, needs_qemu  # noqa: E402
+
 from stylize_rt import contract  # noqa: E402
 from stylize_rt.benchmarks.int8_quality import ship_int8  # noqa: E402
 from stylize_rt.export.metadata import read_metadata  # noqa: E402
@@ -109,35 +111,8 @@ def test_the_shipped_int8_graph_measures_its_recorded_psnr_on_this_cpu():
         quantized.close()
 
 
-# Runs under qemu-user's emulated Haswell: numpy and ONNX Runtime only (torch would take minutes there).
-_RUN_GRAPH = """
-import sys, numpy as np, onnxruntime as ort
-from numpy._core._multiarray_umath import __cpu_features__ as cpu
-options = ort.SessionOptions(); options.intra_op_num_threads = 1
-session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
-with np.load(sys.argv[2]) as feeds:
-    out = session.run(None, dict(feeds))[0]
-np.savez(sys.argv[3], out=out, avx2=cpu["AVX2"], avx512f=cpu["AVX512F"])
-"""
-
-
-def _outputs_under(prefix: list[str], graph, feeds, tmp_path, name: str):
-    import subprocess
-    import sys
-
-    import numpy as np
-
-    out = tmp_path / f"{name}.npz"
-    proc = subprocess.run([*prefix, sys.executable, "-c", _RUN_GRAPH, str(graph), str(feeds), str(out)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    with np.load(out) as result:
-        return result["out"], bool(result["avx2"]), bool(result["avx512f"])
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(__import__("platform").machine() != "x86_64" or not __import__("shutil").which("qemu-x86_64"),
-                    reason="needs qemu-x86_64 (qemu-user, installed by make setup-dev) on an x86-64 machine")
+@needs_qemu
 def test_the_shipped_int8_graph_computes_the_same_on_an_avx2_cpu_without_vnni(tmp_path):
     """qemu-user's Haswell has AVX2 and neither AVX-512 nor VNNI, so ONNX Runtime takes the u8 x s8
     kernels that sum pairs in 16 bits: on the 7-bit grid they must give this CPU's outputs (the
@@ -152,12 +127,7 @@ def test_the_shipped_int8_graph_computes_the_same_on_an_avx2_cpu_without_vnni(tm
     styles = len(json.loads(read_metadata(folder / contract.CHECKPOINT_ONNX_INT8)[contract.INT8_QUALITY])["per_style"])
     photos = [cv2.resize(p, (128, 72), interpolation=cv2.INTER_AREA) for p in list(held_out_photos().values())[:2]]
     frames = np.stack([p for p in photos for _ in range(styles)])
-    feeds = tmp_path / "feeds.npz"
-    np.savez(feeds, input=frames, style=np.tile(np.eye(styles, dtype=np.float32), (len(photos), 1)),
-             strength=np.ones(len(frames), np.float32), preserve_color=np.zeros(len(frames), np.float32))
-    graph = folder / contract.CHECKPOINT_ONNX_INT8
-    here, _, _ = _outputs_under([], graph, feeds, tmp_path, "here")
-    emulated, avx2, avx512f = _outputs_under([__import__("shutil").which("qemu-x86_64"), "-cpu", "Haswell"],
-                                             graph, feeds, tmp_path, "haswell")
-    assert avx2 and not avx512f  # the emulated CPU is the one this test is about
+    feeds = {"input": frames, "style": np.tile(np.eye(styles, dtype=np.float32), (len(photos), 1)),
+             "strength": np.ones(len(frames), np.float32), "preserve_color": np.zeros(len(frames), np.float32)}
+    here, emulated = here_and_on_haswell(folder / contract.CHECKPOINT_ONNX_INT8, feeds, tmp_path)
     assert np.abs(here.astype(int) - emulated.astype(int)).max() <= 1
