@@ -126,20 +126,22 @@ def test_the_multi_style_targets_are_judged_model_only_and_end_to_end(tmp_path):
 def test_the_targets_are_shown_per_cpu_class_from_the_latest_run_of_each(tmp_path):
     import json
 
-    def run(flags, int8_720p_ms, commit, engine="styles6"):
+    def run(flags, int8_720p_ms, commit, engine="styles6", model="EPYC"):
         doc = document()
-        doc["environment"] = {**doc["environment"], "cpu": {"model": "EPYC", "flags": flags},
+        doc["environment"] = {**doc["environment"], "cpu": {"model": model, "flags": flags},
                               "git": {"commit": commit}, "command": f"stylize-rt bench --engine {engine} --pipeline"}
         records = report.records_of(doc) + [rec("onnxruntime", "int8", (720, 1280), int8_720p_ms)]
         return report.build_document(doc["environment"], doc["sgemm_peak"], records)
 
     history = tmp_path / "history.jsonl"
     lines = [run(["avx2", "avx512f", "avx512_vnni"], 40.0, "old0000"), run(["avx2", "avx512f", "avx512_vnni"], 31.0, "vnni000"),
-             run(["avx2", "fma"], 64.0, "avx2000"), run(["avx2"], 10.0, "mosaic0", engine="mosaic")]
+             run(["avx2", "fma"], 64.0, "avx2000"), run(["avx2"], 10.0, "mosaic0", engine="mosaic"),
+             run(["avx2", "avx512f", "avx512_vnni"], 35.0, "xeon000", model="Xeon")]
     history.write_text("\n".join(json.dumps(d) for d in lines) + "\n{not json\n")
     rows = cpu_matrix.cpu_class_rows(history, "styles6")
-    assert len(rows) == 4  # header, rule, one row per class: the latest VNNI run, the AVX2 one, not mosaic's
-    vnni, avx2 = rows[2], rows[3]  # sorted by class name
+    assert len(rows) == 5  # header, rule, one row per class and chip: the latest EPYC VNNI run, the Xeon, the AVX2 one
+    vnni, xeon, avx2 = rows[2], rows[3], rows[4]  # sorted by class name, then chip
+    assert xeon.startswith("| AVX-512 with VNNI (Xeon) | xeon000") and "28.6 (**not met**) / -" in xeon
     assert avx2.startswith("| AVX2 without VNNI (EPYC) | avx2000") and "15.6 (**not met**) / -" in avx2
     assert vnni.startswith("| AVX-512 with VNNI (EPYC) | vnni000") and "32.3 (met) / -" in vnni
     assert "40.0 (**not met**) / 38.5 (**not met**)" in vnni  # 640x360 against 60

@@ -282,22 +282,24 @@ def _engine_of(command: str) -> str | None:
 
 
 def cpu_class_rows(history: Path, engine: str) -> list[str]:
-    """The frame-rate targets on each CPU class in ``history`` (its latest full run of ``engine``)."""
-    latest: dict[str, dict] = {}
+    """The frame-rate targets on each CPU class and model in ``history`` (the latest full run of
+    ``engine`` on each: two vendors' chips of one class still differ in speed)."""
+    latest: dict[tuple[str, str], dict] = {}
     if history.is_file():
         for line in history.read_text().splitlines():
             try:
                 run = json.loads(line)
                 env = run["environment"]
                 if _engine_of(str(env.get("command", ""))) == engine and run.get("records"):
-                    latest[cpu_class(env.get("cpu", {}).get("flags", []))] = run
+                    cpu = env.get("cpu", {})
+                    latest[(cpu_class(cpu.get("flags", [])), str(cpu.get("model", "?")))] = run
             except (ValueError, KeyError, TypeError):
                 continue  # a line another tool wrote, or a truncated one: not a run to compare
     if not latest:
         return ["No runs of this model in the history file."]
     heads = " | ".join(f"{w}x{h} ≥ {t:g}: model-only / end to end" for h, w, t in MULTI_STYLE_TARGETS)
     out = [f"| CPU class | run (commit, UTC) | fastest path | {heads} |", "|---|---|---|" + "---|" * len(MULTI_STYLE_TARGETS)]
-    for label, run in sorted(latest.items()):
+    for (label, model), run in sorted(latest.items()):
         records = published(report.records_of(run))
         env = run["environment"]
         cells, paths = [], set()
@@ -311,7 +313,7 @@ def cpu_class_rows(history: Path, engine: str) -> list[str]:
             e2e = _first(records, height, width, mode="pipeline", backend=best.backend, precision=best.precision)
             cells.append(f"{best.fps:.1f} ({'met' if best.fps >= target else '**not met**'}) / "
                          + (f"{e2e.fps:.1f} ({'met' if e2e.fps >= target else '**not met**'})" if e2e else "-"))
-        out.append(f"| {label} ({env.get('cpu', {}).get('model', '?')}) | {str(env.get('git', {}).get('commit', '?'))[:7]}, "
+        out.append(f"| {label} ({model}) | {str(env.get('git', {}).get('commit', '?'))[:7]}, "
                    f"{str(env.get('timestamp_utc', '?'))[:16]} | {', '.join(sorted(paths)) or '-'} | {' | '.join(cells)} |")
     return out
 
