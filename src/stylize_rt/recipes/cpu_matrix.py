@@ -555,8 +555,9 @@ def render(document: dict, command: str, json_path: Path, plot_path: Path | None
         "",
         *target_rows(good),
         "",
-        "The same targets on every CPU class this project's runs have met (the latest full run on each, from "
-        f"`{_rel(history)}`): the class is what ONNX Runtime's INT8 kernels depend on, VNNI or not.",
+        "The same targets on every CPU class and chip this project's runs have met (the latest full run on each, from "
+        f"`{_rel(history)}`): the class decides which integer kernels ONNX Runtime runs (VNNI or not), and chips of "
+        "one class still differ in speed.",
         "",
         *cpu_class_rows(history, engine),
         "",
