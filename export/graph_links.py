@@ -1,5 +1,5 @@
 """Who writes and who reads each tensor of an ONNX graph: the map every graph rewrite here starts
-from, and the bookkeeping each rewrite ends with (dead nodes, stale shape records)."""
+from, and the bookkeeping each rewrite ends with (dead nodes and initializers, stale shape records)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,19 @@ def drop_dead_nodes(graph) -> None:
             graph.node.remove(node)
 
 
+def drop_unused_initializers(graph) -> None:
+    """Remove initializers nothing reads (subgraph reads count): what a rewrite left behind."""
+    read = {i for n in graph.node for i in reads(n)}
+    kept = [i for i in graph.initializer if i.name in read]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
+def int_attribute(node, name: str, default: int) -> int:
+    """A node's integer attribute (a Conv's ``group``, a Reshape's ``allowzero``), or ``default``."""
+    return next((a.i for a in node.attribute if a.name == name), default)
+
+
 def forget_value_info(graph, names) -> None:
     """Drop the recorded shapes and types of ``names``: a rewrite changed or removed those tensors."""
     names = set(names)
@@ -51,4 +64,5 @@ def forget_value_info(graph, names) -> None:
     graph.value_info.extend(kept)
 
 
-__all__ = ["TYPE_BLIND", "drop_dead_nodes", "forget_value_info", "links", "reads"]
+__all__ = ["TYPE_BLIND", "drop_dead_nodes", "drop_unused_initializers", "forget_value_info", "int_attribute", "links",
+           "reads"]

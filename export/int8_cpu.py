@@ -31,7 +31,14 @@ import onnx
 from onnx import helper, numpy_helper
 
 from stylize_rt import contract
-from stylize_rt.export.graph_links import TYPE_BLIND, drop_dead_nodes, forget_value_info, links, reads
+from stylize_rt.export.graph_links import (
+    TYPE_BLIND,
+    drop_dead_nodes,
+    drop_unused_initializers,
+    forget_value_info,
+    links,
+    reads,
+)
 from stylize_rt.export.int8_cpu_ends import (
     OUTPUT_SCALE_NAME,
     OUTPUT_ZERO_NAME,
@@ -285,10 +292,7 @@ def onnxruntime_cpu_form(model) -> tuple[onnx.ModelProto, int]:
     _fuse_style_matmuls(graph)
     drop_dead_nodes(graph)
     _topological(graph)
-    used = {i for n in graph.node for i in reads(n)}
-    unused = [i for i in graph.initializer if i.name not in used]
-    for init in unused:
-        graph.initializer.remove(init)
+    drop_unused_initializers(graph)
     if moved:  # unsigned Q/DQ: the one change TensorRT cannot read (the If and the Split it can)
         set_metadata(model, {contract.INT8_TARGET: contract.INT8_TARGET_ORT})
     onnx.checker.check_model(model, full_check=True)

@@ -22,12 +22,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from stylize_rt.export.graph_links import drop_dead_nodes, links
+from stylize_rt.export.graph_links import drop_dead_nodes, drop_unused_initializers, int_attribute, links
 from stylize_rt.export.int8 import WEIGHT_QMAX
-
-
-def _group(node) -> int:
-    return next((a.i for a in node.attribute if a.name == "group"), 1)
 
 
 def exact_on_every_x86(model: onnx.ModelProto, keep_float: Callable[[onnx.NodeProto], bool]) -> dict[str, int]:
@@ -42,7 +38,7 @@ def exact_on_every_x86(model: onnx.ModelProto, keep_float: Callable[[onnx.NodePr
         dq = producers.get(conv.input[1])
         if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:
             raise ValueError(f"conv {conv.name} has no quantized weight to move")
-        if _group(conv) > 1:
+        if int_attribute(conv, "group", 1) > 1:
             counts["depthwise_8bit"] += 1
             continue
         codes = numpy_helper.to_array(inits[dq.input[0]])
@@ -78,10 +74,7 @@ def exact_on_every_x86(model: onnx.ModelProto, keep_float: Callable[[onnx.NodePr
     del graph.node[:]
     graph.node.extend(nodes)
     drop_dead_nodes(graph)
-    used = {i for n in graph.node for i in n.input}
-    kept = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    drop_unused_initializers(graph)
     return counts
 
 

@@ -16,14 +16,10 @@ from __future__ import annotations
 import numpy as np
 from onnx import numpy_helper
 
-from stylize_rt.export.graph_links import links
+from stylize_rt.export.graph_links import drop_dead_nodes, drop_unused_initializers, int_attribute, links
 
 FLATTEN_SHAPE = "cond_norm_flatten_shape"
 UNFLATTEN_SHAPE = "cond_norm_unflatten_shape_c{}"  # .format(C)
-
-
-def _attribute(node, name: str, default: int) -> int:
-    return next((a.i for a in node.attribute if a.name == name), default)
 
 
 def constant_norm_reshapes(model) -> int:
@@ -49,7 +45,7 @@ def constant_norm_reshapes(model) -> int:
         reshape = producers.get(node.input[0])
         if reshape is None or reshape.op_type != "Reshape" or reshape.input[1] in constants:
             continue
-        if _attribute(reshape, "allowzero", 0) != 0 or not _folds_batch(producers, reshape):
+        if int_attribute(reshape, "allowzero", 0) != 0 or not _folds_batch(producers, reshape):
             continue
         reshape.input[1] = constant(FLATTEN_SHAPE, [1, -1, 0, 0])
         changed += 1
@@ -57,11 +53,12 @@ def constant_norm_reshapes(model) -> int:
         c = channels.get(reshape.input[0])
         shape_of = producers.get(back[0].input[1]) if len(back) == 1 and back[0].op_type == "Reshape" else None
         if (c is not None and shape_of is not None and shape_of.op_type == "Shape"
-                and shape_of.input[0] == reshape.input[0] and _attribute(back[0], "allowzero", 0) == 0):
+                and shape_of.input[0] == reshape.input[0] and int_attribute(back[0], "allowzero", 0) == 0):
             back[0].input[1] = constant(UNFLATTEN_SHAPE.format(c), [-1, c, 0, 0])
             changed += 1
     if changed:
-        _drop_unused(graph)
+        drop_dead_nodes(graph)
+        drop_unused_initializers(graph)
     return changed
 
 
@@ -89,21 +86,6 @@ def _folds_batch(producers: dict, reshape) -> bool:
         if inner is not None and inner.op_type == "Constant":
             value = numpy_helper.to_array(inner.attribute[0].t)
     return value is not None and int(np.asarray(value).reshape(-1)[0]) == 1
-
-
-def _drop_unused(graph) -> None:
-    """Remove nodes none of whose outputs is used (repeatedly), then unused initializers."""
-    outputs = {o.name for o in graph.output}
-    while True:
-        used = outputs | {name for node in graph.node for name in node.input}
-        dead = [node for node in graph.node if not any(out in used for out in node.output)]
-        if not dead:
-            break
-        for node in dead:
-            graph.node.remove(node)
-    used = {name for node in graph.node for name in node.input}
-    for init in [i for i in graph.initializer if i.name not in used]:
-        graph.initializer.remove(init)
 
 
 __all__ = ["constant_norm_reshapes", "FLATTEN_SHAPE", "UNFLATTEN_SHAPE"]

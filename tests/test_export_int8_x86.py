@@ -18,6 +18,7 @@ from ort_profile import profiled_nodes  # noqa: E402
 from qemu_haswell import here_and_on_haswell, needs_qemu  # noqa: E402
 
 from stylize_rt import contract  # noqa: E402
+from stylize_rt.export.graph_links import int_attribute  # noqa: E402
 from stylize_rt.export.int8 import WEIGHT_QMAX, quantize_qdq  # noqa: E402
 from stylize_rt.export.int8_x86 import exact_on_every_x86  # noqa: E402
 from stylize_rt.export.parity import ort_session  # noqa: E402
@@ -109,7 +110,7 @@ def _shipped_encoder():
 def test_the_shipped_classifier_has_no_dense_weight_beyond_the_grid():
     path, record = _shipped_encoder()
     model = onnx.load(str(path))
-    groups = {n.name: next((a.i for a in n.attribute if a.name == "group"), 1) for n in model.graph.node}
+    groups = {n.name: int_attribute(n, "group", 1) for n in model.graph.node}
     codes = _weight_codes(model)
     dense = [c for name, c in codes.items() if groups[name] == 1]
     assert len(dense) == record["int8"]["layers"]["dense_7bit"] == 16

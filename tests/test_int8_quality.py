@@ -120,14 +120,14 @@ def test_the_shipped_int8_graph_computes_the_same_on_an_avx2_cpu_without_vnni(tm
     import cv2
     import numpy as np
 
+    from stylize_rt.export.frames import graph_feeds
     from stylize_rt.models import get_model
     from stylize_rt.training.data import held_out_photos
 
     folder = get_model("styles6").directory
     styles = len(json.loads(read_metadata(folder / contract.CHECKPOINT_ONNX_INT8)[contract.INT8_QUALITY])["per_style"])
     photos = [cv2.resize(p, (128, 72), interpolation=cv2.INTER_AREA) for p in list(held_out_photos().values())[:2]]
-    frames = np.stack([p for p in photos for _ in range(styles)])
-    feeds = {"input": frames, "style": np.tile(np.eye(styles, dtype=np.float32), (len(photos), 1)),
-             "strength": np.ones(len(frames), np.float32), "preserve_color": np.zeros(len(frames), np.float32)}
+    per_style = [graph_feeds(np.stack(photos), "uint8_nhwc", styles, style=s) for s in range(styles)]
+    feeds = {name: np.concatenate([f[name] for f in per_style]) for name in per_style[0]}  # one run, every style
     here, emulated = here_and_on_haswell(folder / contract.CHECKPOINT_ONNX_INT8, feeds, tmp_path)
     assert np.abs(here.astype(int) - emulated.astype(int)).max() <= 1
