@@ -59,7 +59,7 @@ $(SYSTEM_STAMP): | $(PY)
 	@if command -v ffprobe >/dev/null && command -v chromium >/dev/null && command -v qemu-x86_64 >/dev/null; then touch $@; fi
 
 # Retrain and re-export the embedded default models (wall times: docs/MODELS.md, docs/CAPTIONER.md).
-# The generator: training (~29 min at 1 thread), then its INT8 fine-tune (export.qat, ~13 min at 1
+# The generator: training (20-29 min at 1 thread), then its INT8 fine-tune (export.qat, 13-21 min at 1
 # thread), then both graphs and the INT8 quality floor (~1 min); --qat-only reruns the last two.
 # The captioner: the fact decoder on synthetic facts (MLE + caption GAN, ~17-25 min at 1 thread), then
 # export with the INT8 ImageNet classifier (~1-2 min), then its numbers on the packaged photos (~3 min).
